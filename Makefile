@@ -1,0 +1,28 @@
+# The two commands: `make demo` sets up and runs the main job; `make test` sets up and runs the checks.
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+TASKS ?= 5
+
+.PHONY: setup demo test lint typecheck pytest bench
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	$(BIN)/aimesh run --tasks $(TASKS)
+
+test: setup lint typecheck pytest
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python -m benchmarks.run_all

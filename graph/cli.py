@@ -1,0 +1,140 @@
+"""The `aimesh` command line."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from langgraph.checkpoint.sqlite import SqliteSaver
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from graph.runner import BatchRunner, TaskOutcome, compile_mesh, read_manifest, write_manifest
+from graph.settings import Settings
+from llm.chat import LLMUnavailableError
+from llm.cli import model_app
+from nodes.dataset import DatasetError, load_tasks
+from nodes.services import Services
+from sandbox import SandboxError
+
+app = typer.Typer(
+    help="AI-Mesh: closed-loop, self-improving code generation.", no_args_is_help=True
+)
+app.add_typer(model_app, name="model", help="Fetch and serve the embedded local model.")
+console = Console()
+INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
+    LLMUnavailableError,
+    SandboxError,
+    DatasetError,
+    FileNotFoundError,
+)
+
+
+@contextlib.contextmanager
+def readable_errors() -> Iterator[None]:
+    """Turn infrastructure failures into one readable line and exit code 2."""
+    try:
+        yield
+    except INFRASTRUCTURE_ERRORS as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def settings_with(**overrides: Any) -> Settings:
+    """Settings from the environment, with the CLI's explicit options on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@app.command()
+def run(
+    tasks: Annotated[int, typer.Option("--tasks", "-n", min=1, help="how many tasks")] = 3,
+    dataset: Annotated[Path | None, typer.Option(help="HumanEval-format JSONL of tasks")] = None,
+    attempts: Annotated[int | None, typer.Option(min=1, max=10, help="consumer attempts")] = None,
+    sandbox: Annotated[str | None, typer.Option(help="local | e2b | docker")] = None,
+    llm: Annotated[str | None, typer.Option(help="auto | openai | local | scripted")] = None,
+    resume: Annotated[str | None, typer.Option(help="batch id to resume")] = None,
+) -> None:
+    """Run tasks through the closed loop and print a results table."""
+    with readable_errors():
+        settings = settings_with(max_attempts=attempts, sandbox=sandbox, llm=llm)
+        manifest_dir = settings.data_dir / "batches"
+        if resume:
+            args = read_manifest(manifest_dir / f"{resume}.json")
+            tasks, dataset = args["tasks"], Path(args["dataset"]) if args["dataset"] else None
+            settings = settings_with(max_attempts=args["attempts"], sandbox=args["sandbox"])
+        given = load_tasks(dataset, limit=tasks) if dataset else [None] * tasks
+        services = Services.from_settings(settings)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with SqliteSaver.from_conn_string(str(settings.checkpoint_db)) as checkpointer:
+            runner = BatchRunner(compile_mesh(checkpointer), services, batch_id=resume)
+            write_manifest(
+                manifest_dir / f"{runner.batch_id}.json",
+                tasks=len(given),
+                dataset=dataset,
+                attempts=settings.max_attempts,
+                sandbox=settings.sandbox,
+            )
+            console.print(
+                f"batch [bold]{runner.batch_id}[/] (resume with --resume {runner.batch_id})"
+            )
+            outcomes = _run_with_progress(runner, given, settings.max_attempts)
+        console.print(outcome_table(outcomes))
+        solved = sum(o.passed for o in outcomes)
+        console.print(f"solved {solved}/{len(outcomes)}")
+
+
+def _run_with_progress(
+    runner: BatchRunner, given: list[Any], max_attempts: int
+) -> list[TaskOutcome]:
+    outcomes: list[TaskOutcome] = []
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("tasks", total=len(given))
+
+        def on_node(index: int, node: str) -> None:
+            progress.update(bar, description=f"task {index + 1}: {node}")
+
+        for index, task in enumerate(given):
+            outcomes.append(runner.run_task(index, task, max_attempts, on_node=on_node))
+            progress.advance(bar)
+        progress.update(bar, description="tasks")
+    return outcomes
+
+
+def outcome_table(outcomes: list[TaskOutcome]) -> Table:
+    """The final results as a rich table."""
+    table = Table(title="AI-Mesh results")
+    for column in ("#", "task", "category", "diff", "attempts", "passed", "reward", "audit", "s"):
+        table.add_column(column)
+    for o in outcomes:
+        table.add_row(
+            str(o.index + 1),
+            o.task_id,
+            o.category,
+            str(o.difficulty),
+            str(o.attempts),
+            "[green]yes[/]" if o.passed else "[red]no[/]",
+            f"{o.reward:.2f}",
+            o.verdict,
+            f"{o.seconds:.1f}",
+        )
+    return table
+
+
+def main() -> None:
+    """Entry point for `python -m graph.cli`."""
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

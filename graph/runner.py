@@ -1,0 +1,119 @@
+"""Run batches of tasks through the compiled graph with a checkpointer, resumably."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+from pydantic import BaseModel
+
+from graph.builder import build_graph
+from graph.edges import EdgeSink
+from graph.state import MeshState, Task
+from nodes.services import Services
+
+GRAPH_NAME = "ai-mesh"
+
+NodeCallback = Callable[[int, str], None]
+
+
+class TaskOutcome(BaseModel):
+    """One row of a batch's results."""
+
+    index: int
+    task_id: str
+    category: str
+    difficulty: int
+    attempts: int
+    first_attempt_passed: bool
+    passed: bool
+    reward: float
+    verdict: str
+    tokens: int
+    seconds: float
+    error: str | None = None
+
+    @classmethod
+    def of(cls, index: int, state: MeshState, seconds: float) -> TaskOutcome:
+        first = state.attempts[0].execution if state.attempts else None
+        return cls(
+            index=index,
+            task_id=state.task.task_id if state.task else "-",
+            category=state.task.category if state.task else "-",
+            difficulty=state.task.difficulty if state.task else 0,
+            attempts=len(state.attempts),
+            first_attempt_passed=bool(first and first.passed),
+            passed=state.passed,
+            reward=state.review.reward if state.review else 0.0,
+            verdict=state.report.verdict if state.report else "-",
+            tokens=state.tokens_used,
+            seconds=round(seconds, 3),
+            error=state.error,
+        )
+
+
+def compile_mesh(
+    checkpointer: BaseCheckpointSaver | None = None, edge_sink: EdgeSink | None = None
+) -> CompiledStateGraph:
+    """The compiled, named graph."""
+    return build_graph(edge_sink).compile(checkpointer=checkpointer, name=GRAPH_NAME)
+
+
+class BatchRunner:
+    """Runs task i of a batch on thread `<batch>-<i>`; a rerun of the batch resumes unfinished
+    tasks from their last checkpoint and skips finished ones."""
+
+    def __init__(
+        self, graph: CompiledStateGraph, services: Services, batch_id: str | None = None
+    ) -> None:
+        self.graph = graph
+        self.services = services
+        self.batch_id = batch_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+    def run_task(
+        self,
+        index: int,
+        task: Task | None = None,
+        max_attempts: int | None = None,
+        on_node: NodeCallback | None = None,
+    ) -> TaskOutcome:
+        """Run (or resume, or just read back) task `index` of the batch."""
+        config = self.services.as_config(thread_id=f"{self.batch_id}-{index}")
+        snapshot = self.graph.get_state(config)
+        started = time.perf_counter()
+        if snapshot.values and not snapshot.next:
+            state = MeshState.model_validate(snapshot.values)
+            return TaskOutcome.of(index, state, seconds=0.0)
+        payload: Any = None
+        if not snapshot.values:
+            payload = MeshState(
+                task_index=index,
+                task=task,
+                max_attempts=max_attempts or self.services.settings.max_attempts,
+            )
+        for update in self.graph.stream(payload, config, stream_mode="updates"):
+            for node in update:
+                if on_node is not None:
+                    on_node(index, node)
+        state = MeshState.model_validate(self.graph.get_state(config).values)
+        return TaskOutcome.of(index, state, seconds=time.perf_counter() - started)
+
+
+def write_manifest(path: Path, **fields: Any) -> None:
+    """Record how a batch was started, so that `--resume` can rerun it identically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(fields, indent=2, default=str))
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The recorded arguments of a batch."""
+    if not path.exists():
+        raise FileNotFoundError(f"no batch manifest at {path}")
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data

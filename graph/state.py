@@ -1,0 +1,121 @@
+"""The mesh's state: one task travelling through producer, consumer, sandbox, reviewer, supervisor."""
+
+from __future__ import annotations
+
+import operator
+import uuid
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from sandbox.base import ExecutionResult
+
+Status = Literal["new", "solving", "tested", "reviewed", "done", "failed"]
+
+
+class Task(BaseModel):
+    """A programming task: statement, signature, independent tests, category and difficulty."""
+
+    task_id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
+    statement: str
+    signature: str = Field(
+        description="the function signature, e.g. `def add(a: int, b: int) -> int`"
+    )
+    entry_point: str
+    tests: list[str] = Field(description="independent test snippets, usually one assert each")
+    setup: str = Field("", description="code run before the tests (imports, helpers)")
+    category: str = "general"
+    difficulty: int = Field(1, ge=1, le=10)
+    source: str = "producer"
+    reference_solution: str | None = None
+
+
+class Attempt(BaseModel):
+    """One consumer attempt and what the sandbox made of it."""
+
+    number: int
+    code: str
+    execution: ExecutionResult | None = None
+    tokens: int = 0
+    latency_ms: float = 0.0
+
+
+def merge_attempts(left: list[Attempt], right: list[Attempt]) -> list[Attempt]:
+    """Reducer: an attempt with a known number replaces it (sandbox adds its result); new ones append."""
+    merged = {a.number: a for a in left}
+    for attempt in right:
+        attempt = Attempt.model_validate(attempt)
+        merged[attempt.number] = attempt
+    return [merged[n] for n in sorted(merged)]
+
+
+class ReviewScores(BaseModel):
+    """The reward's components, each 0..1."""
+
+    correctness: float = 0.0
+    efficiency: float = 0.0
+    readability: float = 0.0
+    adherence: float = 0.0
+
+
+class Review(BaseModel):
+    """The reviewer's verdict on the final attempt."""
+
+    reward: float = Field(ge=0.0, le=1.0)
+    scores: ReviewScores
+    critique: str
+    findings: list[str] = Field(default_factory=list)
+
+
+class Report(BaseModel):
+    """The supervisor's audit of a finished task."""
+
+    verdict: Literal["ok", "warn", "flag"]
+    findings: list[str] = Field(default_factory=list)
+    summary: str
+    wall_time_s: float = 0.0
+    tokens_used: int = 0
+
+
+class MeshState(BaseModel):
+    """Graph state. Nodes return partial updates; `attempts` and `tokens_used` accumulate."""
+
+    run_id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
+    task_index: int = Field(0, description="position of this task in a batch (drives difficulty)")
+    task: Task | None = None
+    max_attempts: int = Field(3, ge=1, le=10, description="consumer attempts before review")
+    attempts: Annotated[list[Attempt], merge_attempts] = Field(default_factory=list)
+    review: Review | None = None
+    report: Report | None = None
+    prompt_versions: dict[str, str] = Field(default_factory=dict)
+    tokens_used: Annotated[int, operator.add] = 0
+    memory_hits: Annotated[int, operator.add] = 0
+    status: Status = "new"
+    error: str | None = None
+    started_at: float | None = None
+
+    @property
+    def last_attempt(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    @property
+    def passed(self) -> bool:
+        last = self.last_attempt
+        return bool(last and last.execution and last.execution.passed)
+
+
+REDUCED_FIELDS: dict[str, Callable[[Any, Any], Any]] = {
+    "attempts": merge_attempts,
+    "tokens_used": operator.add,
+    "memory_hits": operator.add,
+}
+
+
+def apply_update(state: MeshState, update: dict[str, Any]) -> MeshState:
+    """Merge a node's partial update into a state exactly as the graph's reducers do."""
+    values = {name: getattr(state, name) for name in MeshState.model_fields}
+    for key, value in update.items():
+        reducer = REDUCED_FIELDS.get(key)
+        values[key] = reducer(values[key], value) if reducer else value
+    return MeshState.model_validate(values)

@@ -1,0 +1,99 @@
+"""Chat models for the agents: any OpenAI-compatible endpoint, the embedded local model, or the
+scripted test double; one call helper that counts tokens and turns outages into one clear line."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+
+from graph.settings import Settings
+
+
+class LLMUnavailableError(RuntimeError):
+    """The LLM endpoint cannot be reached or refused the request."""
+
+
+@dataclass(frozen=True)
+class LLMReply:
+    """A model's text answer and the tokens it cost."""
+
+    text: str
+    tokens: int
+
+
+_local_server_lock = threading.Lock()
+_local_server_url: str | None = None
+
+
+def _local_model_url(settings: Settings) -> str:
+    """Start the embedded llama.cpp server once per process and return its base URL."""
+    global _local_server_url
+    with _local_server_lock:
+        if _local_server_url is None:
+            from llm.local_server import LocalModelServer
+
+            server = LocalModelServer.from_settings(settings)
+            server.start()
+            atexit.register(server.stop)
+            _local_server_url = server.base_url
+        return _local_server_url
+
+
+def resolve_provider(settings: Settings) -> str:
+    """Which provider `auto` means here: openai when an endpoint or key is configured, else local."""
+    if settings.llm != "auto":
+        return settings.llm
+    if settings.llm_base_url or os.environ.get("OPENAI_API_KEY"):
+        return "openai"
+    return "local"
+
+
+def make_chat_model(settings: Settings) -> BaseChatModel:
+    """The chat model the settings ask for (starting the local model server when needed)."""
+    provider = resolve_provider(settings)
+    if provider == "scripted":
+        from llm.scripted import ScriptedChatModel
+
+        return ScriptedChatModel()
+    from langchain_openai import ChatOpenAI
+
+    if provider == "local":
+        base_url: str | None = _local_model_url(settings)
+        api_key = "local"
+    else:
+        base_url = settings.llm_base_url
+        secret = settings.llm_api_key
+        api_key = secret.get_secret_value() if secret else os.environ.get("OPENAI_API_KEY", "none")
+    return ChatOpenAI(
+        model=settings.llm_model,
+        base_url=base_url,
+        api_key=api_key,
+        temperature=settings.llm_temperature,
+        timeout=settings.llm_timeout_s,
+        max_retries=1,
+        # llama.cpp's server ignores max_completion_tokens; it reads max_tokens.
+        extra_body={"max_tokens": settings.llm_max_tokens},
+    )
+
+
+def ask(model: BaseChatModel, messages: list[BaseMessage], **kwargs: Any) -> LLMReply:
+    """Invoke the model; return text and token count, or raise LLMUnavailableError (one line)."""
+    try:
+        reply = model.invoke(messages, **kwargs)
+    except openai.APIConnectionError as exc:
+        url = getattr(model, "openai_api_base", None) or "the configured endpoint"
+        raise LLMUnavailableError(f"cannot reach the LLM at {url}: {exc}") from exc
+    except openai.APIStatusError as exc:
+        raise LLMUnavailableError(
+            f"the LLM refused the request: {exc.status_code} {exc.message}"
+        ) from exc
+    usage = getattr(reply, "usage_metadata", None) or {}
+    text = reply.content if isinstance(reply.content, str) else str(reply.content)
+    return LLMReply(text=text, tokens=int(usage.get("total_tokens", 0)))

@@ -1,0 +1,185 @@
+"""ScriptedChatModel: a deterministic TEST DOUBLE for the agents' LLM.
+
+It recognises the mesh's three requests (new task, solve task, critique) and answers from a small
+built-in catalogue, so the whole loop runs offline in seconds. Some tasks are answered wrongly on
+the first attempt and correctly once the sandbox's error is fed back, exercising the retry path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+
+@dataclass(frozen=True)
+class ScriptedTask:
+    """One catalogue entry: the task, its reference solution, and an optional first wrong try."""
+
+    statement: str
+    signature: str
+    entry_point: str
+    tests: tuple[str, ...]
+    category: str
+    solution: str
+    first_try: str | None = None
+
+
+CATALOGUE: tuple[ScriptedTask, ...] = (
+    ScriptedTask(
+        "Return the sum of two integers.",
+        "def add(a: int, b: int) -> int",
+        "add",
+        ("assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(0, 0) == 0"),
+        "math",
+        "def add(a: int, b: int) -> int:\n    return a + b\n",
+    ),
+    ScriptedTask(
+        "Reverse the order of the words in a sentence; words are separated by single spaces.",
+        "def reverse_words(text: str) -> str",
+        "reverse_words",
+        (
+            "assert reverse_words('a b c') == 'c b a'",
+            "assert reverse_words('hello') == 'hello'",
+            "assert reverse_words('') == ''",
+        ),
+        "strings",
+        "def reverse_words(text: str) -> str:\n    return ' '.join(reversed(text.split(' ')))\n",
+        first_try="def reverse_words(text: str) -> str:\n    return text[::-1]\n",
+    ),
+    ScriptedTask(
+        "Return True if the string is a palindrome, ignoring case and non-alphanumerics.",
+        "def is_palindrome(text: str) -> bool",
+        "is_palindrome",
+        (
+            "assert is_palindrome('A man, a plan, a canal: Panama')",
+            "assert not is_palindrome('abc')",
+            "assert is_palindrome('')",
+            "assert is_palindrome('No lemon, no melon')",
+        ),
+        "strings",
+        "def is_palindrome(text: str) -> bool:\n"
+        "    cleaned = [c.lower() for c in text if c.isalnum()]\n"
+        "    return cleaned == cleaned[::-1]\n",
+    ),
+    ScriptedTask(
+        "Merge overlapping closed intervals and return them sorted by start.",
+        "def merge_intervals(intervals: list[list[int]]) -> list[list[int]]",
+        "merge_intervals",
+        (
+            "assert merge_intervals([[1, 3], [2, 6], [8, 10]]) == [[1, 6], [8, 10]]",
+            "assert merge_intervals([[1, 4], [4, 5]]) == [[1, 5]]",
+            "assert merge_intervals([]) == []",
+            "assert merge_intervals([[5, 6], [1, 2]]) == [[1, 2], [5, 6]]",
+        ),
+        "lists",
+        "def merge_intervals(intervals: list[list[int]]) -> list[list[int]]:\n"
+        "    merged: list[list[int]] = []\n"
+        "    for start, end in sorted(intervals):\n"
+        "        if merged and start <= merged[-1][1]:\n"
+        "            merged[-1][1] = max(merged[-1][1], end)\n"
+        "        else:\n"
+        "            merged.append([start, end])\n"
+        "    return merged\n",
+        first_try="def merge_intervals(intervals: list[list[int]]) -> list[list[int]]:\n"
+        "    return sorted(intervals)\n",
+    ),
+    ScriptedTask(
+        "Convert a positive integer (1..3999) to a Roman numeral.",
+        "def to_roman(n: int) -> str",
+        "to_roman",
+        (
+            "assert to_roman(1) == 'I'",
+            "assert to_roman(4) == 'IV'",
+            "assert to_roman(1994) == 'MCMXCIV'",
+            "assert to_roman(3999) == 'MMMCMXCIX'",
+        ),
+        "parsing",
+        "def to_roman(n: int) -> str:\n"
+        "    table = [(1000, 'M'), (900, 'CM'), (500, 'D'), (400, 'CD'), (100, 'C'), (90, 'XC'),\n"
+        "             (50, 'L'), (40, 'XL'), (10, 'X'), (9, 'IX'), (5, 'V'), (4, 'IV'), (1, 'I')]\n"
+        "    out = []\n"
+        "    for value, symbol in table:\n"
+        "        count, n = divmod(n, value)\n"
+        "        out.append(symbol * count)\n"
+        "    return ''.join(out)\n",
+    ),
+    ScriptedTask(
+        "Return the n-th Fibonacci number (fib(0) = 0, fib(1) = 1) in linear time.",
+        "def fib(n: int) -> int",
+        "fib",
+        ("assert fib(0) == 0", "assert fib(1) == 1", "assert fib(10) == 55", "assert fib(90) > 0"),
+        "recursion",
+        "def fib(n: int) -> int:\n    a, b = 0, 1\n    for _ in range(n):\n"
+        "        a, b = b, a + b\n    return a\n",
+        first_try="def fib(n: int) -> int:\n    a, b = 1, 1\n    for _ in range(n):\n"
+        "        a, b = b, a + b\n    return a\n",
+    ),
+)
+
+_BY_NAME = {t.entry_point: t for t in CATALOGUE}
+_TASK_NUMBER = re.compile(r"Create task #(\d+) at difficulty (\d+)")
+_ENTRY_POINT = re.compile(r"Implement `([A-Za-z_][A-Za-z0-9_]*)`")
+
+
+class ScriptedChatModel(BaseChatModel):
+    """Deterministic stand-in for a chat model (TEST DOUBLE): no network, no randomness."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "aimesh-scripted"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        prompt = "\n".join(str(m.content) for m in messages)
+        text = self._answer(prompt)
+        prompt_tokens, completion_tokens = len(prompt) // 4, len(text) // 4
+        message = AIMessage(
+            content=text,
+            usage_metadata={
+                "input_tokens": prompt_tokens,
+                "output_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _answer(self, prompt: str) -> str:
+        if match := _TASK_NUMBER.search(prompt):
+            task = CATALOGUE[(int(match.group(1)) - 1) % len(CATALOGUE)]
+            return json.dumps(
+                {
+                    "statement": task.statement,
+                    "signature": task.signature,
+                    "entry_point": task.entry_point,
+                    "tests": list(task.tests),
+                    "category": task.category,
+                    "difficulty": int(match.group(2)),
+                    "reference_solution": task.solution,
+                }
+            )
+        if "Findings:" in prompt:
+            return "The solution is concise and passes its tests; naming is clear. Consider edge cases."
+        if match := _ENTRY_POINT.search(prompt):
+            return f"```python\n{self._solve(match.group(1), retry='previous attempt failed' in prompt)}```"
+        return "I can only answer the AI-Mesh agents' requests."
+
+    @staticmethod
+    def _solve(entry_point: str, *, retry: bool) -> str:
+        task = _BY_NAME.get(entry_point)
+        if task is None:
+            return f"def {entry_point}(*args, **kwargs):\n    raise NotImplementedError\n"
+        if task.first_try and not retry:
+            return task.first_try
+        return task.solution

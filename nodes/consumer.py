@@ -1,0 +1,47 @@
+"""Consumer: writes the solution; on a retry it sees its previous code and the sandbox's error."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
+
+from graph.state import Attempt, MeshState
+from llm.chat import ask
+from nodes import prompts
+from nodes.code_extraction import prepare_solution
+from nodes.services import get_services
+
+
+def consumer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
+    """Write the next attempt for the state's task."""
+    services = get_services(config)
+    task = state.task
+    if task is None:
+        raise ValueError("consumer needs a task")
+    system = services.prompts[prompts.CONSUMER_SYSTEM]
+    messages: list[BaseMessage] = [
+        SystemMessage(system.text),
+        HumanMessage(prompts.consumer_request(task.statement, task.signature, task.entry_point)),
+    ]
+    previous = state.last_attempt
+    if previous is not None and previous.execution is not None:
+        messages.append(
+            HumanMessage(prompts.consumer_retry(previous.code, previous.execution.feedback()))
+        )
+    started = time.perf_counter()
+    reply = ask(services.llm, messages)
+    attempt = Attempt(
+        number=len(state.attempts) + 1,
+        code=prepare_solution(reply.text, task.entry_point, context_source=task.statement),
+        tokens=reply.tokens,
+        latency_ms=(time.perf_counter() - started) * 1000,
+    )
+    return {
+        "attempts": [attempt],
+        "tokens_used": reply.tokens,
+        "status": "solving",
+        "prompt_versions": {**state.prompt_versions, system.name: system.version},
+    }

@@ -1,0 +1,110 @@
+"""Tasks from HumanEval-format JSONL (task_id, prompt, entry_point, test, canonical_solution).
+
+HumanEval's `check(candidate)` is split into independent tests so that the sandbox can count
+tests passed/total: each assert becomes one test, preceded by the non-assert statements that come
+before it in `check` (they set up data the assert uses). The test file's module-level code
+(imports, helpers) becomes the task's setup.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from graph.state import Task
+
+
+class DatasetError(ValueError):
+    """A dataset file or record that cannot be turned into tasks."""
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Records of a .jsonl or .jsonl.gz file."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+
+
+def load_tasks(path: Path, limit: int | None = None) -> list[Task]:
+    """The first `limit` tasks of a HumanEval-format JSONL file."""
+    if not path.exists():
+        raise DatasetError(f"dataset file not found: {path}")
+    tasks = []
+    for record in read_jsonl(path):
+        tasks.append(humaneval_task(record))
+        if limit is not None and len(tasks) >= limit:
+            break
+    return tasks
+
+
+def humaneval_task(record: dict[str, Any]) -> Task:
+    """One HumanEval record as a Task (its canonical solution is the reference)."""
+    try:
+        prompt, entry_point, test = record["prompt"], record["entry_point"], record["test"]
+    except KeyError as exc:
+        raise DatasetError(f"record {record.get('task_id', '?')} lacks field {exc}") from exc
+    setup, tests = split_check(test, entry_point)
+    canonical = record.get("canonical_solution")
+    return Task(
+        task_id=str(record.get("task_id", entry_point)).replace("/", "-"),
+        statement=prompt,
+        signature=_signature(prompt, entry_point),
+        entry_point=entry_point,
+        tests=tests,
+        setup=setup,
+        category=str(record.get("category", "humaneval")),
+        difficulty=int(record.get("difficulty", 5)),
+        source="dataset",
+        reference_solution=prompt + canonical if canonical else None,
+    )
+
+
+def split_check(test_code: str, entry_point: str) -> tuple[str, list[str]]:
+    """Module-level setup and one test per assert inside `check(candidate)`."""
+    try:
+        module = ast.parse(test_code)
+    except SyntaxError as exc:
+        raise DatasetError(f"test code does not parse: {exc.msg}") from exc
+    setup: list[str] = []
+    check: ast.FunctionDef | None = None
+    for node in module.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "check":
+            check = node
+        else:
+            setup.append(ast.unparse(node))
+    if check is None:
+        raise DatasetError("test code has no check(candidate) function")
+    bind = f"candidate = {entry_point}"
+    tests: list[str] = []
+    prelude: list[str] = []
+    for statement in check.body:
+        source = ast.unparse(statement)
+        if any(isinstance(n, ast.Assert) for n in ast.walk(statement)):
+            tests.append("\n".join([bind, *prelude, source]))
+        elif not (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)):
+            prelude.append(source)
+    if not tests:
+        raise DatasetError("check(candidate) contains no assert")
+    return "\n".join(setup), tests
+
+
+def _signature(prompt: str, entry_point: str) -> str:
+    try:
+        module = ast.parse(prompt)
+    except SyntaxError:
+        return f"def {entry_point}(...)"
+    for node in module.body:
+        if isinstance(node, ast.FunctionDef) and node.name == entry_point:
+            returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""
+            return f"def {entry_point}({ast.unparse(node.args)}){returns}"
+    return f"def {entry_point}(...)"

@@ -1,0 +1,86 @@
+"""Producer: invents a task of rising difficulty and only emits it once its tests pass its own
+reference solution in the sandbox. A task supplied in the input (a dataset) is validated the same
+way when it carries a reference solution."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
+
+from graph.state import MeshState, Task
+from llm.chat import ask
+from nodes import prompts
+from nodes.services import Services, get_services
+from nodes.task_parsing import TaskParseError, parse_task
+from sandbox import ExecutionResult, SandboxJob
+
+
+def target_difficulty(task_index: int) -> int:
+    """Difficulty rises by one every two tasks, from 1 to 10."""
+    return min(10, 1 + task_index // 2)
+
+
+def validate_task(services: Services, task: Task) -> ExecutionResult:
+    """Run the task's tests against its own reference solution."""
+    return services.sandbox.run(
+        SandboxJob(
+            code=task.reference_solution or "",
+            tests=task.tests,
+            setup=task.setup,
+            entry_point=task.entry_point,
+            timeout_s=services.settings.sandbox_timeout_s,
+            memory_mb=services.settings.sandbox_memory_mb,
+        )
+    )
+
+
+def producer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
+    """Produce (or validate) the task for this run."""
+    services = get_services(config)
+    started = {"started_at": state.started_at or time.time()}
+    prompt = services.prompts[prompts.PRODUCER_SYSTEM]
+    versions = {**state.prompt_versions, prompt.name: prompt.version}
+    if state.task is not None:
+        if state.task.reference_solution:
+            result = validate_task(services, state.task)
+            if not result.passed:
+                return {
+                    **started,
+                    "status": "failed",
+                    "prompt_versions": versions,
+                    "error": f"supplied task fails its own tests: {result.feedback()}",
+                }
+        return {**started, "status": "solving", "prompt_versions": versions}
+    return {**started, **_invent_task(services, state), "prompt_versions": versions}
+
+
+def _invent_task(services: Services, state: MeshState) -> dict[str, Any]:
+    difficulty = target_difficulty(state.task_index)
+    messages: list[BaseMessage] = [
+        SystemMessage(services.prompts[prompts.PRODUCER_SYSTEM].text),
+        HumanMessage(prompts.producer_request(state.task_index, difficulty, [])),
+    ]
+    llm = services.llm.bind(response_format={"type": "json_object"})
+    tokens = 0
+    error = "no attempt made"
+    for _ in range(services.settings.producer_max_tries):
+        reply = ask(llm, messages)  # type: ignore[arg-type]
+        tokens += reply.tokens
+        try:
+            task = parse_task(reply.text, difficulty=difficulty)
+        except TaskParseError as exc:
+            error = str(exc)
+        else:
+            result = validate_task(services, task)
+            if result.passed:
+                return {"task": task, "status": "solving", "tokens_used": tokens}
+            error = f"the reference solution fails the tests:\n{result.feedback()}"
+        messages += [AIMessage(reply.text), HumanMessage(prompts.producer_retry(error))]
+    return {
+        "status": "failed",
+        "tokens_used": tokens,
+        "error": f"producer gave up after {services.settings.producer_max_tries} tries: {error}",
+    }

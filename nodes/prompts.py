@@ -1,0 +1,84 @@
+"""Every prompt the agents use, versioned by name. A version is never edited: add a new one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One immutable prompt version."""
+
+    name: str
+    version: str
+    text: str
+
+
+PRODUCER_SYSTEM = "producer.system"
+CONSUMER_SYSTEM = "consumer.system"
+REVIEWER_SYSTEM = "reviewer.system"
+
+_SEED_PROMPTS: tuple[Prompt, ...] = (
+    Prompt(
+        PRODUCER_SYSTEM,
+        "v1",
+        "You invent self-contained Python programming tasks for a code-generation agent.\n"
+        "Answer with ONE JSON object and nothing else, with these keys:\n"
+        '  "statement": what the function must do, with edge cases (plain English),\n'
+        '  "signature": the Python signature, e.g. "def add(a: int, b: int) -> int",\n'
+        '  "entry_point": the function name,\n'
+        '  "tests": a list of 4 to 8 strings, each ONE assert statement calling the function,\n'
+        '  "category": a short topic such as strings, math, lists, dicts, parsing, recursion,\n'
+        '  "difficulty": an integer 1..10,\n'
+        '  "reference_solution": a complete, correct Python implementation.\n'
+        "Use only the standard library. The reference solution must pass every test.",
+    ),
+    Prompt(
+        CONSUMER_SYSTEM,
+        "v1",
+        "You are an expert Python programmer. Write a correct, efficient, readable solution.\n"
+        "Answer with a single ```python code block containing the complete function (with any\n"
+        "imports it needs) and nothing else: no explanations, no example calls, no tests.",
+    ),
+    Prompt(
+        REVIEWER_SYSTEM,
+        "v1",
+        "You are a strict code reviewer. Given a task, a solution and measured findings, write a\n"
+        "critique of at most three sentences: what is good, what is wrong, what to improve.",
+    ),
+)
+
+SEED_PROMPTS: dict[str, Prompt] = {p.name: p for p in _SEED_PROMPTS}
+
+
+def producer_request(task_index: int, difficulty: int, avoid_categories: list[str]) -> str:
+    """The producer's user message for one new task."""
+    avoid = ", ".join(avoid_categories) if avoid_categories else "none yet"
+    return (
+        f"Create task #{task_index + 1} at difficulty {difficulty} (1 = trivial, 10 = hard).\n"
+        f"Categories already covered (prefer a different one): {avoid}."
+    )
+
+
+def producer_retry(error: str) -> str:
+    """The producer's follow-up when its own reference failed its tests or the JSON was invalid."""
+    return f"That task was rejected: {error}\nAnswer again with a corrected JSON object."
+
+
+def consumer_request(statement: str, signature: str, entry_point: str) -> str:
+    """The consumer's user message for a task."""
+    return f"Task:\n{statement}\n\nImplement `{entry_point}` with this signature:\n{signature}\n"
+
+
+def consumer_retry(previous_code: str, feedback: str) -> str:
+    """Feedback to the consumer after a failed attempt."""
+    return (
+        f"Your previous attempt failed.\n```python\n{previous_code}\n```\n"
+        f"Sandbox result:\n{feedback}\n\nFix the code. Answer with the complete corrected function."
+    )
+
+
+def reviewer_request(statement: str, code: str, findings: list[str]) -> str:
+    """The reviewer's user message."""
+    listed = "\n".join(f"- {f}" for f in findings) or "- none"
+    return f"Task:\n{statement}\n\nSolution:\n```python\n{code}\n```\n\nFindings:\n{listed}\n"

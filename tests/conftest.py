@@ -1,0 +1,22 @@
+"""Shared fixtures: settings and services wired to the scripted LLM test double."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from graph.settings import Settings
+from nodes.services import Services
+
+
+@pytest.fixture
+def scripted_settings(tmp_path: Path) -> Settings:
+    """Settings for an offline run: scripted LLM, local sandbox, data in a temp dir."""
+    return Settings(llm="scripted", data_dir=tmp_path / "data", sandbox_timeout_s=10.0)
+
+
+@pytest.fixture
+def scripted_services(scripted_settings: Settings) -> Services:
+    """Services with the scripted LLM test double and the real local sandbox."""
+    return Services.from_settings(scripted_settings)

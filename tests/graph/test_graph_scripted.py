@@ -1,0 +1,111 @@
+"""The whole loop in process: scripted LLM test double, real bubblewrap sandbox, real SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from graph.edges import StepRecord
+from graph.runner import BatchRunner, compile_mesh
+from graph.state import MeshState
+from nodes.services import Services
+from sandbox import SandboxError
+
+
+class RecordingSink:
+    """Test double for the Kafka edge sink: keeps every step in memory."""
+
+    def __init__(self) -> None:
+        self.steps: list[StepRecord] = []
+
+    def on_step(self, step: StepRecord) -> None:
+        self.steps.append(step)
+
+
+def test_a_task_goes_through_all_five_agents(scripted_services: Services) -> None:
+    sink = RecordingSink()
+    graph = compile_mesh(edge_sink=sink)
+    final = MeshState.model_validate(
+        graph.invoke(MeshState(task_index=0), scripted_services.as_config())
+    )
+    assert final.passed and final.status == "done"
+    assert final.review is not None and 0.9 <= final.review.reward <= 1.0
+    assert final.report is not None and final.report.verdict == "ok"
+    assert [s.node for s in sink.steps] == [
+        "producer",
+        "consumer",
+        "sandbox",
+        "reviewer",
+        "supervisor",
+    ]
+    assert sink.steps[-1].next_node == "__end__"
+    assert final.prompt_versions == {
+        "producer.system": "v1",
+        "consumer.system": "v1",
+        "reviewer.system": "v1",
+    }
+    assert final.tokens_used > 0
+
+
+def test_a_failing_first_attempt_is_retried_with_the_sandbox_error(
+    scripted_services: Services,
+) -> None:
+    graph = compile_mesh()
+    # Catalogue entry 2 (reverse_words) is answered wrongly first, right after feedback.
+    final = MeshState.model_validate(
+        graph.invoke(MeshState(task_index=1), scripted_services.as_config())
+    )
+    assert [a.execution.passed for a in final.attempts if a.execution] == [False, True]
+    first = final.attempts[0].execution
+    assert first is not None and first.tests_passed < first.tests_total
+    assert final.passed
+
+
+def test_attempt_budget_bounds_the_retries(scripted_services: Services) -> None:
+    graph = compile_mesh()
+    final = MeshState.model_validate(
+        graph.invoke(MeshState(task_index=1, max_attempts=1), scripted_services.as_config())
+    )
+    assert len(final.attempts) == 1 and not final.passed
+    assert final.review is not None and final.review.reward < 0.6
+    assert final.report is not None and final.report.verdict == "warn"
+
+
+class CrashingSandbox:
+    """Test double: a sandbox that dies on its n-th call (a crash mid-task), then works again."""
+
+    def __init__(self, real: object, crash_on_call: int) -> None:
+        self.real = real
+        self.calls = 0
+        self.crash_on_call = crash_on_call
+
+    def run(self, job: object) -> object:
+        self.calls += 1
+        if self.calls == self.crash_on_call:
+            raise SandboxError("sandbox died")
+        return self.real.run(job)  # type: ignore[attr-defined]
+
+
+def test_a_crash_mid_task_resumes_from_the_checkpoint(
+    scripted_services: Services, tmp_path: Path
+) -> None:
+    # Call 1 validates the producer's task; call 2 runs the consumer's code and crashes.
+    crashing = Services(
+        settings=scripted_services.settings,
+        llm=scripted_services.llm,
+        sandbox=CrashingSandbox(scripted_services.sandbox, crash_on_call=2),  # type: ignore[arg-type]
+    )
+    with SqliteSaver.from_conn_string(str(tmp_path / "ck.sqlite")) as saver:
+        graph = compile_mesh(saver)
+        with pytest.raises(SandboxError):
+            BatchRunner(graph, crashing, batch_id="b1").run_task(0)
+        saved = graph.get_state(crashing.as_config(thread_id="b1-0"))
+        assert saved.next == ("sandbox",)
+        task_id = saved.values["task"].task_id
+
+        outcome = BatchRunner(graph, crashing, batch_id="b1").run_task(0)
+        assert outcome.passed and outcome.attempts == 1 and outcome.task_id == task_id
+        again = BatchRunner(graph, crashing, batch_id="b1").run_task(0)
+        assert again == outcome.model_copy(update={"seconds": 0.0})

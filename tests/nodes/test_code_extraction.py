@@ -1,0 +1,35 @@
+from nodes.code_extraction import extract_code, prepare_solution, strip_self_tests
+
+
+def test_extract_prefers_the_block_defining_the_entry_point() -> None:
+    answer = "Here:\n```python\nx = 1\n```\nand\n```python\ndef f(a):\n    return a\n```\n"
+    assert extract_code(answer, "f") == "def f(a):\n    return a"
+
+
+def test_extract_handles_unclosed_fence_and_raw_code() -> None:
+    assert extract_code("```python\ndef g():\n    return 2\n", "g").startswith("def g()")
+    assert extract_code("def h():\n    return 3", "h") == "def h():\n    return 3"
+
+
+def test_self_tests_are_stripped_but_definitions_and_constants_kept() -> None:
+    code = (
+        "import math\nLIMIT = 10\nSEEN = set()\ndef f(x):\n    return x\n"
+        "print(f(2))\nassert f(1) == 1\nif __name__ == '__main__':\n    f(3)\nresult = f(4)\n"
+    )
+    stripped = strip_self_tests(code)
+    assert "print" not in stripped and "assert" not in stripped and "__main__" not in stripped
+    assert "result" not in stripped
+    for kept in ("import math", "LIMIT = 10", "SEEN = set()", "def f(x)"):
+        assert kept in stripped
+
+
+def test_syntax_errors_are_left_for_the_sandbox_to_report() -> None:
+    assert strip_self_tests("def f(:\n  pass") == "def f(:\n  pass"
+
+
+def test_prepare_adds_the_prompts_imports_and_missing_helpers() -> None:
+    prompt = "from typing import List\n\ndef helper(x):\n    return x\n\ndef f(xs: List[int]):\n    '''doc'''\n"
+    code = prepare_solution("```python\ndef f(xs):\n    return helper(xs)\n```", "f", prompt)
+    assert code.startswith("from typing import List")
+    assert "def helper(x)" in code
+    assert code.count("def f(") == 1
