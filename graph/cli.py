@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from langgraph.checkpoint.sqlite import SqliteSaver
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from graph.checkpoint import sqlite_checkpointer
 from graph.runner import BatchRunner, TaskOutcome, compile_mesh, read_manifest, write_manifest
 from graph.settings import Settings
 from llm.chat import LLMUnavailableError
@@ -66,11 +66,12 @@ def run(
         if resume:
             args = read_manifest(manifest_dir / f"{resume}.json")
             tasks, dataset = args["tasks"], Path(args["dataset"]) if args["dataset"] else None
-            settings = settings_with(max_attempts=args["attempts"], sandbox=args["sandbox"])
+            settings = settings_with(
+                max_attempts=args["attempts"], sandbox=args["sandbox"], llm=llm or args["llm"]
+            )
         given = load_tasks(dataset, limit=tasks) if dataset else [None] * tasks
         services = Services.from_settings(settings)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        with SqliteSaver.from_conn_string(str(settings.checkpoint_db)) as checkpointer:
+        with sqlite_checkpointer(settings.checkpoint_db) as checkpointer:
             runner = BatchRunner(compile_mesh(checkpointer), services, batch_id=resume)
             write_manifest(
                 manifest_dir / f"{runner.batch_id}.json",
@@ -78,6 +79,7 @@ def run(
                 dataset=dataset,
                 attempts=settings.max_attempts,
                 sandbox=settings.sandbox,
+                llm=settings.llm,
             )
             console.print(
                 f"batch [bold]{runner.batch_id}[/] (resume with --resume {runner.batch_id})"
@@ -88,17 +90,60 @@ def run(
         console.print(f"solved {solved}/{len(outcomes)}")
 
 
-def _run_with_progress(
-    runner: BatchRunner, given: list[Any], max_attempts: int
-) -> list[TaskOutcome]:
-    outcomes: list[TaskOutcome] = []
-    columns = (
+@app.command("eval")
+def evaluate_command(
+    dataset: Annotated[
+        str, typer.Option(help="humaneval, or a HumanEval-format JSONL")
+    ] = "humaneval",
+    limit: Annotated[int | None, typer.Option(min=1, help="first N problems")] = None,
+    attempts: Annotated[int, typer.Option(min=1, max=10, help="attempts per problem")] = 3,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+    llm: Annotated[str | None, typer.Option(help="auto | openai | local | scripted")] = None,
+) -> None:
+    """Measure pass@1 (first attempt and loop) on HumanEval through the graph."""
+    from graph.evaluation import evaluate, humaneval_tasks, write_report
+
+    with readable_errors():
+        settings = settings_with(llm=llm, review_with_llm=False, llm_temperature=0.0)
+        tasks = (
+            humaneval_tasks(limit) if dataset == "humaneval" else load_tasks(Path(dataset), limit)
+        )
+        runner = BatchRunner(compile_mesh(), Services.from_settings(settings))
+        with Progress(*_columns(), console=console) as progress:
+            bar = progress.add_task("problems", total=len(tasks))
+            solved = 0
+
+            def on_done(outcome: TaskOutcome) -> None:
+                nonlocal solved
+                solved += outcome.passed
+                progress.update(bar, advance=1, description=f"solved {solved}")
+
+            summary, outcomes = evaluate(runner, tasks, attempts, on_done=on_done)
+        table = Table(title=f"HumanEval ({summary.problems} problems, K={attempts})")
+        for column in ("metric", "value"):
+            table.add_column(column)
+        for key, value in summary.model_dump().items():
+            table.add_row(key, str(value))
+        console.print(table)
+        if json_out:
+            write_report(json_out, summary, outcomes)
+            console.print(f"report written to {json_out}")
+
+
+def _columns() -> tuple[Any, ...]:
+    return (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
+
+
+def _run_with_progress(
+    runner: BatchRunner, given: list[Any], max_attempts: int
+) -> list[TaskOutcome]:
+    outcomes: list[TaskOutcome] = []
+    with Progress(*_columns(), console=console) as progress:
         bar = progress.add_task("tasks", total=len(given))
 
         def on_node(index: int, node: str) -> None:

@@ -22,7 +22,7 @@ def lint_findings(code: str) -> list[str]:
     proc = subprocess.run(
         [find_ruff_bin(), "check", "--isolated", "--select", _LINT_RULES, "--output-format",
          "json", "--stdin-filename", "solution.py", "-"],
-        input=code, capture_output=True, text=True, timeout=30, check=False,
+        input=code.rstrip() + "\n", capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     try:
         return [f"{d['code']} {d['message']}" for d in json.loads(proc.stdout or "[]")]

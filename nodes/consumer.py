@@ -21,7 +21,7 @@ def consumer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
     task = state.task
     if task is None:
         raise ValueError("consumer needs a task")
-    system = services.prompts[prompts.CONSUMER_SYSTEM]
+    system = services.prompt(prompts.CONSUMER_SYSTEM)
     messages: list[BaseMessage] = [
         SystemMessage(system.text),
         HumanMessage(prompts.consumer_request(task.statement, task.signature, task.entry_point)),

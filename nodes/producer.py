@@ -41,7 +41,7 @@ def producer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
     """Produce (or validate) the task for this run."""
     services = get_services(config)
     started = {"started_at": state.started_at or time.time()}
-    prompt = services.prompts[prompts.PRODUCER_SYSTEM]
+    prompt = services.prompt(prompts.PRODUCER_SYSTEM)
     versions = {**state.prompt_versions, prompt.name: prompt.version}
     if state.task is not None:
         if state.task.reference_solution:
@@ -60,7 +60,7 @@ def producer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
 def _invent_task(services: Services, state: MeshState) -> dict[str, Any]:
     difficulty = target_difficulty(state.task_index)
     messages: list[BaseMessage] = [
-        SystemMessage(services.prompts[prompts.PRODUCER_SYSTEM].text),
+        SystemMessage(services.prompt(prompts.PRODUCER_SYSTEM).text),
         HumanMessage(prompts.producer_request(state.task_index, difficulty, [])),
     ]
     llm = services.llm.bind(response_format={"type": "json_object"})

@@ -49,7 +49,10 @@ def score(state: MeshState, timeout_s: float) -> tuple[ReviewScores, list[str]]:
 
 
 def reward(scores: ReviewScores) -> float:
-    """The weighted reward; code that fails its tests never scores above its correctness share."""
+    """The weighted reward. Quality counts only for correct code: code that fails any test
+    scores just its correctness share (at most 0.6)."""
+    if scores.correctness < 1.0:
+        return round(WEIGHTS.correctness * scores.correctness, 4)
     total = sum(getattr(scores, k) * getattr(WEIGHTS, k) for k in ReviewScores.model_fields)
     return round(min(1.0, max(0.0, total)), 4)
 
@@ -59,7 +62,7 @@ def review(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
     services = get_services(config)
     scores, findings = score(state, services.settings.sandbox_timeout_s)
     critique, tokens = _critique(state, scores, findings, config)
-    system = services.prompts[prompts.REVIEWER_SYSTEM]
+    system = services.prompt(prompts.REVIEWER_SYSTEM)
     return {
         "review": Review(
             reward=reward(scores), scores=scores, critique=critique, findings=findings
@@ -79,7 +82,7 @@ def _critique(
         reply = ask(
             services.llm,
             [
-                SystemMessage(services.prompts[prompts.REVIEWER_SYSTEM].text),
+                SystemMessage(services.prompt(prompts.REVIEWER_SYSTEM).text),
                 HumanMessage(prompts.reviewer_request(task.statement, attempt.code, findings)),
             ],
         )

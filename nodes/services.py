@@ -40,6 +40,10 @@ class Services:
             ),
         )
 
+    def prompt(self, name: str) -> Prompt:
+        """The current version of prompt `name`."""
+        return self.prompts[name]
+
     def as_config(self, **configurable: Any) -> RunnableConfig:
         """A RunnableConfig that carries these services (plus any other configurable keys)."""
         return {"configurable": {SERVICES_KEY: self, **configurable}}

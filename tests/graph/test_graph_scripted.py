@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from langgraph.checkpoint.sqlite import SqliteSaver
 
+from graph.checkpoint import sqlite_checkpointer
 from graph.edges import StepRecord
 from graph.runner import BatchRunner, compile_mesh
 from graph.state import MeshState
@@ -97,7 +97,7 @@ def test_a_crash_mid_task_resumes_from_the_checkpoint(
         llm=scripted_services.llm,
         sandbox=CrashingSandbox(scripted_services.sandbox, crash_on_call=2),  # type: ignore[arg-type]
     )
-    with SqliteSaver.from_conn_string(str(tmp_path / "ck.sqlite")) as saver:
+    with sqlite_checkpointer(tmp_path / "ck.sqlite") as saver:
         graph = compile_mesh(saver)
         with pytest.raises(SandboxError):
             BatchRunner(graph, crashing, batch_id="b1").run_task(0)

@@ -1,0 +1,57 @@
+"""The `aimesh` command line, run as a user would (a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def aimesh(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "AIMESH_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "160", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "graph.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+        check=False,
+    )
+
+
+def test_run_with_the_scripted_model_prints_the_results_table(tmp_path: Path) -> None:
+    done = aimesh(tmp_path, "run", "--tasks", "3", "--llm", "scripted")
+    assert done.returncode == 0, done.stderr
+    assert "AI-Mesh results" in done.stdout
+    assert "solved 3/3" in done.stdout
+    assert done.stdout.count("│ yes") == 3
+
+
+def test_resume_reads_back_a_finished_batch_without_rerunning(tmp_path: Path) -> None:
+    first = aimesh(tmp_path, "run", "--tasks", "2", "--llm", "scripted")
+    batch = next(line.split()[1] for line in first.stdout.splitlines() if line.startswith("batch "))
+    again = aimesh(tmp_path, "run", "--resume", batch)
+    assert again.returncode == 0, again.stderr
+    assert "solved 2/2" in again.stdout
+
+
+def test_unreachable_llm_is_one_readable_line_and_exit_code_2(tmp_path: Path) -> None:
+    done = aimesh(
+        tmp_path,
+        "run",
+        "--tasks",
+        "1",
+        AIMESH_LLM="openai",
+        AIMESH_LLM_BASE_URL="http://127.0.0.1:9/v1",
+    )
+    assert done.returncode == 2
+    errors = [line for line in done.stdout.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot reach the LLM at http://127.0.0.1:9/v1" in errors[0]
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path: Path) -> None:
+    done = aimesh(tmp_path, "run", "--dataset", str(tmp_path / "nope.jsonl"), "--llm", "scripted")
+    assert done.returncode == 2
+    assert "dataset file not found" in done.stdout
