@@ -13,9 +13,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from dashboard.cli import dashboard as dashboard_command
 from graph.checkpoint import sqlite_checkpointer
+from graph.distributed import DistributedRunError, run_distributed, shared_llm_endpoint
 from graph.runner import BatchRunner, TaskOutcome, compile_mesh, read_manifest, write_manifest
 from graph.settings import Settings
+from graph.state import Task
+from kafka_edges.broker import BrokerError, broker_for
+from kafka_edges.cli import register as register_kafka_commands
+from kafka_edges.publisher import KafkaEdgeSink, PublishError
 from llm.chat import LLMUnavailableError
 from llm.cli import model_app
 from nodes.dataset import DatasetError, load_tasks
@@ -26,12 +32,17 @@ app = typer.Typer(
     help="AI-Mesh: closed-loop, self-improving code generation.", no_args_is_help=True
 )
 app.add_typer(model_app, name="model", help="Fetch and serve the embedded local model.")
+register_kafka_commands(app)
+app.command("dashboard", help="Serve the live telemetry dashboard.")(dashboard_command)
 console = Console()
 INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
     LLMUnavailableError,
     SandboxError,
     DatasetError,
     FileNotFoundError,
+    BrokerError,
+    PublishError,
+    DistributedRunError,
 )
 
 
@@ -58,6 +69,11 @@ def run(
     sandbox: Annotated[str | None, typer.Option(help="local | e2b | docker")] = None,
     llm: Annotated[str | None, typer.Option(help="auto | openai | local | scripted")] = None,
     resume: Annotated[str | None, typer.Option(help="batch id to resume")] = None,
+    kafka: Annotated[bool, typer.Option(help="publish every transition to Kafka")] = True,
+    distributed: Annotated[
+        bool, typer.Option(help="run each node as a Kafka consumer-group worker process")
+    ] = False,
+    workers: Annotated[int, typer.Option(min=1, help="workers per node with --distributed")] = 1,
 ) -> None:
     """Run tasks through the closed loop and print a results table."""
     with readable_errors():
@@ -69,25 +85,55 @@ def run(
             settings = settings_with(
                 max_attempts=args["attempts"], sandbox=args["sandbox"], llm=llm or args["llm"]
             )
-        given = load_tasks(dataset, limit=tasks) if dataset else [None] * tasks
-        services = Services.from_settings(settings)
-        with sqlite_checkpointer(settings.checkpoint_db) as checkpointer:
-            runner = BatchRunner(compile_mesh(checkpointer), services, batch_id=resume)
-            write_manifest(
-                manifest_dir / f"{runner.batch_id}.json",
-                tasks=len(given),
-                dataset=dataset,
-                attempts=settings.max_attempts,
-                sandbox=settings.sandbox,
-                llm=settings.llm,
-            )
-            console.print(
-                f"batch [bold]{runner.batch_id}[/] (resume with --resume {runner.batch_id})"
-            )
-            outcomes = _run_with_progress(runner, given, settings.max_attempts)
+        given: list[Task | None] = (
+            list(load_tasks(dataset, limit=tasks)) if dataset else [None] * tasks
+        )
+        with contextlib.ExitStack() as stack:
+            sink = None
+            if kafka or distributed:
+                broker = stack.enter_context(broker_for(settings))
+                settings = broker.settings
+                kind = "embedded" if broker.embedded else "external"
+                console.print(f"Kafka: {broker.bootstrap} ({kind})")
+            if distributed:
+                shared = stack.enter_context(shared_llm_endpoint(settings))
+                outcomes = _distributed_with_progress(shared, given, workers)
+            else:
+                if kafka:
+                    sink = stack.enter_context(KafkaEdgeSink(settings))
+                checkpointer = stack.enter_context(sqlite_checkpointer(settings.checkpoint_db))
+                runner = BatchRunner(
+                    compile_mesh(checkpointer, edge_sink=sink),
+                    Services.from_settings(settings),
+                    batch_id=resume,
+                )
+                write_manifest(
+                    manifest_dir / f"{runner.batch_id}.json",
+                    tasks=len(given),
+                    dataset=dataset,
+                    attempts=settings.max_attempts,
+                    sandbox=settings.sandbox,
+                    llm=settings.llm,
+                )
+                console.print(
+                    f"batch [bold]{runner.batch_id}[/] (resume: --resume {runner.batch_id})"
+                )
+                outcomes = _run_with_progress(runner, given, settings.max_attempts)
         console.print(outcome_table(outcomes))
-        solved = sum(o.passed for o in outcomes)
-        console.print(f"solved {solved}/{len(outcomes)}")
+        console.print(f"solved {sum(o.passed for o in outcomes)}/{len(outcomes)}")
+
+
+def _distributed_with_progress(
+    settings: Settings, given: list[Task | None], per_role: int
+) -> list[TaskOutcome]:
+    with Progress(*_columns(), console=console) as progress:
+        bar = progress.add_task("tasks (distributed)", total=len(given))
+        return run_distributed(
+            settings,
+            given,
+            per_role=per_role,
+            on_report=lambda _outcome: progress.advance(bar),
+        )
 
 
 @app.command("eval")

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
         default_factory=dict, description="extra librdkafka settings (SASL/SSL), as JSON"
     )
     kafka_group_prefix: str = "aimesh"
+    kafka_topic_prefix: str = Field("", description="prefix for every topic name (shared clusters)")
 
     # Storage
     cache_dir: Path = Field(default_factory=_default_cache_dir)

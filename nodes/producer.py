@@ -70,7 +70,8 @@ def _invent_task(services: Services, state: MeshState) -> dict[str, Any]:
         reply = ask(llm, messages)  # type: ignore[arg-type]
         tokens += reply.tokens
         try:
-            task = parse_task(reply.text, difficulty=difficulty)
+            # The task id derives from the run id, so a redelivered request yields the same id.
+            task = parse_task(reply.text, difficulty=difficulty, task_id=state.run_id)
         except TaskParseError as exc:
             error = str(exc)
         else:

@@ -15,7 +15,7 @@ class TaskParseError(ValueError):
     """The answer does not describe a usable task."""
 
 
-def parse_task(answer: str, *, difficulty: int) -> Task:
+def parse_task(answer: str, *, difficulty: int, task_id: str) -> Task:
     """A Task from the model's JSON answer (repairing broken JSON where possible)."""
     data = json_repair.loads(answer)
     if isinstance(data, list) and data and isinstance(data[0], dict):
@@ -31,6 +31,7 @@ def parse_task(answer: str, *, difficulty: int) -> Task:
         raise TaskParseError("entry_point is missing")
     try:
         return Task(
+            task_id=task_id,
             statement=str(data.get("statement") or "").strip(),
             signature=str(data.get("signature") or f"def {entry_point}(...)").strip().rstrip(":"),
             entry_point=entry_point,

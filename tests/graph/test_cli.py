@@ -55,3 +55,17 @@ def test_missing_dataset_is_a_clear_error(tmp_path: Path) -> None:
     done = aimesh(tmp_path, "run", "--dataset", str(tmp_path / "nope.jsonl"), "--llm", "scripted")
     assert done.returncode == 2
     assert "dataset file not found" in done.stdout
+
+
+def test_distributed_run_uses_one_worker_process_per_node(tmp_path: Path) -> None:
+    done = aimesh(tmp_path, "run", "--tasks", "2", "--llm", "scripted", "--distributed")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Kafka: 127.0.0.1:" in done.stdout and "(embedded)" in done.stdout
+    assert "solved 2/2" in done.stdout
+
+
+def test_unreachable_kafka_is_one_readable_line(tmp_path: Path) -> None:
+    done = aimesh(tmp_path, "run", "--llm", "scripted", AIMESH_KAFKA_BOOTSTRAP="127.0.0.1:9")
+    assert done.returncode == 2
+    assert [line for line in done.stdout.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in done.stdout + done.stderr

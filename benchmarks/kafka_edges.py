@@ -1,0 +1,528 @@
+"""Benchmark the Kafka edges: KafkaEdgeSink + NodeWorker vs raw confluent-kafka, same broker, same run.
+
+    .venv/bin/python -m benchmarks.kafka_edges [--messages 500] [--latency-samples 200]
+    .venv/bin/python -m benchmarks.kafka_edges --scripted-mesh 1,2,4 --tasks 24
+
+One hop = a message produced on topic A, consumed by a worker, a message published on topic B,
+read by a probe. Three ways to make that hop, each measured for throughput (a burst of
+`--messages`, messages/s) and latency (one message at a time, median and p99):
+
+  raw_pipe      produce -> consume only (no relay): the broker's own floor
+  raw_relay     plain confluent-kafka relay with the same guarantees as a worker: consume,
+                produce, wait for the ack, commit synchronously
+  mesh_worker   NodeWorker + KafkaEdgeSink with a trivial node (a TEST DOUBLE that changes
+                nothing): decode/validate the full MeshState, dedupe, run the step, publish the
+                transition AND its telemetry, wait for both acks, commit
+
+`--scripted-mesh 1,2,4` also measures tasks/s through all five real nodes (scripted LLM, real
+sandbox) with 1, 2 and 4 worker members per role.
+
+Results go to benchmarks/results/kafka_edges.json and a rich table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+# run as a script, this directory would shadow the kafka_edges package with this very file
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient  # noqa: E402
+from langchain_core.runnables import RunnableConfig  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from graph.edges import StepRecord  # noqa: E402
+from graph.routing import NODES, next_node  # noqa: E402
+from graph.settings import Settings  # noqa: E402
+from graph.state import MeshState, Task  # noqa: E402
+from kafka_edges.broker import EmbeddedBroker, check_reachable  # noqa: E402
+from kafka_edges.config import (  # noqa: E402
+    CONSUMER_DEFAULTS,
+    PRODUCER_DEFAULTS,
+    common_config,
+    with_logger,
+)
+from kafka_edges.messages import TaskMessage, TaskRequest, encode  # noqa: E402
+from kafka_edges.publisher import KafkaEdgeSink  # noqa: E402
+from kafka_edges.topics import AI_REPORTS, AI_SOLUTIONS, AI_TOPIC, ensure_topics, qualified  # noqa: E402
+from kafka_edges.worker import MeshWorkers, NodeWorker  # noqa: E402
+
+RESULTS = HERE / "results" / "kafka_edges.json"
+console = Console()
+
+
+def trivial_step(
+    node: str, state: MeshState, config: RunnableConfig | None = None
+) -> tuple[dict[str, Any], StepRecord]:
+    """TEST DOUBLE node: changes nothing, routes as the graph does (consumer -> sandbox)."""
+    return {}, StepRecord(node=node, next_node=next_node(node, state), state=state, latency_ms=0.0)
+
+
+def _task(i: int) -> Task:
+    return Task(
+        statement=f"Return the sum of two integers (benchmark task {i}).",
+        signature="def add(a: int, b: int) -> int",
+        entry_point="add",
+        tests=["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(0, 0) == 0"],
+        category="math",
+    )
+
+
+def _task_message(i: int) -> TaskMessage:
+    return TaskMessage.from_state(MeshState(task=_task(i), status="solving"), source="bench")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class Probe:
+    """Reads the hop's output topic (all partitions, no group) and stamps each arrival."""
+
+    def __init__(self, bootstrap: str, topic: str, key_of: Callable[[Any], str]) -> None:
+        conf = {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"probe-{uuid.uuid4().hex[:6]}",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": CONSUMER_DEFAULTS["fetch.wait.max.ms"],
+        }
+        self.consumer = Consumer(with_logger(conf))
+        partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        self.key_of = key_of
+        self.arrivals: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            msg = self.consumer.poll(0.05)
+            if msg is None or msg.error():
+                continue
+            self.arrivals.setdefault(self.key_of(msg), time.perf_counter())
+
+    def wait_for(self, key: str, timeout_s: float = 30.0) -> float:
+        deadline = time.perf_counter() + timeout_s
+        while key not in self.arrivals:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"message {key} did not arrive")
+            time.sleep(0.0002)
+        return self.arrivals[key]
+
+    def wait_count(self, count: int, timeout_s: float = 120.0) -> None:
+        deadline = time.perf_counter() + timeout_s
+        while len(self.arrivals) < count:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"only {len(self.arrivals)}/{count} arrived")
+            time.sleep(0.001)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.consumer.close()
+
+
+class RawRelay:
+    """Plain confluent-kafka relay A -> B with a worker's guarantees (ack, then sync commit)."""
+
+    def __init__(
+        self, bootstrap: str, source: str, target: str, group: str, overrides: dict[str, Any]
+    ) -> None:
+        conf = {
+            **CONSUMER_DEFAULTS,
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            **overrides,
+        }
+        conf.pop("partition.assignment.strategy", None)
+        self.consumer = Consumer(with_logger(conf))
+        self.producer = Producer(with_logger({**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap}))
+        self.target = target
+        self.assigned = threading.Event()
+        self._stop = threading.Event()
+        self.consumer.subscribe([source], on_assign=lambda c, p: self.assigned.set())
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            msg = self.consumer.poll(0.05)
+            if msg is None or msg.error():
+                continue
+            self.producer.produce(
+                self.target, value=msg.value(), key=msg.key(), headers=msg.headers()
+            )
+            if self.producer.flush(10) != 0:
+                raise RuntimeError("raw relay: no ack")
+            self.consumer.commit(message=msg, asynchronous=False)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.consumer.close()
+        self.producer.flush(5)
+
+
+def _feeder(bootstrap: str) -> Producer:
+    return Producer(
+        with_logger({**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap, "linger.ms": 0})
+    )
+
+
+def _measure(
+    name: str,
+    bootstrap: str,
+    source: str,
+    probe: Probe,
+    messages: int,
+    samples: int,
+    make_record: Callable[[int], tuple[str, bytes, bytes, list[tuple[str, bytes]]]],
+) -> dict[str, Any]:
+    producer = _feeder(bootstrap)
+    # warm-up (connections, metadata, first fetches)
+    for i in range(20):
+        key, value, k, headers = make_record(10_000_000 + i)
+        producer.produce(source, value=value, key=k, headers=headers)
+        producer.flush(10)
+        probe.wait_for(key)
+    # latency: one message at a time
+    latencies: list[float] = []
+    for i in range(samples):
+        key, value, k, headers = make_record(20_000_000 + i)
+        sent = time.perf_counter()
+        producer.produce(source, value=value, key=k, headers=headers)
+        producer.poll(0)
+        latencies.append((probe.wait_for(key) - sent) * 1000)
+    # throughput: a burst
+    before = len(probe.arrivals)
+    records = [make_record(30_000_000 + i) for i in range(messages)]
+    started = time.perf_counter()
+    for _key, value, k, headers in records:
+        producer.produce(source, value=value, key=k, headers=headers)
+        producer.poll(0)
+    producer.flush(30)
+    probe.wait_count(before + messages, timeout_s=300)
+    elapsed = max(probe.arrivals[r[0]] for r in records) - started
+    return {
+        "name": name,
+        "messages": messages,
+        "throughput_msg_s": messages / elapsed,
+        "burst_seconds": elapsed,
+        "latency_samples": samples,
+        "latency_ms_median": statistics.median(latencies),
+        "latency_ms_p99": _percentile(latencies, 0.99),
+        "latency_ms_mean": statistics.fmean(latencies),
+        "value_bytes": len(records[0][1]),
+    }
+
+
+@contextmanager
+def _broker(bootstrap: str | None) -> Iterator[str]:
+    if bootstrap:
+        check_reachable(bootstrap)
+        yield bootstrap
+        return
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap
+
+
+def bench_hops(
+    bootstrap: str, messages: int, samples: int, partitions: int
+) -> list[dict[str, Any]]:
+    """raw_pipe, raw_relay and mesh_worker on the same broker, in this order."""
+    tag = uuid.uuid4().hex[:6]
+    overrides = {"session.timeout.ms": "2000", "heartbeat.interval.ms": "400"}
+    settings = Settings(
+        kafka_bootstrap=bootstrap, kafka_config=overrides, kafka_group_prefix=f"bench-{tag}"
+    )
+    admin = AdminClient(with_logger(common_config(settings)))
+
+    def record_of(message: TaskMessage) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
+        wire = encode(message)
+        return (
+            message.task_id,
+            wire.value,
+            wire.key,
+            [(k, v) for k, v in wire.headers if isinstance(v, bytes)],
+        )
+
+    def key_of(msg: Any) -> str:
+        return (msg.key() or b"").decode()
+
+    results = []
+
+    # 1. raw pipe: A -> probe
+    prefix = f"b{tag}-pipe."
+    ensure_topics(admin, partitions, prefix=prefix, topics=[AI_TOPIC])
+    probe = Probe(bootstrap, qualified(AI_TOPIC, prefix), key_of)
+    try:
+        results.append(
+            _measure(
+                "raw_pipe",
+                bootstrap,
+                qualified(AI_TOPIC, prefix),
+                probe,
+                messages,
+                samples,
+                lambda i: record_of(_task_message(i)),
+            )
+        )
+    finally:
+        probe.close()
+
+    # 2. raw relay: A -> relay -> B -> probe
+    prefix = f"b{tag}-raw."
+    ensure_topics(admin, partitions, prefix=prefix, topics=[AI_TOPIC, AI_SOLUTIONS])
+    relay = RawRelay(
+        bootstrap,
+        qualified(AI_TOPIC, prefix),
+        qualified(AI_SOLUTIONS, prefix),
+        f"bench-{tag}-raw",
+        overrides,
+    )
+    relay.assigned.wait(30)
+    probe = Probe(bootstrap, qualified(AI_SOLUTIONS, prefix), key_of)
+    try:
+        results.append(
+            _measure(
+                "raw_relay",
+                bootstrap,
+                qualified(AI_TOPIC, prefix),
+                probe,
+                messages,
+                samples,
+                lambda i: record_of(_task_message(i)),
+            )
+        )
+    finally:
+        probe.close()
+        relay.close()
+
+    # 3. the mesh: A -> NodeWorker(consumer, trivial node) + KafkaEdgeSink -> B (+ telemetry) -> probe
+    prefix = f"b{tag}-mesh."
+    worker = NodeWorker(
+        "consumer", settings, step=trivial_step, topic_prefix=prefix, partitions=partitions
+    )
+    with worker:
+        worker.wait_joined(30)
+        probe = Probe(bootstrap, qualified(AI_SOLUTIONS, prefix), key_of)
+        try:
+            results.append(
+                _measure(
+                    "mesh_worker",
+                    bootstrap,
+                    qualified(AI_TOPIC, prefix),
+                    probe,
+                    messages,
+                    samples,
+                    lambda i: record_of(_task_message(i)),
+                )
+            )
+        finally:
+            probe.close()
+    results[-1]["worker_stats"] = worker.stats.snapshot()
+    return results
+
+
+def bench_scripted_mesh(
+    bootstrap: str, members: list[int], tasks: int, partitions: int = 4
+) -> list[dict[str, Any]]:
+    """Tasks/s through all five real nodes (scripted LLM, real sandbox), N members per role."""
+    from nodes.services import Services
+
+    rows = []
+    for count in members:
+        tag = uuid.uuid4().hex[:6]
+        prefix = f"s{tag}."
+        settings = Settings(
+            llm="scripted",
+            kafka_bootstrap=bootstrap,
+            kafka_config={"session.timeout.ms": "2000", "heartbeat.interval.ms": "400"},
+            kafka_group_prefix=f"scripted-{tag}",
+        )
+        services = Services.from_settings(settings)
+        with MeshWorkers(
+            NODES,
+            settings,
+            concurrency=count,
+            topic_prefix=prefix,
+            partitions=partitions,
+            base_config=services.as_config(),
+        ) as workers:
+            workers.wait_joined(60)
+            time.sleep(1.0)
+            sink = KafkaEdgeSink(settings, topic_prefix=prefix)
+            probe = Probe(
+                bootstrap, qualified(AI_REPORTS, prefix), lambda m: json.loads(m.value())["run_id"]
+            )
+            started = time.perf_counter()
+            for i in range(tasks):
+                sink.publish(TaskRequest.from_state(MeshState(task_index=i), source="bench"))
+            probe.wait_count(tasks, timeout_s=600)
+            elapsed = max(probe.arrivals.values()) - started
+            probe.close()
+            sink.close()
+            stats = {w.role: w.stats.snapshot() for w in workers.workers}
+        rows.append(
+            {
+                "members_per_role": count,
+                "tasks": tasks,
+                "seconds": elapsed,
+                "tasks_per_s": tasks / elapsed,
+                "dead_lettered": sum(s["dead_lettered"] for s in stats.values()),
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=500, help="burst size for throughput")
+    parser.add_argument(
+        "--latency-samples", type=int, default=200, help="one-at-a-time hops for latency"
+    )
+    parser.add_argument("--partitions", type=int, default=1)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved repeats; medians reported"
+    )
+    parser.add_argument(
+        "--bootstrap", default=None, help="a running broker (default: embedded tansu)"
+    )
+    parser.add_argument(
+        "--scripted-mesh", default="", help="e.g. 1,2,4: tasks/s with real scripted nodes"
+    )
+    parser.add_argument("--tasks", type=int, default=24)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    load_before = _load()
+    with _broker(args.bootstrap) as bootstrap:
+        console.print(f"broker {bootstrap} ({'given' if args.bootstrap else 'embedded tansu'})")
+        rounds = [
+            bench_hops(bootstrap, args.messages, args.latency_samples, args.partitions)
+            for _ in range(args.rounds)
+        ]
+        hops = _median_rows(rounds)
+        scripted = (
+            bench_scripted_mesh(
+                bootstrap, [int(x) for x in args.scripted_mesh.split(",")], args.tasks
+            )
+            if args.scripted_mesh
+            else []
+        )
+
+    by_name = {row["name"]: row for row in hops}
+    mesh, raw = by_name["mesh_worker"], by_name["raw_relay"]
+    ratios = {
+        "throughput_mesh_over_raw_relay": mesh["throughput_msg_s"] / raw["throughput_msg_s"],
+        "median_latency_mesh_over_raw_relay": mesh["latency_ms_median"] / raw["latency_ms_median"],
+        "p99_latency_mesh_over_raw_relay": mesh["latency_ms_p99"] / raw["latency_ms_p99"],
+        "throughput_mesh_over_raw_pipe": mesh["throughput_msg_s"]
+        / by_name["raw_pipe"]["throughput_msg_s"],
+    }
+    result = {
+        "benchmark": "kafka_edges",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": _cpus(),
+            "platform": platform.platform(),
+        },
+        "broker": "embedded tansu (memory)" if not args.bootstrap else args.bootstrap,
+        "partitions": args.partitions,
+        "load_average_before": load_before,
+        "load_average_after": _load(),
+        "rounds": args.rounds,
+        "hops": hops,
+        "hops_per_round": rounds,
+        "ratios": ratios,
+        "scripted_mesh": scripted,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+    table = Table(
+        title=f"One hop: {args.messages}-message burst, {args.latency_samples} sequential "
+        f"samples, median of {args.rounds} rounds"
+    )
+    for column in ("path", "msg/s", "median ms", "p99 ms", "value bytes"):
+        table.add_column(column, justify="right" if column != "path" else "left")
+    for row in hops:
+        table.add_row(
+            row["name"],
+            f"{row['throughput_msg_s']:.0f}",
+            f"{row['latency_ms_median']:.2f}",
+            f"{row['latency_ms_p99']:.2f}",
+            f"{row['value_bytes']:.0f}",
+        )
+    console.print(table)
+    console.print(
+        f"mesh_worker / raw_relay: throughput x{ratios['throughput_mesh_over_raw_relay']:.2f}, "
+        f"median latency x{ratios['median_latency_mesh_over_raw_relay']:.2f}, "
+        f"p99 latency x{ratios['p99_latency_mesh_over_raw_relay']:.2f}"
+    )
+    if scripted:
+        t2 = Table(title=f"Scripted mesh (real nodes, scripted LLM), {args.tasks} tasks")
+        for column in ("members/role", "tasks/s", "seconds", "dead-lettered"):
+            t2.add_column(column, justify="right")
+        for row in scripted:
+            t2.add_row(
+                str(row["members_per_role"]),
+                f"{row['tasks_per_s']:.2f}",
+                f"{row['seconds']:.1f}",
+                str(row["dead_lettered"]),
+            )
+        console.print(t2)
+    console.print(f"wrote {args.out}")
+
+
+def _median_rows(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per path, the median of each numeric metric over the rounds."""
+    rows = []
+    for same in zip(*rounds, strict=True):
+        row: dict[str, Any] = {"name": same[0]["name"]}
+        for key, value in same[0].items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                row[key] = statistics.median(r[key] for r in same)
+        rows.append(row)
+    return rows
+
+
+def _load() -> list[float] | None:
+    import os
+
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _cpus() -> int | None:
+    import os
+
+    return os.cpu_count()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""`python -m dashboard`: the same as `aimesh dashboard`."""
+
+from dashboard.cli import main
+
+main()

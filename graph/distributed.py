@@ -1,0 +1,110 @@
+"""`aimesh run --distributed`: one worker process per node, tasks fed through Kafka, results read
+back from the supervisors' reports."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+
+from graph.routing import NODES
+from graph.runner import TaskOutcome
+from graph.settings import Settings
+from graph.state import MeshState, Task
+from kafka_edges.messages import ReportMessage
+from kafka_edges.publisher import KafkaEdgeSink
+from kafka_edges.reader import Record, read_topic
+from kafka_edges.topics import AI_REPORTS
+from llm.chat import resolve_provider
+
+
+class DistributedRunError(RuntimeError):
+    """The workers did not report every task in time."""
+
+
+@contextlib.contextmanager
+def shared_llm_endpoint(settings: Settings) -> Iterator[Settings]:
+    """Settings whose LLM every worker process can share: one local model server, not five."""
+    if resolve_provider(settings) != "local":
+        yield settings
+        return
+    from llm.local_server import LocalModelServer
+
+    with LocalModelServer.from_settings(settings) as server:
+        yield settings.model_copy(update={"llm": "openai", "llm_base_url": server.base_url})
+
+
+@contextlib.contextmanager
+def worker_processes(settings: Settings, per_role: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start `aimesh worker --role R` for every node; terminate them on exit."""
+    env = {**os.environ, **_as_environment(settings)}
+    command = [sys.executable, "-m", "graph.cli", "worker", "--concurrency", str(per_role)]
+    procs = [
+        subprocess.Popen([*command, "--role", role], env=env, stdout=subprocess.DEVNULL)
+        for role in NODES
+    ]
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _as_environment(settings: Settings) -> dict[str, str]:
+    """The settings a worker process must share with this one, as AIMESH_* variables."""
+    values = {
+        "LLM": settings.llm,
+        "LLM_BASE_URL": settings.llm_base_url or "",
+        "LLM_MODEL": settings.llm_model,
+        "SANDBOX": settings.sandbox,
+        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
+        "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+        "DATA_DIR": str(settings.data_dir),
+    }
+    return {f"AIMESH_{k}": v for k, v in values.items() if v}
+
+
+def run_distributed(
+    settings: Settings,
+    tasks: list[Task | None],
+    *,
+    per_role: int = 1,
+    timeout_s: float = 1800.0,
+    on_report: Callable[[TaskOutcome], None] | None = None,
+) -> list[TaskOutcome]:
+    """Feed every task to the producer workers and collect one outcome per task."""
+    with worker_processes(settings, per_role), KafkaEdgeSink(settings, origin="feed") as sink:
+        runs = {
+            sink.feed_request(
+                MeshState(task_index=i, task=task, max_attempts=settings.max_attempts)
+            ).run_id: i
+            for i, task in enumerate(tasks)
+        }
+        outcomes: dict[str, TaskOutcome] = {}
+
+        def collect(record: Record) -> bool:
+            message = record.message
+            if not isinstance(message, ReportMessage):
+                return False
+            if message.run_id in runs and message.run_id not in outcomes:
+                state = message.state
+                wall = state.report.wall_time_s if state.report else 0.0
+                outcome = TaskOutcome.of(runs[message.run_id], state, seconds=wall)
+                outcomes[message.run_id] = outcome
+                if on_report is not None:
+                    on_report(outcome)
+            return len(outcomes) == len(runs)
+
+        read_topic(AI_REPORTS, settings, timeout_s=timeout_s, until=collect)
+    if len(outcomes) < len(runs):
+        raise DistributedRunError(
+            f"only {len(outcomes)} of {len(runs)} tasks were reported within {timeout_s:.0f}s"
+        )
+    return sorted(outcomes.values(), key=lambda o: o.index)

@@ -1,0 +1,191 @@
+"""`aimesh broker`, `aimesh worker`, `aimesh feed`: mount with `kafka_edges.cli.register(app)`.
+
+Every broker problem is reported as one readable line on stderr (exit code 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Annotated
+
+import typer
+from confluent_kafka.admin import AdminClient
+
+from graph.routing import NODES
+from graph.settings import Settings, get_settings
+from graph.state import MeshState
+from kafka_edges.broker import BrokerError, EmbeddedBroker, broker_for, check_reachable
+from kafka_edges.config import common_config, with_logger
+from kafka_edges.messages import ReportMessage
+from kafka_edges.publisher import KafkaEdgeSink, PublishError
+from kafka_edges.reader import Record, read_topic
+from kafka_edges.topics import AI_REPORTS, DEFAULT_PARTITIONS, ensure_topics
+from kafka_edges.worker import MeshWorkers, NodeWorker, WorkerError
+
+app = typer.Typer(
+    help="Kafka edges: the embedded broker and the node workers.", no_args_is_help=True
+)
+
+ROLE_CHOICES = (*NODES, "all")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _settings(bootstrap: str | None) -> Settings:
+    settings = get_settings()
+    if bootstrap:
+        settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
+    return settings
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@app.command("broker")
+def broker_command(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0: a free one)")] = 0,
+    advertised_host: Annotated[
+        str | None, typer.Option(help="host name clients should use (default: --host)")
+    ] = None,
+    partitions: Annotated[int, typer.Option(help="partitions per mesh topic")] = DEFAULT_PARTITIONS,
+) -> None:
+    """Start the embedded Kafka broker (tansu, in memory), create the topics, run until Ctrl-C."""
+    try:
+        broker = EmbeddedBroker(host, port, advertised_host=advertised_host).start()
+    except BrokerError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        admin = AdminClient(with_logger(common_config(get_settings(), bootstrap=broker.bootstrap)))
+        ensure_topics(admin, partitions)
+        typer.echo(f"Kafka broker (embedded tansu, in memory) on {broker.bootstrap}")
+        typer.echo(f"export AIMESH_KAFKA_BOOTSTRAP={broker.bootstrap}")
+        typer.echo("Ctrl-C to stop (all messages are lost: memory storage).")
+        _wait_for_signal()
+    finally:
+        broker.stop()
+
+
+@app.command("worker")
+def worker_command(
+    role: Annotated[str, typer.Option(help=f"node to run: {', '.join(ROLE_CHOICES)}")],
+    concurrency: Annotated[int, typer.Option(min=1, help="group members in this process")] = 1,
+    bootstrap: Annotated[
+        str | None, typer.Option(help="Kafka bootstrap servers (default: AIMESH_KAFKA_BOOTSTRAP)")
+    ] = None,
+    partitions: Annotated[
+        int, typer.Option(help="partitions for topics this worker creates")
+    ] = DEFAULT_PARTITIONS,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every message")] = False,
+) -> None:
+    """Run a node as a Kafka consumer-group worker (`--role all`: every node, in one process).
+
+    With `--role all` and no bootstrap configured, an embedded broker is started.
+    """
+    if role not in ROLE_CHOICES:
+        raise _fail(f"unknown role {role!r}; expected one of {', '.join(ROLE_CHOICES)}")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = _settings(bootstrap)
+    try:
+        if role == "all":
+            with broker_for(settings, partitions=partitions) as info:
+                if info.embedded:
+                    typer.echo(f"embedded Kafka broker on {info.bootstrap}")
+                typer.echo(f"workers for {', '.join(NODES)} (x{concurrency}); Ctrl-C to stop")
+                MeshWorkers(
+                    NODES, info.settings, concurrency=concurrency, partitions=partitions
+                ).run()
+            return
+        if not settings.kafka_bootstrap:
+            raise _fail(
+                "no Kafka bootstrap servers configured: set AIMESH_KAFKA_BOOTSTRAP or pass "
+                "--bootstrap (start a broker with `aimesh broker`)"
+            )
+        worker = NodeWorker(role, settings, concurrency=concurrency, partitions=partitions)
+        typer.echo(
+            f"{role} worker (x{concurrency}) on {worker.bootstrap}, group {worker.group_id}; Ctrl-C to stop"
+        )
+        stats = worker.run()
+        typer.echo(f"{role} worker stopped: {stats.snapshot()}")
+    except (BrokerError, WorkerError) as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command("feed")
+def feed_command(
+    count: Annotated[int, typer.Option(min=1, help="task requests to send")] = 1,
+    bootstrap: Annotated[
+        str | None, typer.Option(help="Kafka bootstrap servers (default: AIMESH_KAFKA_BOOTSTRAP)")
+    ] = None,
+    first_index: Annotated[int, typer.Option(help="task_index of the first request")] = 0,
+    wait: Annotated[
+        float, typer.Option(help="seconds to wait for the supervisors' reports (0: don't)")
+    ] = 0.0,
+) -> None:
+    """Send task requests to the producer workers (`ai_requests`); optionally wait for reports."""
+    settings = _settings(bootstrap)
+    if not settings.kafka_bootstrap:
+        raise _fail(
+            "no Kafka bootstrap servers configured: set AIMESH_KAFKA_BOOTSTRAP or pass --bootstrap"
+        )
+    try:
+        check_reachable(settings.kafka_bootstrap, settings.kafka_config)
+        with KafkaEdgeSink(settings) as sink:
+            runs = [
+                sink.feed_request(
+                    MeshState(task_index=first_index + i, max_attempts=settings.max_attempts)
+                ).run_id
+                for i in range(count)
+            ]
+    except (BrokerError, PublishError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"sent {count} task request(s): {', '.join(runs)}")
+    if wait <= 0:
+        return
+    pending = set(runs)
+
+    def report_line(record: Record) -> bool:
+        message = record.message
+        if isinstance(message, ReportMessage) and message.run_id in pending:
+            pending.discard(message.run_id)
+            task = message.state.task
+            typer.echo(
+                f"{message.run_id}: {message.status} verdict={message.verdict} reward={message.reward} "
+                f"attempts={message.attempt} task={task.statement[:60] if task else '-'}"
+            )
+        return not pending
+
+    read_topic(AI_REPORTS, settings, timeout_s=wait, until=report_line)
+    if pending:
+        raise _fail(
+            f"no report within {wait:g} s for {len(pending)} task(s): {', '.join(sorted(pending))}"
+        )
+
+
+def register(parent: typer.Typer) -> None:
+    """Mount `broker`, `worker` and `feed` on the main `aimesh` app."""
+    parent.command("broker")(broker_command)
+    parent.command("worker")(worker_command)
+    parent.command("feed")(feed_command)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,159 @@
+"""Read a mesh topic without joining a consumer group (for dashboards, tests and tools).
+
+The reader assigns every partition itself, so it starts at once (no group join) and commits
+nothing: it never takes messages away from the workers.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
+
+from graph.settings import Settings, get_settings
+from kafka_edges.config import consumer_config, topic_prefix, with_logger
+from kafka_edges.messages import MODEL_BY_TOPIC, MessageDecodeError, WireModel, decode, headers_dict
+from kafka_edges.topics import base_name, qualified
+
+
+@dataclass(frozen=True)
+class Record:
+    """One message as read: where it was, its key and headers, the raw value and the decoded model."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    headers: dict[str, str]
+    value: bytes | None
+    timestamp_ms: int
+    message: WireModel | None
+    error: MessageDecodeError | None = None
+
+
+class TopicReader:
+    """Iterate over one mesh topic from the beginning (or the end) of every partition."""
+
+    def __init__(
+        self,
+        topic: str,
+        settings: Settings | None = None,
+        *,
+        bootstrap: str | None = None,
+        prefix: str | None = None,
+        from_beginning: bool = True,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.prefix = topic_prefix(self.settings, prefix)
+        self.base_topic = base_name(topic, self.prefix)
+        self.topic = qualified(self.base_topic, self.prefix)
+        conf = consumer_config(
+            self.settings,
+            f"aimesh-reader-{uuid.uuid4().hex[:8]}",  # required by librdkafka; never joined
+            bootstrap=bootstrap,
+            client="reader",
+            overrides=overrides,
+        )
+        self._consumer = Consumer(with_logger(conf))
+        metadata = self._consumer.list_topics(self.topic, timeout=10)
+        partitions = metadata.topics[self.topic].partitions if self.topic in metadata.topics else {}
+        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+        self._consumer.assign([TopicPartition(self.topic, p, start) for p in sorted(partitions)])
+
+    def poll(self, timeout_s: float = 0.2) -> Record | None:
+        msg = self._consumer.poll(timeout_s)
+        if msg is None:
+            return None
+        error = msg.error()
+        if error is not None:
+            if error.code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
+                return None
+            raise RuntimeError(f"reading {self.topic}: {error}")
+        model = MODEL_BY_TOPIC.get(self.base_topic)
+        decoded: WireModel | None = None
+        problem: MessageDecodeError | None = None
+        if model is not None:
+            try:
+                decoded = decode(model, msg.value())
+            except MessageDecodeError as exc:
+                problem = exc
+        key = msg.key()
+        return Record(
+            topic=self.topic,
+            partition=msg.partition() or 0,
+            offset=msg.offset() or 0,
+            key=key.decode("utf-8", errors="replace") if key is not None else None,
+            headers=headers_dict(msg.headers()),
+            value=msg.value(),
+            timestamp_ms=msg.timestamp()[1],
+            message=decoded,
+            error=problem,
+        )
+
+    def read(
+        self,
+        count: int | None = None,
+        *,
+        timeout_s: float = 10.0,
+        until: Callable[[Record], bool] | None = None,
+        idle_s: float | None = None,
+    ) -> list[Record]:
+        """Records until `count` were read, `until(record)` is true, `timeout_s` passed, or
+        nothing arrived for `idle_s`."""
+        records: list[Record] = []
+        deadline = time.monotonic() + timeout_s
+        last = time.monotonic()
+        while time.monotonic() < deadline:
+            record = self.poll(0.1)
+            if record is None:
+                if idle_s is not None and time.monotonic() - last >= idle_s:
+                    break
+                continue
+            last = time.monotonic()
+            records.append(record)
+            if count is not None and len(records) >= count:
+                break
+            if until is not None and until(record):
+                break
+        return records
+
+    def __iter__(self) -> Iterator[Record]:
+        while True:
+            record = self.poll(0.5)
+            if record is not None:
+                yield record
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def read_topic(
+    topic: str,
+    settings: Settings | None = None,
+    *,
+    count: int | None = None,
+    timeout_s: float = 10.0,
+    prefix: str | None = None,
+    until: Callable[[Record], bool] | None = None,
+    idle_s: float | None = None,
+) -> list[Record]:
+    """Read a topic from the beginning: `count` records, or until `until`/`idle_s`/`timeout_s`."""
+    with TopicReader(topic, settings, prefix=prefix) as reader:
+        return reader.read(count, timeout_s=timeout_s, until=until, idle_s=idle_s)

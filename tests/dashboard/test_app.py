@@ -1,0 +1,74 @@
+"""The dashboard's HTTP surface, mounted inside another FastAPI app (no broker)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from dashboard.aggregates import Aggregator
+from dashboard.app import DashboardService, _snapshots, create_router
+
+
+def test_router_mounts_under_a_prefix_with_its_lifespan(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIMESH_KAFKA_BOOTSTRAP", raising=False)
+    host_events: list[str] = []
+
+    @asynccontextmanager
+    async def host_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        host_events.append("start")
+        yield
+        host_events.append("stop")
+
+    service = DashboardService()
+    app = FastAPI(lifespan=host_lifespan)
+    app.include_router(create_router(service=service), prefix="/dashboard")
+    # nothing runs when the router is built
+    assert service.aggregator.snapshot()["source"]["state"] == "starting"
+
+    with TestClient(app) as client:
+        page = client.get("/dashboard/")
+        assert page.status_code == 200
+        assert '<base href="/dashboard/">' in page.text
+        assert 'src="static/vendor/chart.umd.min.js"' in page.text
+        assert client.get("/dashboard", follow_redirects=False).status_code in (307, 308)
+        assert client.get("/dashboard/static/dashboard.js").status_code == 200
+        vendor = client.get("/dashboard/static/vendor/chart.umd.min.js")
+        assert vendor.status_code == 200
+        assert "Chart" in vendor.text[:2000]
+        for bad in ("../app.py", "..%2Fapp.py", "vendor/../../app.py", "nope.js"):
+            assert client.get(f"/dashboard/static/{bad}").status_code == 404, bad
+        snap = client.get("/dashboard/api/snapshot").json()
+        # the lifespan ran, and says why the reader is idle
+        assert snap["source"]["state"] == "not_configured"
+        assert "AIMESH_KAFKA_BOOTSTRAP" in snap["source"]["detail"]
+        assert snap["totals"]["events"] == 0
+        assert client.get("/dashboard/api/health").json()["running"] is False
+        assert host_events == ["start"]
+    assert host_events == ["start", "stop"]
+
+
+def test_stream_sends_a_snapshot_at_once_then_on_change() -> None:
+    aggregator = Aggregator()
+
+    async def scenario() -> list[dict]:
+        stream = _snapshots(aggregator.snapshot)
+        first = await asyncio.wait_for(anext(stream), 2)
+        aggregator.ingest(
+            "ai_telemetry",
+            b'{"agent": "consumer", "timestamp": "2025-06-01T12:00:00Z", "latency_ms": 5, "tokens_used": 1, "reward_score": null, "memory_hits": 0}',
+        )
+        second = await asyncio.wait_for(anext(stream), 2)
+        await stream.aclose()
+        return [first, second]
+
+    first, second = asyncio.run(scenario())
+    assert first["event"] == second["event"] == "snapshot"
+    assert int(second["id"]) > int(first["id"])
+    assert json.loads(first["data"])["totals"]["events"] == 0
+    assert json.loads(second["data"])["totals"]["events"] == 1
