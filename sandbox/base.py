@@ -12,6 +12,12 @@ class SandboxError(RuntimeError):
     """The sandbox itself could not run (missing backend, no isolation, unreachable service)."""
 
 
+def first_line(message: object, limit: int = 200) -> str:
+    """The first non-empty line of a message, capped: SandboxErrors are one readable line."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    return lines[0][:limit] if lines else ""
+
+
 class SandboxJob(BaseModel):
     """What to run: a solution, optional setup code, and independent test snippets."""
 
@@ -53,7 +59,9 @@ class ExecutionResult(BaseModel):
         """A compact error summary to show the model on a retry."""
         parts: list[str] = []
         if self.timed_out:
-            parts.append("The run was killed: it exceeded the time limit (infinite loop or too slow).")
+            parts.append(
+                "The run was killed: it exceeded the time limit (infinite loop or too slow)."
+            )
         if self.error_type and not self.failures:
             parts.append(f"{self.error_type}: {self.traceback or self.stderr}".strip())
         for failure in self.failures[:5]:
@@ -64,9 +72,25 @@ class ExecutionResult(BaseModel):
 
 
 class Sandbox(ABC):
-    """A backend that runs a SandboxJob in isolation."""
+    """A backend that runs a SandboxJob in isolation.
+
+    `timeout_s` and `memory_mb` are ceilings: a job gets the smaller of its own limit and the
+    backend's. `allow_unisolated` is the explicit opt-in to run code without isolation when
+    isolation is impossible; only backends that can fall back to that honour it.
+    """
 
     name: str = "abstract"
+
+    def __init__(
+        self, *, timeout_s: float = 10.0, memory_mb: int = 512, allow_unisolated: bool = False
+    ) -> None:
+        self.timeout_s = timeout_s
+        self.memory_mb = memory_mb
+        self.allow_unisolated = allow_unisolated
+
+    def limits(self, job: SandboxJob) -> tuple[float, int]:
+        """The wall timeout (s) and memory cap (MiB) that apply to this job."""
+        return min(job.timeout_s, self.timeout_s), min(job.memory_mb, self.memory_mb)
 
     @abstractmethod
     def run(self, job: SandboxJob) -> ExecutionResult:
