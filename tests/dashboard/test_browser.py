@@ -107,8 +107,7 @@ def dashboard(
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Any]:
     executable = chromium_path()
-    if executable is None:
-        pytest.skip("chromium is not installed (scripts/install_browser.sh)")
+    assert executable is not None, "chromium is not installed: run scripts/install_browser.sh"
     with sync_api.sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             user_data_dir=str(tmp_path / "chromium-profile"),

@@ -109,3 +109,12 @@ def test_a_crash_mid_task_resumes_from_the_checkpoint(
         assert outcome.passed and outcome.attempts == 1 and outcome.task_id == task_id
         again = BatchRunner(graph, crashing, batch_id="b1").run_task(0)
         assert again == outcome.model_copy(update={"seconds": 0.0})
+
+
+def test_run_id_is_stable_when_the_input_omits_it(scripted_services: Services) -> None:
+    sink = RecordingSink()
+    compile_mesh(edge_sink=sink).invoke({"task_index": 0}, scripted_services.as_config())
+    run_ids = {step.state.run_id for step in sink.steps}
+    assert len(run_ids) == 1
+    assert sink.steps[0].state.task is not None
+    assert sink.steps[0].state.task.task_id == run_ids.pop()

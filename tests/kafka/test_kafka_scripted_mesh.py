@@ -15,6 +15,7 @@ from kafka_edges.messages import ReportMessage, TelemetryEvent
 from kafka_edges.publisher import KafkaEdgeSink
 from kafka_edges.topics import AI_REPORTS, AI_TELEMETRY
 from kafka_edges.worker import MeshWorkers
+from nodes.services import Services
 
 pytestmark = pytest.mark.broker
 
@@ -32,11 +33,7 @@ class RecordingSink:
 
 
 @pytest.fixture
-def services(mesh: Mesh) -> Any:
-    try:
-        from nodes.services import Services
-    except ImportError as exc:  # the nodes are being written in parallel
-        pytest.skip(f"nodes not importable yet: {exc}")
+def services(mesh: Mesh) -> Services:
     return Services.from_settings(mesh.settings)
 
 

@@ -1,0 +1,136 @@
+"""The LangGraph server's http app (langgraph.json "http"): the live dashboard, and a Kafka intake
+that turns every new task published to `ai_topic` by any client into a run on this server.
+
+The intake is a consumer-group member (`<group prefix>-server`): it decodes each record, skips
+the mesh's own traffic (transitions recorded by an in-process graph, retries of running tasks),
+starts a run for each new task on a thread derived from the task's run id (a redelivered
+record finds its run already there), and commits only after the run was created. Malformed
+records go to the dead-letter topic with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import AsyncIterator
+
+from confluent_kafka import Consumer, Message
+from fastapi import FastAPI
+
+from dashboard.app import create_router
+from graph.runner import GRAPH_NAME
+from graph.settings import Settings, get_settings
+from kafka_edges.broker import broker_for
+from kafka_edges.config import consumer_config, group_id, topic_prefix, with_logger
+from kafka_edges.messages import MessageDecodeError, TaskMessage, dead_letter_for, decode
+from kafka_edges.publisher import KafkaEdgeSink
+from kafka_edges.topics import AI_TOPIC, qualified
+
+log = logging.getLogger(__name__)
+RUN_NAMESPACE = uuid.UUID("6f1d3c52-7a0e-4d8e-9a43-5b8f7f0f2a11")
+
+
+def thread_id_for(run_id: str) -> str:
+    """The server thread that hosts the run of a task (stable across redeliveries)."""
+    return str(uuid.uuid5(RUN_NAMESPACE, run_id))
+
+
+class TaskIntake:
+    """Consumes `ai_topic` in a background thread and starts a server run per new task."""
+
+    def __init__(self, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
+        self.settings = settings
+        self.loop = loop
+        self.topic = qualified(AI_TOPIC, topic_prefix(settings))
+        self.started_runs = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._consume, name="aimesh-intake", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _consume(self) -> None:
+        conf = consumer_config(self.settings, group_id(self.settings, "server"), client="server")
+        consumer = Consumer(with_logger(conf))
+        consumer.subscribe([self.topic])
+        try:
+            with KafkaEdgeSink(self.settings, client="server-dlq") as dead_letters:
+                while not self._stop.is_set():
+                    record = consumer.poll(0.2)
+                    if record is None or record.error():
+                        continue
+                    if self._handle(record, dead_letters):
+                        consumer.commit(message=record, asynchronous=False)
+        finally:
+            consumer.close()
+
+    def _handle(self, record: Message, dead_letters: KafkaEdgeSink) -> bool:
+        """True when the record is dealt with (run started, skipped, or dead-lettered)."""
+        try:
+            message = decode(TaskMessage, record.value())
+        except MessageDecodeError as exc:
+            dead_letters.send_dead_letter(
+                dead_letter_for(
+                    reason=exc.reason, error=exc.detail, topic=record.topic(),
+                    partition=record.partition(), offset=record.offset(), key=record.key(),
+                    value=record.value(), headers=record.headers(), role="server",
+                )
+            )  # fmt: skip
+            return True
+        if message.origin == "in_process" or message.state.attempts:
+            return True  # the mesh's own traffic: a recorded transition or a retry
+        future = asyncio.run_coroutine_threadsafe(self._start_run(message), self.loop)
+        try:
+            future.result(timeout=60)
+        except Exception:
+            log.exception("could not start a run for task %s; will retry", message.task_id)
+            return False
+        return True
+
+    async def _start_run(self, message: TaskMessage) -> None:
+        from langgraph_sdk import get_client
+
+        client = get_client(url=None)
+        thread_id = thread_id_for(message.run_id)
+        await client.threads.create(thread_id=thread_id, if_exists="do_nothing")
+        if await client.runs.list(thread_id, limit=1):
+            return  # redelivered: this task's run exists already
+        payload = message.state.model_dump(mode="json", exclude_none=True)
+        await client.runs.create(thread_id, GRAPH_NAME, input=payload)
+        self.started_runs += 1
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Attach the Kafka intake when a broker is configured (AIMESH_KAFKA_BOOTSTRAP)."""
+    settings = get_settings()
+    if not settings.kafka_bootstrap:
+        log.warning("AIMESH_KAFKA_BOOTSTRAP is not set: no Kafka intake on this server")
+        yield
+        return
+    with broker_for(settings):  # checks reachability and creates the topics
+        intake = TaskIntake(settings, asyncio.get_running_loop())
+        app.state.intake = intake
+        intake.start()
+        try:
+            yield
+        finally:
+            intake.stop()
+
+
+app = FastAPI(title="AI-Mesh", lifespan=lifespan)
+app.include_router(create_router(), prefix="/dashboard")
+
+
+@app.get("/aimesh/health")
+def health() -> dict[str, object]:
+    """Whether the Kafka intake is attached, and how many runs it started."""
+    intake: TaskIntake | None = getattr(app.state, "intake", None)
+    return {"intake": intake is not None, "started_runs": intake.started_runs if intake else 0}

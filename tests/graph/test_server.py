@@ -1,0 +1,153 @@
+"""The real `langgraph dev` server on this project's langgraph.json, offline, with the embedded
+broker attached: a run through the API, a run triggered by a task on `ai_topic`, the dashboard."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph_sdk import get_sync_client
+
+from graph.server_app import thread_id_for
+from graph.settings import Settings
+from graph.state import MeshState, Task
+from kafka_edges.broker import EmbeddedBroker, broker_for, free_port
+from kafka_edges.messages import ReportMessage
+from kafka_edges.publisher import KafkaEdgeSink
+from kafka_edges.reader import read_topic
+from kafka_edges.topics import AI_REPORTS, AI_TELEMETRY
+
+pytestmark = pytest.mark.timeout(240)
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Server:
+    url: str
+    settings: Settings
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    workdir = tmp_path_factory.mktemp("server")
+    with EmbeddedBroker() as broker:
+        settings = Settings(llm="scripted", kafka_bootstrap=broker.bootstrap, data_dir=workdir)
+        with broker_for(settings):  # creates the mesh's topics
+            pass
+        port = free_port()
+        env = {
+            **os.environ,
+            "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+            "LANGGRAPH_NO_VERSION_CHECK": "true",
+            "LANGSMITH_TRACING": "false",
+            "AIMESH_LLM": "scripted",
+            "AIMESH_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "AIMESH_DATA_DIR": str(workdir),
+        }
+        # the project's langgraph.json, with absolute paths so the server's files stay in workdir
+        config = json.loads((PROJECT / "langgraph.json").read_text())
+        config.pop("env", None)
+        config["dependencies"] = [str(PROJECT)]
+        config["graphs"] = {k: str(PROJECT / v) for k, v in config["graphs"].items()}
+        config["http"]["app"] = str(PROJECT / config["http"]["app"])
+        (workdir / "langgraph.json").write_text(json.dumps(config))
+        log_path = workdir / "server.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [str(Path(sys.executable).with_name("langgraph")), "dev", "--no-browser",
+                 "--host", "127.0.0.1", "--port", str(port), "--no-reload",
+                 "--config", str(workdir / "langgraph.json")],
+                cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+            url = f"http://127.0.0.1:{port}"
+            try:
+                deadline = time.monotonic() + 90
+                while True:
+                    assert proc.poll() is None, log_path.read_text()[-3000:]
+                    try:
+                        if _get_json(url + "/aimesh/health")["intake"]:
+                            break
+                    except OSError:
+                        pass
+                    assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+                    time.sleep(0.3)
+                yield Server(url, settings)
+                started = time.monotonic()
+                os.killpg(proc.pid, signal.SIGINT)
+                proc.wait(30)
+                assert time.monotonic() - started < 20, "the server did not stop on Ctrl-C"
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(5)
+
+
+def test_a_run_through_the_api_goes_through_all_five_agents(server: Server) -> None:
+    client = get_sync_client(url=server.url)
+    thread = client.threads.create()
+    values = client.runs.wait(thread["thread_id"], "ai-mesh", input={"task_index": 2})
+    state = MeshState.model_validate(values)
+    assert state.passed and state.status == "done"
+    assert state.review is not None and state.report is not None
+    # the server's graph published its transitions and telemetry to Kafka
+    reports = read_topic(
+        AI_REPORTS, server.settings, timeout_s=20,
+        until=lambda r: isinstance(r.message, ReportMessage) and r.message.run_id == state.run_id,
+    )  # fmt: skip
+    assert any(getattr(r.message, "run_id", None) == state.run_id for r in reports)
+    telemetry = read_topic(AI_TELEMETRY, server.settings, timeout_s=5, idle_s=1.0)
+    agents = {
+        r.message.agent for r in telemetry if getattr(r.message, "run_id", None) == state.run_id
+    }  # type: ignore[union-attr]
+    assert agents == {"producer", "consumer", "sandbox", "reviewer", "supervisor"}
+
+
+def test_a_task_published_to_ai_topic_becomes_a_server_run(server: Server) -> None:
+    task = Task(
+        statement="Return the square of n.",
+        signature="def square(n: int) -> int",
+        entry_point="square",
+        tests=["assert square(3) == 9", "assert square(-2) == 4"],
+        reference_solution="def square(n: int) -> int:\n    return n * n\n",
+    )
+    with KafkaEdgeSink(server.settings, origin="feed") as sink:
+        sent = sink.feed_task(MeshState(task=task, max_attempts=1))
+    client = get_sync_client(url=server.url)
+    thread_id = thread_id_for(sent.run_id)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            values = client.threads.get_state(thread_id)["values"]
+            if isinstance(values, dict) and values.get("report"):
+                break
+        except Exception:  # the thread does not exist until the intake created it
+            pass
+        assert time.monotonic() < deadline, "no run was started for the published task"
+        time.sleep(0.5)
+    state = MeshState.model_validate(values)
+    assert state.task is not None and state.task.entry_point == "square"
+    assert state.run_id == sent.run_id and state.report is not None
+    assert _get_json(server.url + "/aimesh/health")["started_runs"] >= 1
+
+
+def test_the_dashboard_is_mounted_in_the_server(server: Server) -> None:
+    health = _get_json(server.url + "/dashboard/api/health")
+    assert health["bootstrap"] == server.settings.kafka_bootstrap
+    with urllib.request.urlopen(server.url + "/dashboard/", timeout=5) as page:
+        assert "AI-Mesh" in page.read().decode()
