@@ -19,6 +19,7 @@ from graph.distributed import DistributedRunError, run_distributed, shared_llm_e
 from graph.runner import BatchRunner, TaskOutcome, compile_mesh, read_manifest, write_manifest
 from graph.settings import Settings
 from graph.state import Task
+from graph.tracing import configure_tracing
 from kafka_edges.broker import BrokerError, broker_for
 from kafka_edges.cli import register as register_kafka_commands
 from kafka_edges.publisher import KafkaEdgeSink, PublishError
@@ -31,6 +32,14 @@ from sandbox import SandboxError
 app = typer.Typer(
     help="AI-Mesh: closed-loop, self-improving code generation.", no_args_is_help=True
 )
+
+
+@app.callback()
+def _startup() -> None:
+    """Settle process-wide concerns before any command runs."""
+    configure_tracing()
+
+
 app.add_typer(model_app, name="model", help="Fetch and serve the embedded local model.")
 register_kafka_commands(app)
 app.command("dashboard", help="Serve the live telemetry dashboard.")(dashboard_command)
@@ -145,6 +154,7 @@ def evaluate_command(
     attempts: Annotated[int, typer.Option(min=1, max=10, help="attempts per problem")] = 3,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
     llm: Annotated[str | None, typer.Option(help="auto | openai | local | scripted")] = None,
+    resume: Annotated[str | None, typer.Option(help="batch id of an interrupted eval")] = None,
 ) -> None:
     """Measure pass@1 (first attempt and loop) on HumanEval through the graph."""
     from graph.evaluation import evaluate, humaneval_tasks, write_report
@@ -154,8 +164,10 @@ def evaluate_command(
         tasks = (
             humaneval_tasks(limit) if dataset == "humaneval" else load_tasks(Path(dataset), limit)
         )
-        runner = BatchRunner(compile_mesh(), Services.from_settings(settings))
-        with Progress(*_columns(), console=console) as progress:
+        checkpointer = sqlite_checkpointer(settings.checkpoint_db)
+        with checkpointer as saver, Progress(*_columns(), console=console) as progress:
+            runner = BatchRunner(compile_mesh(saver), Services.from_settings(settings), resume)
+            progress.console.print(f"batch {runner.batch_id} (resume: --resume {runner.batch_id})")
             bar = progress.add_task("problems", total=len(tasks))
             solved = 0
 

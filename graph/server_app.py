@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from dashboard.app import create_router
 from graph.runner import GRAPH_NAME
 from graph.settings import Settings, get_settings
+from graph.tracing import configure_tracing
 from kafka_edges.broker import broker_for
 from kafka_edges.config import consumer_config, group_id, topic_prefix, with_logger
 from kafka_edges.messages import MessageDecodeError, TaskMessage, dead_letter_for, decode
@@ -110,6 +111,7 @@ class TaskIntake:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Attach the Kafka intake when a broker is configured (AIMESH_KAFKA_BOOTSTRAP)."""
+    configure_tracing()
     settings = get_settings()
     if not settings.kafka_bootstrap:
         log.warning("AIMESH_KAFKA_BOOTSTRAP is not set: no Kafka intake on this server")
