@@ -79,7 +79,7 @@ class TaskIntake:
         except MessageDecodeError as exc:
             dead_letters.send_dead_letter(
                 dead_letter_for(
-                    reason=exc.reason, error=exc.detail, topic=record.topic(),
+                    reason=exc.reason, error=exc.detail, topic=record.topic() or self.topic,
                     partition=record.partition(), offset=record.offset(), key=record.key(),
                     value=record.value(), headers=record.headers(), role="server",
                 )
