@@ -1,0 +1,16 @@
+"""Shared fixtures: the real 0.5b model, assembled once into the project cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from graph.settings import get_settings
+from llm.local_model import ensure_model
+
+
+@pytest.fixture(scope="session")
+def real_model() -> Path:
+    """The real 0.5b GGUF in the project cache (downloaded and assembled on the first run)."""
+    return ensure_model("0.5b", get_settings().cache_dir)
