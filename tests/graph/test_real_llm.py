@@ -1,0 +1,31 @@
+"""One real task through the real local model (Qwen2.5-Coder-0.5B on llama.cpp), end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from graph.evaluation import humaneval_tasks
+from graph.runner import compile_mesh
+from graph.settings import Settings
+from graph.state import MeshState
+from nodes.services import Services
+
+pytestmark = [pytest.mark.real_llm, pytest.mark.timeout(600)]
+
+
+def test_a_humaneval_task_is_solved_by_the_real_local_model(tmp_path: Path) -> None:
+    settings = Settings(
+        llm="local", llm_temperature=0.0, llm_max_tokens=384, data_dir=tmp_path, max_attempts=3
+    )
+    services = Services.from_settings(settings)
+    task = humaneval_tasks(limit=3)[2]  # truncate_number: small and unambiguous
+    final = MeshState.model_validate(
+        compile_mesh().invoke(MeshState(task=task, max_attempts=3), services.as_config())
+    )
+    assert final.tokens_used > 0 and final.attempts
+    assert "def truncate_number" in final.attempts[-1].code
+    assert final.passed, final.attempts[-1].execution
+    assert final.review is not None and final.review.scores.correctness == 1.0
+    assert final.report is not None and final.status == "done"
