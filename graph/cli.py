@@ -25,6 +25,8 @@ from kafka_edges.cli import register as register_kafka_commands
 from kafka_edges.publisher import KafkaEdgeSink, PublishError
 from llm.chat import LLMUnavailableError
 from llm.cli import model_app
+from memory import AgentMemoryError
+from memory.cli import memory_app
 from nodes.dataset import DatasetError, load_tasks
 from nodes.services import Services
 from sandbox import SandboxError
@@ -41,6 +43,7 @@ def _startup() -> None:
 
 
 app.add_typer(model_app, name="model", help="Fetch and serve the embedded local model.")
+app.add_typer(memory_app, name="memory", help="Inspect and manage the agents' memory.")
 register_kafka_commands(app)
 app.command("dashboard", help="Serve the live telemetry dashboard.")(dashboard_command)
 console = Console()
@@ -52,6 +55,7 @@ INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
     BrokerError,
     PublishError,
     DistributedRunError,
+    AgentMemoryError,
 )
 
 

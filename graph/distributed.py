@@ -37,24 +37,53 @@ def shared_llm_endpoint(settings: Settings) -> Iterator[Settings]:
 
 
 @contextlib.contextmanager
+def shared_memory_store(settings: Settings) -> Iterator[dict[str, str]]:
+    """Environment for workers to share one memory: embedded Qdrant admits one process, so
+    unless a shared store is configured already, a Chroma server is started for the run."""
+    from memory import MemorySettings
+
+    memory = MemorySettings()
+    if not memory.enabled or memory.backend == "chroma":
+        yield {}
+        return
+    from memory.chroma_server import ChromaServer
+
+    with ChromaServer(memory.resolved_dir(settings.data_dir) / "chroma") as server:
+        yield {
+            "AIMESH_MEMORY_BACKEND": "chroma",
+            "AIMESH_MEMORY_CHROMA_HOST": server.host,
+            "AIMESH_MEMORY_CHROMA_PORT": str(server.port),
+        }
+
+
+@contextlib.contextmanager
 def worker_processes(settings: Settings, per_role: int) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Start `aimesh worker --role R` for every node; terminate them on exit."""
-    env = {**os.environ, **_as_environment(settings)}
-    command = [sys.executable, "-m", "graph.cli", "worker", "--concurrency", str(per_role)]
-    procs = [
-        subprocess.Popen([*command, "--role", role], env=env, stdout=subprocess.DEVNULL)
-        for role in NODES
-    ]
-    try:
+    """Start `aimesh worker --role R` for every node, sharing one memory store; stop them (and
+    the store) on exit."""
+    with contextlib.ExitStack() as stack:
+        env = {
+            **os.environ,
+            **_as_environment(settings),
+            **stack.enter_context(shared_memory_store(settings)),
+        }
+        procs: list[subprocess.Popen[bytes]] = []
+        stack.callback(_stop_all, procs)
+        command = [sys.executable, "-m", "graph.cli", "worker", "--concurrency", str(per_role)]
+        for role in NODES:
+            procs.append(
+                subprocess.Popen([*command, "--role", role], env=env, stdout=subprocess.DEVNULL)
+            )
         yield procs
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+
+
+def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def _as_environment(settings: Settings) -> dict[str, str]:

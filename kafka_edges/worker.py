@@ -55,11 +55,16 @@ from kafka_edges.messages import (
 from kafka_edges.publisher import KafkaEdgeSink, PublishError
 from kafka_edges.topics import DEFAULT_PARTITIONS, ensure_topics, input_topic, qualified
 from llm.chat import LLMUnavailableError
+from memory.errors import MemoryUnavailableError
 from sandbox.base import SandboxError
 
 log = logging.getLogger(__name__)
 
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (LLMUnavailableError, SandboxError)
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    LLMUnavailableError,
+    SandboxError,
+    MemoryUnavailableError,
+)
 """Node errors that are retried (with backoff) instead of dead-lettering the task."""
 
 StepFunction = Callable[[str, MeshState, RunnableConfig], tuple[dict[str, Any], StepRecord]]

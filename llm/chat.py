@@ -12,6 +12,7 @@ from typing import Any
 import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
+from langchain_core.runnables import Runnable
 
 from graph.settings import Settings
 
@@ -83,7 +84,7 @@ def make_chat_model(settings: Settings) -> BaseChatModel:
     )
 
 
-def ask(model: BaseChatModel, messages: list[BaseMessage], **kwargs: Any) -> LLMReply:
+def ask(model: Runnable[Any, Any], messages: list[BaseMessage], **kwargs: Any) -> LLMReply:
     """Invoke the model; return text and token count, or raise LLMUnavailableError (one line)."""
     try:
         reply = model.invoke(messages, **kwargs)

@@ -16,6 +16,7 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import Field
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,12 @@ _ENTRY_POINT = re.compile(r"Implement `([A-Za-z_][A-Za-z0-9_]*)`")
 
 
 class ScriptedChatModel(BaseChatModel):
-    """Deterministic stand-in for a chat model (TEST DOUBLE): no network, no randomness."""
+    """Deterministic stand-in for a chat model (TEST DOUBLE): no network, no randomness.
+
+    Every prompt it receives is kept in `prompts_seen`, so tests can check what agents asked.
+    """
+
+    prompts_seen: list[str] = Field(default_factory=list)
 
     @property
     def _llm_type(self) -> str:
@@ -143,6 +149,7 @@ class ScriptedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         prompt = "\n".join(str(m.content) for m in messages)
+        self.prompts_seen.append(prompt)
         text = self._answer(prompt)
         prompt_tokens, completion_tokens = len(prompt) // 4, len(text) // 4
         message = AIMessage(

@@ -22,9 +22,13 @@ def consumer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
     if task is None:
         raise ValueError("consumer needs a task")
     system = services.prompt(prompts.CONSUMER_SYSTEM)
+    recall = services.memory.recall(task.statement) if services.memory is not None else None
+    experience = recall.to_prompt() if recall is not None else ""
     messages: list[BaseMessage] = [
         SystemMessage(system.text),
-        HumanMessage(prompts.consumer_request(task.statement, task.signature, task.entry_point)),
+        HumanMessage(
+            prompts.consumer_request(task.statement, task.signature, task.entry_point, experience)
+        ),
     ]
     previous = state.last_attempt
     if previous is not None and previous.execution is not None:
@@ -42,6 +46,7 @@ def consumer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
     return {
         "attempts": [attempt],
         "tokens_used": reply.tokens,
+        "memory_hits": recall.hits if recall is not None else 0,
         "status": "solving",
         "prompt_versions": {**state.prompt_versions, system.name: system.version},
     }

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import RunnableConfig
 
 from graph.state import MeshState
 from nodes.services import get_services
-from sandbox import SandboxJob
+from sandbox import ExecutionResult, SandboxJob
+
+if TYPE_CHECKING:
+    from memory import AgentMemory
 
 
 def execute(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
@@ -27,4 +30,24 @@ def execute(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
             memory_mb=services.settings.sandbox_memory_mb,
         )
     )
+    if services.memory is not None:
+        _remember(services.memory, state, attempt.code, result)
     return {"attempts": [attempt.model_copy(update={"execution": result})], "status": "tested"}
+
+
+def _remember(memory: AgentMemory, state: MeshState, code: str, result: ExecutionResult) -> None:
+    """Store a failure; when a failed attempt is followed by a pass, store the fix recipe."""
+    task = state.task
+    assert task is not None
+    if not result.passed:
+        memory.record_failure(task.statement, result.feedback(), task_id=task.task_id)
+        return
+    failed = [a for a in state.attempts[:-1] if a.execution is not None and not a.execution.passed]
+    if failed and failed[-1].execution is not None:
+        memory.record_fix_recipe(
+            task.statement,
+            failed[-1].execution.feedback(),
+            failed[-1].code,
+            code,
+            task_id=task.task_id,
+        )

@@ -59,17 +59,31 @@ def producer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
     return {**started, **_invent_task(services, state), "prompt_versions": versions}
 
 
+def steering(services: Services, task_index: int) -> tuple[int, list[tuple[str, int]], int]:
+    """Difficulty, covered categories (most covered first) and memory hits for a new task.
+
+    Difficulty rises with the batch position and, with memory, with all tasks produced before.
+    """
+    difficulty = target_difficulty(task_index)
+    if services.memory is None:
+        return difficulty, [], 0
+    coverage = services.memory.coverage()
+    produced = sum(count for _, count, _ in coverage)
+    covered = sorted(((c, n) for c, n, _ in coverage), key=lambda row: -row[1])[:12]
+    return min(10, max(difficulty, target_difficulty(produced))), covered, len(coverage)
+
+
 def _invent_task(services: Services, state: MeshState) -> dict[str, Any]:
-    difficulty = target_difficulty(state.task_index)
+    difficulty, covered, hits = steering(services, state.task_index)
     messages: list[BaseMessage] = [
         SystemMessage(services.prompt(prompts.PRODUCER_SYSTEM).text),
-        HumanMessage(prompts.producer_request(state.task_index, difficulty, [])),
+        HumanMessage(prompts.producer_request(state.task_index, difficulty, covered)),
     ]
     llm = services.llm.bind(response_format={"type": "json_object"})
     tokens = 0
     error = "no attempt made"
     for _ in range(services.settings.producer_max_tries):
-        reply = ask(llm, messages)  # type: ignore[arg-type]
+        reply = ask(llm, messages)
         tokens += reply.tokens
         try:
             # The task id derives from the run id, so a redelivered request yields the same id.
@@ -79,11 +93,21 @@ def _invent_task(services: Services, state: MeshState) -> dict[str, Any]:
         else:
             result = validate_task(services, task)
             if result.passed:
-                return {"task": task, "status": "solving", "tokens_used": tokens}
+                if services.memory is not None:
+                    services.memory.record_task(
+                        task.task_id, task.category, task.difficulty, task.statement
+                    )
+                return {
+                    "task": task,
+                    "status": "solving",
+                    "tokens_used": tokens,
+                    "memory_hits": hits,
+                }
             error = f"the reference solution fails the tests:\n{result.feedback()}"
         messages += [AIMessage(reply.text), HumanMessage(prompts.producer_retry(error))]
     return {
         "status": "failed",
         "tokens_used": tokens,
+        "memory_hits": hits,
         "error": f"producer gave up after {services.settings.producer_max_tries} tries: {error}",
     }

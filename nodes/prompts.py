@@ -51,12 +51,13 @@ _SEED_PROMPTS: tuple[Prompt, ...] = (
 SEED_PROMPTS: dict[str, Prompt] = {p.name: p for p in _SEED_PROMPTS}
 
 
-def producer_request(task_index: int, difficulty: int, avoid_categories: list[str]) -> str:
-    """The producer's user message for one new task."""
-    avoid = ", ".join(avoid_categories) if avoid_categories else "none yet"
+def producer_request(task_index: int, difficulty: int, covered: list[tuple[str, int]]) -> str:
+    """The producer's user message for one new task; `covered` is (category, tasks so far)."""
+    done = ", ".join(f"{category} ({count})" for category, count in covered) or "none yet"
     return (
         f"Create task #{task_index + 1} at difficulty {difficulty} (1 = trivial, 10 = hard).\n"
-        f"Categories already covered (prefer a different one): {avoid}."
+        f"Categories already covered, with task counts (pick a new or the least covered one): "
+        f"{done}."
     )
 
 
@@ -65,9 +66,10 @@ def producer_retry(error: str) -> str:
     return f"That task was rejected: {error}\nAnswer again with a corrected JSON object."
 
 
-def consumer_request(statement: str, signature: str, entry_point: str) -> str:
-    """The consumer's user message for a task."""
-    return f"Task:\n{statement}\n\nImplement `{entry_point}` with this signature:\n{signature}\n"
+def consumer_request(statement: str, signature: str, entry_point: str, experience: str = "") -> str:
+    """The consumer's user message for a task, with what memory recalled for similar tasks."""
+    request = f"Task:\n{statement}\n\nImplement `{entry_point}` with this signature:\n{signature}\n"
+    return f"{request}\nFrom experience:\n{experience}\n" if experience else request
 
 
 def consumer_retry(previous_code: str, feedback: str) -> str:

@@ -20,6 +20,9 @@ WEIGHTS = ReviewScores(correctness=0.6, efficiency=0.15, readability=0.1, adhere
 LINT_PENALTY = 0.1
 """Readability lost per lint finding."""
 
+PRAISE_THRESHOLD = 0.9
+"""Rewards at or above this store the solution and critique as a best practice."""
+
 
 def score(state: MeshState, timeout_s: float) -> tuple[ReviewScores, list[str]]:
     """The four component scores of the final attempt, and the findings behind them."""
@@ -63,10 +66,15 @@ def review(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
     scores, findings = score(state, services.settings.sandbox_timeout_s)
     critique, tokens = _critique(state, scores, findings, config)
     system = services.prompt(prompts.REVIEWER_SYSTEM)
+    verdict = Review(reward=reward(scores), scores=scores, critique=critique, findings=findings)
+    attempt, task = state.last_attempt, state.task
+    memory = services.memory
+    if memory and attempt and task and verdict.reward >= PRAISE_THRESHOLD:
+        memory.record_best_practice(
+            task.statement, critique, attempt.code, task_id=task.task_id, reward=verdict.reward
+        )
     return {
-        "review": Review(
-            reward=reward(scores), scores=scores, critique=critique, findings=findings
-        ),
+        "review": verdict,
         "tokens_used": tokens,
         "status": "reviewed",
         "prompt_versions": {**state.prompt_versions, system.name: system.version},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
@@ -13,6 +13,9 @@ from graph.settings import Settings, get_settings
 from llm.chat import make_chat_model
 from nodes.prompts import SEED_PROMPTS, Prompt
 from sandbox import Sandbox, make_sandbox
+
+if TYPE_CHECKING:
+    from memory import AgentMemory
 
 SERVICES_KEY = "aimesh_services"
 
@@ -25,10 +28,12 @@ class Services:
     llm: BaseChatModel
     sandbox: Sandbox
     prompts: dict[str, Prompt] = field(default_factory=lambda: dict(SEED_PROMPTS))
+    memory: AgentMemory | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Services:
-        """Build every dependency the settings describe."""
+    def from_settings(cls, settings: Settings, *, use_memory: bool | None = None) -> Services:
+        """Build every dependency the settings describe. Memory (mem0) is opened when
+        `use_memory` is true, or, by default, when AIMESH_MEMORY_ENABLED is (the default)."""
         return cls(
             settings=settings,
             llm=make_chat_model(settings),
@@ -38,6 +43,7 @@ class Services:
                 memory_mb=settings.sandbox_memory_mb,
                 allow_unisolated=settings.sandbox_allow_unisolated,
             ),
+            memory=_open_memory(settings, use_memory),
         )
 
     def prompt(self, name: str) -> Prompt:
@@ -47,6 +53,14 @@ class Services:
     def as_config(self, **configurable: Any) -> RunnableConfig:
         """A RunnableConfig that carries these services (plus any other configurable keys)."""
         return {"configurable": {SERVICES_KEY: self, **configurable}}
+
+
+def _open_memory(settings: Settings, use_memory: bool | None) -> AgentMemory | None:
+    from memory import AgentMemory, MemorySettings
+
+    memory_settings = MemorySettings()
+    wanted = memory_settings.enabled if use_memory is None else use_memory
+    return AgentMemory.from_settings(settings, memory_settings) if wanted else None
 
 
 _default_lock = threading.Lock()

@@ -24,7 +24,7 @@ step "llama-cpp-python server wheel (cached in $CACHE/wheels)"
 scripts/build_llama_wheel.sh "$VENV/bin/python" "$CACHE/wheels"
 
 step "installing AI-Mesh and its pinned dependencies"
-"${PIP[@]}" install -q --find-links "$CACHE/wheels" -e ".[llm,server,dev]"
+"${PIP[@]}" install -q --find-links "$CACHE/wheels" -e ".[llm,server,memory,learning,dev]"
 # the cached wheel keeps its version when rebuilt with other flags: always install that exact file
 "${PIP[@]}" install -q --no-deps --force-reinstall "$CACHE/wheels"/llama_cpp_python-0.3.36-*.whl
 

@@ -18,5 +18,5 @@ def scripted_settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def scripted_services(scripted_settings: Settings) -> Services:
-    """Services with the scripted LLM test double and the real local sandbox."""
-    return Services.from_settings(scripted_settings)
+    """Services with the scripted LLM test double and the real local sandbox (no memory)."""
+    return Services.from_settings(scripted_settings, use_memory=False)

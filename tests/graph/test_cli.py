@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,7 +10,13 @@ from pathlib import Path
 
 
 def aimesh(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "AIMESH_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "160", **env}
+    environment = {
+        **os.environ,
+        "AIMESH_DATA_DIR": str(tmp_path / "data"),
+        "AIMESH_MEMORY_ENABLED": "false",  # memory loads an embedder: only where it is tested
+        "COLUMNS": "160",
+        **env,
+    }
     return subprocess.run(
         [sys.executable, "-m", "graph.cli", *args],
         capture_output=True,
@@ -21,11 +28,20 @@ def aimesh(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProces
 
 
 def test_run_with_the_scripted_model_prints_the_results_table(tmp_path: Path) -> None:
-    done = aimesh(tmp_path, "run", "--tasks", "3", "--llm", "scripted")
+    done = aimesh(
+        tmp_path, "run", "--tasks", "3", "--llm", "scripted", AIMESH_MEMORY_ENABLED="true"
+    )
     assert done.returncode == 0, done.stderr
     assert "AI-Mesh results" in done.stdout
     assert "solved 3/3" in done.stdout
     assert done.stdout.count("│ yes") == 3
+    # what the agents learned survives the process: a new one lists it
+    listed = aimesh(tmp_path, "memory", "list", "--json", AIMESH_MEMORY_ENABLED="true")
+    assert listed.returncode == 0, listed.stderr
+    kinds = [
+        json.loads(line)["kind"] for line in listed.stdout.splitlines() if line.startswith("{")
+    ]
+    assert kinds.count("task") == 3 and "fix_recipe" in kinds
 
 
 def test_resume_reads_back_a_finished_batch_without_rerunning(tmp_path: Path) -> None:
