@@ -28,6 +28,7 @@ from kafka_edges.topics import (
     AI_VERIFIED,
     topic_for_transition,
 )
+from nodes.prompts import system_prompt
 
 SCHEMA_VERSION = 1
 """Bumped on a breaking change; workers dead-letter versions they do not understand."""
@@ -306,7 +307,7 @@ class TelemetryEvent(WireModel):
             run_id=state.run_id,
             attempt=len(state.attempts),
             status=state.status,
-            prompt_version=state.prompt_versions.get(step.node),
+            prompt_version=state.prompt_versions.get(system_prompt(step.node)),
             next_node=step.next_node,
         )
 

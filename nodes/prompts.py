@@ -14,9 +14,14 @@ class Prompt:
     text: str
 
 
-PRODUCER_SYSTEM = "producer.system"
-CONSUMER_SYSTEM = "consumer.system"
-REVIEWER_SYSTEM = "reviewer.system"
+def system_prompt(agent: str) -> str:
+    """The name of an agent's system prompt."""
+    return f"{agent}.system"
+
+
+PRODUCER_SYSTEM = system_prompt("producer")
+CONSUMER_SYSTEM = system_prompt("consumer")
+REVIEWER_SYSTEM = system_prompt("reviewer")
 
 _SEED_PROMPTS: tuple[Prompt, ...] = (
     Prompt(

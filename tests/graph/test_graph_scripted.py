@@ -118,3 +118,18 @@ def test_run_id_is_stable_when_the_input_omits_it(scripted_services: Services) -
     assert len(run_ids) == 1
     assert sink.steps[0].state.task is not None
     assert sink.steps[0].state.task.task_id == run_ids.pop()
+
+
+def test_telemetry_names_the_prompt_version_each_agent_used(scripted_services: Services) -> None:
+    from kafka_edges.messages import TelemetryEvent
+
+    sink = RecordingSink()
+    compile_mesh(edge_sink=sink).invoke(MeshState(task_index=0), scripted_services.as_config())
+    versions = {s.node: TelemetryEvent.from_step(s).prompt_version for s in sink.steps}
+    assert versions == {
+        "producer": "v1",
+        "consumer": "v1",
+        "sandbox": None,
+        "reviewer": "v1",
+        "supervisor": None,
+    }
