@@ -87,9 +87,11 @@ class BatchRunner:
         config = self.services.as_config(thread_id=f"{self.batch_id}-{index}")
         snapshot = self.graph.get_state(config)
         started = time.perf_counter()
-        if snapshot.values and not snapshot.next:
+        if snapshot.values and not snapshot.next:  # finished earlier: read it back
             state = MeshState.model_validate(snapshot.values)
-            return TaskOutcome.of(index, state, seconds=0.0)
+            return TaskOutcome.of(
+                index, state, seconds=state.report.wall_time_s if state.report else 0
+            )
         payload: Any = None
         if not snapshot.values:
             payload = MeshState(
