@@ -16,6 +16,7 @@ from rich.table import Table
 from dashboard.cli import dashboard as dashboard_command
 from graph.checkpoint import sqlite_checkpointer
 from graph.distributed import DistributedRunError, run_distributed, shared_llm_endpoint
+from graph.edges import EdgeSink, FanOutSink
 from graph.runner import BatchRunner, TaskOutcome, compile_mesh, read_manifest, write_manifest
 from graph.settings import Settings
 from graph.state import Task
@@ -23,6 +24,7 @@ from graph.tracing import configure_tracing
 from kafka_edges.broker import BrokerError, broker_for
 from kafka_edges.cli import register as register_kafka_commands
 from kafka_edges.publisher import KafkaEdgeSink, PublishError
+from learning.cli import learn_app
 from llm.chat import LLMUnavailableError
 from llm.cli import model_app
 from memory import AgentMemoryError
@@ -44,6 +46,7 @@ def _startup() -> None:
 
 app.add_typer(model_app, name="model", help="Fetch and serve the embedded local model.")
 app.add_typer(memory_app, name="memory", help="Inspect and manage the agents' memory.")
+app.add_typer(learn_app, name="learn", help="Learn better prompts; inspect and roll back versions.")
 register_kafka_commands(app)
 app.command("dashboard", help="Serve the live telemetry dashboard.")(dashboard_command)
 console = Console()
@@ -87,8 +90,14 @@ def run(
         bool, typer.Option(help="run each node as a Kafka consumer-group worker process")
     ] = False,
     workers: Annotated[int, typer.Option(min=1, help="workers per node with --distributed")] = 1,
+    learn_every: Annotated[
+        int, typer.Option(min=0, help="run a bandit learning round every N reviewed tasks (0: off)")
+    ] = 0,
 ) -> None:
-    """Run tasks through the closed loop and print a results table."""
+    """Run tasks through the closed loop and print a results table.
+
+    Every run is recorded as a rollout (spans, reward, prompt versions) in the learning store.
+    """
     with readable_errors():
         settings = settings_with(max_attempts=attempts, sandbox=sandbox, llm=llm)
         manifest_dir = settings.data_dir / "batches"
@@ -102,7 +111,6 @@ def run(
             list(load_tasks(dataset, limit=tasks)) if dataset else [None] * tasks
         )
         with contextlib.ExitStack() as stack:
-            sink = None
             if kafka or distributed:
                 broker = stack.enter_context(broker_for(settings))
                 settings = broker.settings
@@ -112,12 +120,14 @@ def run(
                 shared = stack.enter_context(shared_llm_endpoint(settings))
                 outcomes = _distributed_with_progress(shared, given, workers)
             else:
+                services = Services.from_settings(settings)
+                sinks = learning_sinks(services, learn_every)
                 if kafka:
-                    sink = stack.enter_context(KafkaEdgeSink(settings))
+                    sinks.insert(0, stack.enter_context(KafkaEdgeSink(settings)))
                 checkpointer = stack.enter_context(sqlite_checkpointer(settings.checkpoint_db))
                 runner = BatchRunner(
-                    compile_mesh(checkpointer, edge_sink=sink),
-                    Services.from_settings(settings),
+                    compile_mesh(checkpointer, edge_sink=FanOutSink(*sinks)),
+                    services,
                     batch_id=resume,
                 )
                 write_manifest(
@@ -134,6 +144,20 @@ def run(
                 outcomes = _run_with_progress(runner, given, settings.max_attempts)
         console.print(outcome_table(outcomes))
         console.print(f"solved {sum(o.passed for o in outcomes)}/{len(outcomes)}")
+
+
+def learning_sinks(services: Services, learn_every: int) -> list[EdgeSink]:
+    """The rollout recorder (every run, with rewards credited to the prompt versions used) and,
+    with `learn_every`, the periodic optimizer."""
+    from learning.periodic import PeriodicOptimizer, learner_round
+    from learning.tracing import RolloutRecorder
+
+    assert services.registry is not None
+    recorder = RolloutRecorder(services.registry.db, registry=services.registry)
+    sinks: list[EdgeSink] = [recorder]
+    if learn_every:
+        sinks.append(PeriodicOptimizer(learn_every, learner_round(services, services.registry)))
+    return sinks
 
 
 def _distributed_with_progress(

@@ -26,3 +26,14 @@ class EdgeSink(Protocol):
     def on_step(self, step: StepRecord) -> None:
         """Handle one step. Must not lose it: raise if it cannot be delivered."""
         ...
+
+
+class FanOutSink:
+    """An EdgeSink handing every step to several sinks in order (publisher, recorder, ...)."""
+
+    def __init__(self, *sinks: EdgeSink) -> None:
+        self.sinks = sinks
+
+    def on_step(self, step: StepRecord) -> None:
+        for sink in self.sinks:
+            sink.on_step(step)

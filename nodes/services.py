@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
@@ -15,6 +15,7 @@ from nodes.prompts import SEED_PROMPTS, Prompt
 from sandbox import Sandbox, make_sandbox
 
 if TYPE_CHECKING:
+    from learning.registry import PromptRegistry
     from memory import AgentMemory
 
 SERVICES_KEY = "aimesh_services"
@@ -27,13 +28,18 @@ class Services:
     settings: Settings
     llm: BaseChatModel
     sandbox: Sandbox
-    prompts: dict[str, Prompt] = field(default_factory=lambda: dict(SEED_PROMPTS))
+    prompts: dict[str, Prompt] | None = None
+    """Fixed prompts (tests, candidate evaluation); when None, the registry's active versions."""
+    registry: PromptRegistry | None = None
     memory: AgentMemory | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, use_memory: bool | None = None) -> Services:
         """Build every dependency the settings describe. Memory (mem0) is opened when
-        `use_memory` is true, or, by default, when AIMESH_MEMORY_ENABLED is (the default)."""
+        `use_memory` is true, or, by default, when AIMESH_MEMORY_ENABLED is (the default).
+        Prompts come from the prompt registry in the data dir."""
+        from learning.registry import PromptRegistry
+
         return cls(
             settings=settings,
             llm=make_chat_model(settings),
@@ -43,12 +49,18 @@ class Services:
                 memory_mb=settings.sandbox_memory_mb,
                 allow_unisolated=settings.sandbox_allow_unisolated,
             ),
+            registry=PromptRegistry.in_data_dir(settings.data_dir),
             memory=_open_memory(settings, use_memory),
         )
 
     def prompt(self, name: str) -> Prompt:
-        """The current version of prompt `name`."""
-        return self.prompts[name]
+        """The version of prompt `name` to use now: fixed, else the registry's active one (read
+        at each call, so a promotion reaches the next run), else the seed."""
+        if self.prompts is not None:
+            return self.prompts[name]
+        if self.registry is not None:
+            return self.registry.current(name)
+        return SEED_PROMPTS[name]
 
     def as_config(self, **configurable: Any) -> RunnableConfig:
         """A RunnableConfig that carries these services (plus any other configurable keys)."""

@@ -1,0 +1,283 @@
+"""`aimesh learn`: learning rounds (APO or the bandit) and the prompt registry.
+
+Mount with ``app.add_typer(learn_app, name="learn")``. ``aimesh learn [OPTIONS]`` runs rounds;
+``aimesh learn status | history NAME | show NAME VERSION | promote NAME VERSION | rollback NAME``
+inspect and steer the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from graph.settings import Settings
+from learning.registry import PromptRegistry, RegistryError
+from nodes.prompts import CONSUMER_SYSTEM, PRODUCER_SYSTEM
+
+learn_app = typer.Typer(
+    help="Self-learning: optimize prompts on HumanEval through the graph; inspect and roll back "
+    "prompt versions.",
+)
+console = Console()
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so context managers (the local model server) clean up."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _registry(data_dir: Path | None) -> PromptRegistry:
+    return PromptRegistry.in_data_dir(data_dir or Settings().data_dir)
+
+
+@learn_app.callback(invoke_without_command=True)
+def learn(
+    ctx: typer.Context,
+    rounds: Annotated[int, typer.Option(min=1, help="learning rounds")] = 3,
+    algorithm: Annotated[str, typer.Option(help="apo | bandit")] = "apo",
+    train: Annotated[int, typer.Option(min=1, help="training tasks")] = 6,
+    val: Annotated[int, typer.Option(min=1, help="held-out validation tasks")] = 8,
+    prompt: Annotated[
+        list[str] | None,
+        typer.Option(help="prompt(s) to optimize: consumer.system (default), producer.system"),
+    ] = None,
+    attempts: Annotated[int, typer.Option(min=1, max=10, help="consumer attempts per task")] = 1,
+    offset: Annotated[int, typer.Option(min=0, help="first HumanEval problem of the pool")] = 0,
+    min_gain: Annotated[float, typer.Option(help="promotion margin on validation reward")] = 0.01,
+    branch_factor: Annotated[int, typer.Option(min=1, help="APO edits per round")] = 2,
+    beam_width: Annotated[int, typer.Option(min=1, help="APO beam width")] = 1,
+    gradient_batch: Annotated[int, typer.Option(min=1, help="APO rollouts per gradient")] = 3,
+    policy: Annotated[str, typer.Option(help="bandit policy: ucb1 | thompson")] = "ucb1",
+    batch: Annotated[int, typer.Option(min=1, help="bandit: training tasks per pull")] = 3,
+    llm: Annotated[str | None, typer.Option(help="auto | openai | local | scripted")] = None,
+    optimizer_base_url: Annotated[
+        str | None, typer.Option(help="APO's OpenAI-compatible endpoint (default: the mesh's LLM)")
+    ] = None,
+    optimizer_model: Annotated[str | None, typer.Option(help="APO's model name")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the rounds here")] = None,
+) -> None:
+    """Run learning rounds: propose prompt versions, validate on held-out tasks through the graph,
+    promote only what beats the active version (else keep it as rejected)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if algorithm not in ("apo", "bandit"):
+        raise typer.BadParameter("--algorithm must be apo or bandit")
+    if policy not in ("ucb1", "thompson"):
+        raise typer.BadParameter("--policy must be ucb1 or thompson")
+    names = prompt or [CONSUMER_SYSTEM]
+    for name in names:
+        if name not in (CONSUMER_SYSTEM, PRODUCER_SYSTEM):
+            raise typer.BadParameter(
+                f"cannot optimize {name!r}: use consumer.system or producer.system"
+            )
+
+    from learning.evaluation import humaneval_split, producer_items, task_items
+    from learning.learner import (
+        APOOptions,
+        OptimizerLLM,
+        learning_settings,
+        llm_endpoint,
+        open_learner,
+    )
+    from llm.chat import LLMUnavailableError
+    from sandbox import SandboxError
+
+    settings = learning_settings(_settings(llm=llm), attempts)
+    stop_on_sigterm()
+    try:
+        with llm_endpoint(settings) as (served, endpoint):
+            optimizer = endpoint
+            if optimizer_base_url:
+                optimizer = OptimizerLLM(
+                    optimizer_base_url, optimizer_model or settings.llm_model, "none"
+                )
+            elif optimizer is not None and optimizer_model:
+                optimizer.model = optimizer_model
+            if algorithm == "apo" and optimizer is None:
+                console.print(
+                    "[bold red]error:[/] APO needs an LLM for its textual gradients: pass "
+                    "--optimizer-base-url, use a real LLM, or --algorithm bandit"
+                )
+                raise typer.Exit(2)
+            train_tasks, val_tasks = humaneval_split(train, val, offset=offset)
+            items = {
+                CONSUMER_SYSTEM: (task_items(train_tasks), task_items(val_tasks)),
+                PRODUCER_SYSTEM: (producer_items(train), producer_items(val, start=train)),
+            }
+            reports = []
+            for name in names:
+                learner = open_learner(
+                    served,
+                    *items[name],
+                    attempts=attempts,
+                    min_gain=min_gain,
+                    optimizer=optimizer,
+                    apo=APOOptions(
+                        beam_width=beam_width,
+                        branch_factor=branch_factor,
+                        gradient_batch_size=gradient_batch,
+                    ),
+                    policy=policy,
+                    batch=batch,
+                )
+                console.print(
+                    f"[bold]{name}[/]: {algorithm}, {len(items[name][0])} training / "
+                    f"{len(items[name][1])} validation tasks, model {served.llm_model}"
+                )
+                for _ in range(rounds):
+                    report = learner.run_round(name, algorithm)  # type: ignore[arg-type]
+                    reports.append(report)
+                    console.print(_round_line(report))
+    except (LLMUnavailableError, SandboxError, RegistryError, FileNotFoundError) as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(_rounds_table(reports))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps([r.as_dict() for r in reports], indent=2, default=str))
+        console.print(f"rounds written to {json_out}")
+
+
+def _round_line(report: Any) -> str:
+    cand = (
+        f"{report.candidate} {report.val_candidate.reward:.3f}"
+        if report.val_candidate is not None
+        else "-"
+    )
+    return (
+        f"round {report.round}: {report.active_before} {report.val_before.reward:.3f} "
+        f"(pass {report.val_before.pass_rate:.2f}) vs {cand} -> [bold]{report.decision}[/], "
+        f"active {report.active_after} ({report.seconds:.0f}s, {report.graph_runs} runs)"
+    )
+
+
+def _rounds_table(reports: list[Any]) -> Table:
+    table = Table(title="learning rounds")
+    for column in (
+        "#",
+        "prompt",
+        "algo",
+        "active",
+        "val reward",
+        "pass",
+        "candidate",
+        "cand reward",
+        "decision",
+        "after",
+        "s",
+    ):
+        table.add_column(column)
+    for r in reports:
+        table.add_row(
+            str(r.round),
+            r.prompt,
+            r.algorithm,
+            r.active_before,
+            f"{r.val_before.reward:.3f}",
+            f"{r.val_before.pass_rate:.2f}",
+            r.candidate or "-",
+            f"{r.val_candidate.reward:.3f}" if r.val_candidate else "-",
+            r.decision,
+            r.active_after,
+            f"{r.seconds:.0f}",
+        )
+    return table
+
+
+@learn_app.command()
+def status(
+    data_dir: Annotated[Path | None, typer.Option(help="the mesh's data dir")] = None,
+) -> None:
+    """The active version of every prompt, with its reward statistics."""
+    registry = _registry(data_dir)
+    table = Table(title="active prompt versions")
+    for column in ("prompt", "version", "source", "rewards", "mean", "candidates", "rejected"):
+        table.add_column(column)
+    for name in sorted(registry.names()):
+        active = registry.get(name, registry.current(name).version)
+        table.add_row(
+            name,
+            active.version,
+            active.source,
+            str(active.n),
+            f"{active.mean:.3f}",
+            str(len(registry.versions(name, "candidate"))),
+            str(len(registry.versions(name, "rejected"))),
+        )
+    console.print(table)
+
+
+@learn_app.command()
+def history(
+    name: Annotated[str, typer.Argument(help="prompt name, e.g. consumer.system")],
+    data_dir: Annotated[Path | None, typer.Option(help="the mesh's data dir")] = None,
+) -> None:
+    """Every version of a prompt: lineage, status, reward statistics."""
+    registry = _registry(data_dir)
+    table = Table(title=f"{name} versions")
+    for column in ("version", "parent", "status", "source", "rewards", "mean", "note"):
+        table.add_column(column)
+    for v in registry.history(name):
+        table.add_row(
+            v.version, v.parent or "-", v.status, v.source, str(v.n), f"{v.mean:.3f}", v.note
+        )
+    console.print(table)
+
+
+@learn_app.command()
+def show(
+    name: Annotated[str, typer.Argument(help="prompt name")],
+    version: Annotated[str | None, typer.Argument(help="version (default: the active one)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="the mesh's data dir")] = None,
+) -> None:
+    """Print a prompt version's text."""
+    registry = _registry(data_dir)
+    try:
+        v = registry.get(name, version or registry.current(name).version)
+    except RegistryError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"[bold]{v.name} {v.version}[/] ({v.status})", highlight=False)
+    console.print(v.text, markup=False, highlight=False)
+
+
+@learn_app.command()
+def promote(
+    name: Annotated[str, typer.Argument(help="prompt name")],
+    version: Annotated[str, typer.Argument(help="version to activate")],
+    data_dir: Annotated[Path | None, typer.Option(help="the mesh's data dir")] = None,
+) -> None:
+    """Activate a version by hand (the previous active one is retired)."""
+    try:
+        prompt = _registry(data_dir).promote(name, version, "manual")
+    except RegistryError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"{prompt.name} is now {prompt.version}")
+
+
+@learn_app.command()
+def rollback(
+    name: Annotated[str, typer.Argument(help="prompt name")],
+    data_dir: Annotated[Path | None, typer.Option(help="the mesh's data dir")] = None,
+) -> None:
+    """Re-activate the previous active version (the current one is marked rejected)."""
+    try:
+        prompt = _registry(data_dir).rollback(name, "manual rollback")
+    except RegistryError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"{prompt.name} rolled back to {prompt.version}")

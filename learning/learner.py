@@ -1,0 +1,415 @@
+"""Learning rounds: propose prompt versions (APO or the bandit), validate them on held-out tasks
+through the real graph, and promote a version only when it beats the active one there; a losing
+candidate stays in the registry as rejected.
+
+`Learner` is what `aimesh learn`, the periodic optimizer and the learning-curve benchmark share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import SecretStr
+
+from graph.settings import Settings
+from learning.bandit import Policy, choose, propose_variants
+from learning.evaluation import MeshEvaluator, Score, TaskItem, text_label
+from learning.registry import PromptRegistry
+from nodes.services import Services
+
+if TYPE_CHECKING:
+    import openai
+
+log = logging.getLogger(__name__)
+
+Algorithm = Literal["apo", "bandit"]
+Decision = Literal["promoted", "rejected", "explored", "no-candidate"]
+
+
+@dataclass
+class OptimizerLLM:
+    """The OpenAI-compatible endpoint APO uses for textual gradients and edits (or a ready
+    `AsyncOpenAI`-like client in `async_client`)."""
+
+    base_url: str
+    model: str
+    api_key: str = "none"
+    timeout_s: float = 300.0
+    max_tokens: int = 512
+    async_client: Any = None
+
+    def client(self) -> openai.AsyncOpenAI:
+        import openai
+
+        if self.async_client is not None:
+            client: openai.AsyncOpenAI = self.async_client
+            return client
+        return openai.AsyncOpenAI(
+            base_url=self.base_url, api_key=self.api_key, timeout=self.timeout_s, max_retries=1
+        )
+
+
+@dataclass
+class APOOptions:
+    """APO's knobs for one round (see `learning.lightning.run_apo`)."""
+
+    beam_width: int = 1
+    branch_factor: int = 2
+    beam_rounds: int = 1
+    gradient_batch_size: int = 3
+    diversity_temperature: float = 1.0
+
+
+@dataclass
+class RoundReport:
+    """One learning round of one prompt: the active version's validation score before, the best
+    candidate's, the decision, and the active version after."""
+
+    round: int
+    algorithm: str
+    prompt: str
+    active_before: str
+    val_before: Score
+    candidate: str | None
+    val_candidate: Score | None
+    decision: Decision
+    active_after: str
+    val_after: Score
+    rejected: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    graph_runs: int = 0
+    cache_hits: int = 0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("val_before", "val_candidate", "val_after"):
+            if data[key] is not None:
+                data[key].pop("rewards", None)
+        return data
+
+
+class Learner:
+    """Runs learning rounds for prompts in `registry` on fixed train/validation task items.
+
+    Args:
+        evaluator: runs task items through the graph (and records the rollouts).
+        train: items APO computes gradients on / the bandit pulls arms on.
+        val: held-out items every promotion is decided on.
+        min_gain: a candidate is promoted only if its validation reward exceeds the active
+            version's by more than this (and its pass rate is not lower).
+        optimizer: the LLM APO uses for gradients and edits (required for APO only).
+    """
+
+    def __init__(
+        self,
+        evaluator: MeshEvaluator,
+        registry: PromptRegistry,
+        train: list[TaskItem],
+        val: list[TaskItem],
+        *,
+        min_gain: float = 0.01,
+        optimizer: OptimizerLLM | None = None,
+        apo: APOOptions | None = None,
+        policy: Policy = "ucb1",
+        batch: int = 3,
+        arms: int = 3,
+        seed: int = 0,
+    ) -> None:
+        if not train or not val:
+            raise ValueError("learning needs at least one training and one validation task")
+        self.evaluator = evaluator
+        self.registry = registry
+        self.train = train
+        self.val = val
+        self.min_gain = min_gain
+        self.optimizer = optimizer
+        self.apo = apo or APOOptions()
+        self.policy: Policy = policy
+        self.batch = max(1, min(batch, len(train)))
+        self.arms = max(2, arms)
+        self.rng = random.Random(seed)
+        self.rounds_run = 0
+        self.last_apo: Any = None
+        """The last APO run (`learning.lightning.APOResult`: evaluations, agent-lightning store)."""
+
+    def validate(self, name: str, text: str) -> Score:
+        """The validation score of `text` as prompt `name`."""
+        score, _ = self.evaluator.evaluate(self.val, name, text, source="learn-val")
+        return score
+
+    def run_round(self, name: str, algorithm: Algorithm = "bandit") -> RoundReport:
+        """One round of `algorithm` on prompt `name`."""
+        self.rounds_run += 1
+        runs, hits = self.evaluator.runs, self.evaluator.cache_hits
+        started = time.perf_counter()
+        if algorithm == "apo":
+            report = self._apo_round(name)
+        elif algorithm == "bandit":
+            report = self._bandit_round(name)
+        else:
+            raise ValueError(f"unknown algorithm {algorithm!r}")
+        report.seconds = round(time.perf_counter() - started, 1)
+        report.graph_runs = self.evaluator.runs - runs
+        report.cache_hits = self.evaluator.cache_hits - hits
+        log.info(
+            "round %d %s %s: %s -> %s (%s)",
+            report.round,
+            algorithm,
+            name,
+            report.active_before,
+            report.active_after,
+            report.decision,
+        )
+        return report
+
+    # -- the gate ----------------------------------------------------------------------------
+
+    def _decide(
+        self, name: str, candidate: str, cand: Score, active: str, base: Score, algorithm: str
+    ) -> Decision:
+        """Promote `candidate` iff its validation reward beats the active version's by more than
+        `min_gain` and it solves at least as many validation tasks; otherwise mark it rejected.
+        (The reward has a wall-clock efficiency term, so a margin keeps timing noise from
+        promoting a prompt that writes the same code.)"""
+        detail = (
+            f"{algorithm}: validation reward {cand.reward:.4f} (pass {cand.pass_rate:.2f}) vs "
+            f"{active} {base.reward:.4f} (pass {base.pass_rate:.2f}) on {cand.n} tasks"
+        )
+        if cand.reward > base.reward + self.min_gain and cand.pass_rate >= base.pass_rate:
+            self.registry.promote(name, candidate, detail)
+            return "promoted"
+        self.registry.reject(name, candidate, detail)
+        return "rejected"
+
+    # -- APO -----------------------------------------------------------------------------------
+
+    def _apo_round(self, name: str) -> RoundReport:
+        if self.optimizer is None:
+            raise ValueError(
+                "APO needs an LLM for textual gradients and edits (an OpenAI-compatible endpoint)"
+            )
+        from learning.lightning import BoundedChatClient, run_apo
+
+        active = self.registry.current(name)
+        client = BoundedChatClient(self.optimizer.client(), self.optimizer.max_tokens)
+        result = run_apo(
+            self.evaluator,
+            name,
+            active.text,
+            self.train,
+            self.val,
+            client,
+            self.optimizer.model,
+            beam_width=self.apo.beam_width,
+            branch_factor=self.apo.branch_factor,
+            beam_rounds=self.apo.beam_rounds,
+            gradient_batch_size=min(self.apo.gradient_batch_size, len(self.train)),
+            diversity_temperature=self.apo.diversity_temperature,
+            max_tokens=self.optimizer.max_tokens,
+        )
+        self.last_apo = result
+        seed_eval = result.full_validation(active.text)
+        base = (
+            Score(seed_eval.reward, seed_eval.pass_rate, seed_eval.n)
+            if seed_eval
+            else self.validate(name, active.text)
+        )
+        scored = {
+            text: Score(e.reward, e.pass_rate, e.n)
+            for text, e in result.full_val.items()
+            if text != active.text and text.strip()
+        }
+        registered: dict[str, str] = {}
+        for text, score in scored.items():
+            prompt = self.registry.add_candidate(
+                name,
+                text,
+                active.version,
+                source="apo",
+                note=f"APO validation reward {score.reward:.4f}, pass rate {score.pass_rate:.2f}",
+            )
+            self.registry.adopt_rewards(name, text_label(text), prompt.version)
+            registered[text] = prompt.version
+        detail = {
+            "evaluations": [asdict(e) for e in result.evaluations],
+            "apo_seconds": result.seconds,
+            "optimizer_calls": result.optimizer_calls,
+            "optimizer_failures": result.optimizer_failures,
+            "invalid_edits": result.invalid_edits,
+            "candidates": {registered[t]: asdict(s) for t, s in scored.items()},
+        }
+        if not scored:
+            return RoundReport(
+                self.rounds_run, "apo", name, active.version, base, None, None,
+                "no-candidate", active.version, base, detail=detail,
+            )  # fmt: skip
+        best_text = max(scored, key=lambda t: scored[t].reward)
+        best = registered[best_text]
+        decision = self._decide(name, best, scored[best_text], active.version, base, "apo")
+        rejected = [] if decision == "promoted" else [best]
+        for text, version in registered.items():
+            if text != best_text and self.registry.get(name, version).status == "candidate":
+                self.registry.reject(name, version, f"apo: lost to {best} on validation")
+                rejected.append(version)
+        after = self.registry.current(name)
+        return RoundReport(
+            self.rounds_run,
+            "apo",
+            name,
+            active.version,
+            base,
+            best,
+            scored[best_text],
+            decision,
+            after.version,
+            scored[best_text] if decision == "promoted" else base,
+            rejected=rejected,
+            detail=detail,
+        )
+
+    # -- bandit --------------------------------------------------------------------------------
+
+    def _bandit_round(self, name: str) -> RoundReport:
+        active = self.registry.current(name)
+        proposed = propose_variants(self.registry, name, wanted=self.arms - 1)
+        arms = self.registry.versions(name, "active", "candidate")
+        arm = choose(arms, self.policy, self.rng)
+        start = ((self.rounds_run - 1) * self.batch) % len(self.train)
+        batch = [self.train[(start + i) % len(self.train)] for i in range(self.batch)]
+        pulled, _ = self.evaluator.evaluate(batch, name, arm.text, source="learn-train")
+        base = self.validate(name, active.text)
+        detail: dict[str, Any] = {
+            "proposed": [v.version for v in proposed],
+            "pulled": arm.version,
+            "pull_reward": pulled.reward,
+            "arms": {
+                a.version: {"n": a.n, "mean": round(a.mean, 4), "status": a.status}
+                for a in self.registry.versions(name, "active", "candidate")
+            },
+        }
+        active_now = self.registry.get(name, active.version)
+        challengers = [
+            a
+            for a in self.registry.versions(name, "candidate")
+            if a.n >= self.batch and (active_now.n == 0 or a.mean >= active_now.mean)
+        ]
+        if not challengers:
+            return RoundReport(
+                self.rounds_run, "bandit", name, active.version, base, None, None,
+                "explored", active.version, base, detail=detail,
+            )  # fmt: skip
+        challenger = max(challengers, key=lambda a: (a.mean, a.n))
+        cand = self.validate(name, challenger.text)
+        decision = self._decide(name, challenger.version, cand, active.version, base, "bandit")
+        return RoundReport(
+            self.rounds_run,
+            "bandit",
+            name,
+            active.version,
+            base,
+            challenger.version,
+            cand,
+            decision,
+            self.registry.current(name).version,
+            cand if decision == "promoted" else base,
+            rejected=[] if decision == "promoted" else [challenger.version],
+            detail=detail,
+        )
+
+
+# -- wiring helpers ------------------------------------------------------------------------------
+
+
+def open_learner(
+    settings: Settings,
+    train: list[TaskItem],
+    val: list[TaskItem],
+    *,
+    data_dir: Path | None = None,
+    services: Services | None = None,
+    attempts: int = 1,
+    cache: bool | None = None,
+    **options: Any,
+) -> Learner:
+    """A `Learner` on the learning store of `data_dir` (default: the settings' data dir), running
+    the graph with `services` (default: built from `settings`). Outcomes are cached when the LLM
+    is deterministic (temperature 0). `options` go to `Learner`."""
+    services = services or Services.from_settings(settings)
+    registry = PromptRegistry.in_data_dir(data_dir or settings.data_dir)
+    evaluator = MeshEvaluator(
+        services,
+        db=registry.db,
+        registry=registry,
+        attempts=attempts,
+        cache=settings.llm_temperature == 0.0 if cache is None else cache,
+    )
+    return Learner(evaluator, registry, train, val, **options)
+
+
+def learning_settings(settings: Settings, attempts: int = 1) -> Settings:
+    """The settings evaluation runs use: deterministic LLM (temperature 0), template critiques
+    (the reviewer's LLM critique does not change the reward), `attempts` consumer attempts."""
+    return settings.model_copy(
+        update={"llm_temperature": 0.0, "review_with_llm": False, "max_attempts": attempts}
+    )
+
+
+@contextlib.contextmanager
+def llm_endpoint(
+    settings: Settings, n_ctx: int = 8192
+) -> Iterator[tuple[Settings, OptimizerLLM | None]]:
+    """Settings pointing the mesh at a concrete LLM, and the OpenAI-compatible endpoint APO can use.
+
+    local: starts the embedded llama.cpp server (with an `n_ctx` context, room for APO's gradient
+    prompts) for the duration; openai: the configured endpoint; scripted: no optimizer endpoint.
+    """
+    from llm.chat import resolve_provider
+
+    provider = resolve_provider(settings)
+    if provider == "scripted":
+        yield settings, None
+        return
+    if provider == "openai":
+        secret = settings.llm_api_key
+        import os
+
+        key = secret.get_secret_value() if secret else os.environ.get("OPENAI_API_KEY", "none")
+        yield (
+            settings,
+            OptimizerLLM(
+                settings.llm_base_url or "https://api.openai.com/v1",
+                settings.llm_model,
+                key,
+                settings.llm_timeout_s,
+            ),
+        )
+        return
+    from llm.local_model import ensure_model, model_alias
+    from llm.local_server import LocalModelServer
+
+    server = LocalModelServer(
+        ensure_model(settings.local_model, settings.cache_dir),
+        cache_dir=settings.cache_dir,
+        alias=model_alias(settings.local_model),
+        threads=settings.local_model_threads,
+        n_ctx=n_ctx,
+    )
+    with server:
+        alias = model_alias(settings.local_model)
+        served = settings.model_copy(
+            update={
+                "llm": "openai",
+                "llm_base_url": server.base_url,
+                "llm_api_key": SecretStr("local"),
+                "llm_model": alias,
+            }
+        )
+        yield served, OptimizerLLM(server.base_url, alias, "local", settings.llm_timeout_s)

@@ -1,0 +1,50 @@
+"""The optional LLM-extraction mode (mem0 infer=True) against the embedded local model."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import pytest
+from memtest import FIBONACCI, FIBONACCI_CODE, FIBONACCI_LIKE
+
+from graph.settings import Settings, get_settings
+from llm.local_model import CATALOGUE, ensure_model
+from llm.local_server import LocalModelServer
+from memory import AgentMemory, MemorySettings
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None,
+    reason="llama-cpp-python is not installed: run scripts/setup.sh",
+)
+@pytest.mark.real_llm
+@pytest.mark.timeout(300)
+def test_infer_falls_back_to_verbatim_when_the_llm_cannot_extract(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """mem0's extraction prompt is ~8k tokens: more than the embedded server's 4096 context."""
+    model = ensure_model("0.5b", get_settings().cache_dir)
+    alias = CATALOGUE["0.5b"].alias
+    with LocalModelServer(model, cache_dir=tmp_path, alias=alias) as server:
+        settings = Settings(data_dir=tmp_path / "data", llm_model=alias)
+        with AgentMemory.from_settings(
+            settings, MemorySettings(infer=True), llm_base_url=server.base_url
+        ) as memory:
+            assert memory.infer
+            critique = "Iterative loop, O(1) memory, clear names."
+            with caplog.at_level(logging.WARNING, logger="memory.agent_memory"):
+                first = memory.record_best_practice(FIBONACCI, critique, FIBONACCI_CODE)
+            assert "mem0 LLM extraction failed, best_practice stored verbatim" in caplog.text
+            assert "maximum context length" in caplog.text
+            assert memory.record_best_practice(FIBONACCI, critique, FIBONACCI_CODE) == first
+            memory.record_task("t-1", "math", 2, FIBONACCI)  # tasks never go through the LLM
+            [practice] = memory.list(kind="best_practice")
+            [task] = memory.list(kind="task")
+            recalled = memory.recall(FIBONACCI_LIKE)
+        assert server.log_path is not None
+        assert "POST /v1/chat/completions" in server.log_path.read_text(errors="replace")
+    assert practice.id == first and practice.text.startswith("Best practice for task:")
+    assert task.text == f"Task [math, difficulty 2]: {FIBONACCI}"
+    assert recalled.best_practices == [practice.text]
