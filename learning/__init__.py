@@ -4,9 +4,10 @@ Light to import (no agent-lightning): `PromptRegistry`, `RolloutRecorder`, `Lear
 agent-lightning is imported only by `learning.lightning`, i.e. when APO or a rollout export runs.
 """
 
+from graph.edges import FanOutSink
 from learning.db import LearningDB
 from learning.registry import PromptRegistry, PromptVersion, RegistryError
-from learning.tracing import FanOutSink, RolloutRecorder, RolloutTrace, SpanRecord
+from learning.tracing import RolloutRecorder, RolloutTrace, SpanRecord
 
 __all__ = [
     "FanOutSink",

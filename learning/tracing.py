@@ -29,7 +29,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
-from graph.edges import EdgeSink, StepRecord
+from graph.edges import StepRecord
 from graph.state import MeshState, Task
 from learning.db import LearningDB, open_db
 from nodes.prompts import PRODUCER_SYSTEM, REVIEWER_SYSTEM
@@ -439,17 +439,6 @@ class RolloutRecorder:
                     "UPDATE rollouts SET agl_rollout_id = ? WHERE rollout_id = ?",
                     (agl_rollout_id, rollout_id),
                 )
-
-
-class FanOutSink:
-    """An EdgeSink handing every step to several sinks in order (e.g. Kafka publisher + recorder)."""
-
-    def __init__(self, *sinks: EdgeSink) -> None:
-        self.sinks = sinks
-
-    def on_step(self, step: StepRecord) -> None:
-        for sink in self.sinks:
-            sink.on_step(step)
 
 
 # -- reading back ---------------------------------------------------------------------------

@@ -23,6 +23,11 @@ PIP=("$VENV/bin/python" -m pip)
 step "llama-cpp-python server wheel (cached in $CACHE/wheels)"
 scripts/build_llama_wheel.sh "$VENV/bin/python" "$CACHE/wheels"
 
+step "torch 2.13.0 (the CPU build; an exact pin so pip never pulls CUDA wheels)"
+"${PIP[@]}" install -q "torch==2.13.0"
+"$VENV/bin/python" -c 'import sys, torch; sys.exit(torch.version.cuda is not None)' \
+  || { echo "a CUDA build of torch got installed" >&2; exit 1; }
+
 step "installing AI-Mesh and its pinned dependencies"
 "${PIP[@]}" install -q --find-links "$CACHE/wheels" -e ".[llm,server,memory,learning,dev]"
 # the cached wheel keeps its version when rebuilt with other flags: always install that exact file
