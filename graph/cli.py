@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,12 +18,13 @@ from dashboard.cli import dashboard as dashboard_command
 from graph.checkpoint import sqlite_checkpointer
 from graph.distributed import DistributedRunError, run_distributed, shared_llm_endpoint
 from graph.edges import EdgeSink, FanOutSink
-from graph.runner import BatchRunner, TaskOutcome, compile_mesh, read_manifest, write_manifest
+from graph.runner import BatchRunner, compile_mesh, read_manifest, write_manifest
 from graph.settings import Settings
-from graph.state import Task
+from graph.state import Task, TaskOutcome
 from graph.tracing import configure_tracing
 from kafka_edges.broker import BrokerError, broker_for
 from kafka_edges.cli import register as register_kafka_commands
+from kafka_edges.messages import BatchAuditMessage
 from kafka_edges.publisher import KafkaEdgeSink, PublishError
 from learning.cli import learn_app
 from llm.chat import LLMUnavailableError
@@ -31,6 +33,7 @@ from memory import AgentMemoryError
 from memory.cli import memory_app
 from nodes.dataset import DatasetError, load_tasks
 from nodes.services import Services
+from nodes.supervisor import audit_batch
 from sandbox import SandboxError
 
 app = typer.Typer(
@@ -118,6 +121,7 @@ def run(
                 console.print(f"Kafka: {broker.bootstrap} ({kind})")
             if distributed:
                 shared = stack.enter_context(shared_llm_endpoint(settings))
+                batch_id = "distributed-" + time.strftime("%Y%m%d-%H%M%S")
                 outcomes = _distributed_with_progress(shared, given, workers)
             else:
                 services = Services.from_settings(settings)
@@ -141,9 +145,19 @@ def run(
                 console.print(
                     f"batch [bold]{runner.batch_id}[/] (resume: --resume {runner.batch_id})"
                 )
+                batch_id = runner.batch_id
                 outcomes = _run_with_progress(runner, given, settings.max_attempts)
+            audit = audit_batch(
+                batch_id, outcomes, settings.task_time_budget_s, settings.task_token_budget
+            )
+            if kafka or distributed:
+                with KafkaEdgeSink(settings, client="supervisor") as reports:
+                    reports.publish(BatchAuditMessage.of(audit))
         console.print(outcome_table(outcomes))
         console.print(f"solved {sum(o.passed for o in outcomes)}/{len(outcomes)}")
+        console.print(f"supervisor ({audit.verdict}): {audit.summary}")
+        for anomaly in audit.anomalies:
+            console.print(f"  - {anomaly}")
 
 
 def learning_sinks(services: Services, learn_every: int) -> list[EdgeSink]:

@@ -10,9 +10,8 @@ import sys
 from collections.abc import Callable, Iterator
 
 from graph.routing import NODES
-from graph.runner import TaskOutcome
 from graph.settings import Settings
-from graph.state import MeshState, Task
+from graph.state import MeshState, Task, TaskOutcome
 from kafka_edges.messages import ReportMessage
 from kafka_edges.publisher import KafkaEdgeSink
 from kafka_edges.reader import Record, read_topic

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from graph.runner import BatchRunner, TaskOutcome
-from graph.state import Task
+from graph.runner import BatchRunner
+from graph.state import Task, TaskOutcome
 
 
 class EvalSummary(BaseModel):

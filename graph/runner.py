@@ -11,51 +11,15 @@ from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
-from pydantic import BaseModel
 
 from graph.builder import build_graph
 from graph.edges import EdgeSink
-from graph.state import MeshState, Task
+from graph.state import MeshState, Task, TaskOutcome
 from nodes.services import Services
 
 GRAPH_NAME = "ai-mesh"
 
 NodeCallback = Callable[[int, str], None]
-
-
-class TaskOutcome(BaseModel):
-    """One row of a batch's results."""
-
-    index: int
-    task_id: str
-    category: str
-    difficulty: int
-    attempts: int
-    first_attempt_passed: bool
-    passed: bool
-    reward: float
-    verdict: str
-    tokens: int
-    seconds: float
-    error: str | None = None
-
-    @classmethod
-    def of(cls, index: int, state: MeshState, seconds: float) -> TaskOutcome:
-        first = state.attempts[0].execution if state.attempts else None
-        return cls(
-            index=index,
-            task_id=state.task.task_id if state.task else "-",
-            category=state.task.category if state.task else "-",
-            difficulty=state.task.difficulty if state.task else 0,
-            attempts=len(state.attempts),
-            first_attempt_passed=bool(first and first.passed),
-            passed=state.passed,
-            reward=state.review.reward if state.review else 0.0,
-            verdict=state.report.verdict if state.report else "-",
-            tokens=state.tokens_used,
-            seconds=round(seconds, 3),
-            error=state.error,
-        )
 
 
 def compile_mesh(

@@ -29,6 +29,7 @@ from kafka_edges.topics import (
     topic_for_transition,
 )
 from nodes.prompts import system_prompt
+from nodes.supervisor import BatchAudit
 
 SCHEMA_VERSION = 1
 """Bumped on a breaking change; workers dead-letter versions they do not understand."""
@@ -273,6 +274,37 @@ class ReportMessage(EdgeMessage):
             "reward": state.review.reward if state.review else None,
             "tokens_used": state.tokens_used,
         }
+
+
+class BatchAuditMessage(WireModel):
+    """`ai_reports`: the supervisor's audit of a whole batch. Flat report fields first, so any
+    report reader (the dashboard) shows it; the full audit follows."""
+
+    TOPIC: ClassVar[str] = AI_REPORTS
+    TYPE: ClassVar[str] = "batch_audit"
+
+    task_id: str
+    verdict: str
+    summary: str
+    findings: list[str]
+    tokens_used: int
+    wall_time_s: float
+    audit: BatchAudit
+
+    @classmethod
+    def of(cls, audit: BatchAudit) -> BatchAuditMessage:
+        return cls(
+            task_id=f"batch-{audit.batch_id}",
+            verdict=audit.verdict,
+            summary=audit.summary,
+            findings=audit.anomalies,
+            tokens_used=audit.tokens_used,
+            wall_time_s=audit.wall_time_s,
+            audit=audit,
+        )
+
+    def wire_key(self) -> str:
+        return self.task_id
 
 
 class TelemetryEvent(WireModel):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
+from pydantic import BaseModel, Field
 
-from graph.state import MeshState, Report
+from graph.state import MeshState, Report, TaskOutcome
 from nodes.code_quality import risky_operations
 from nodes.services import get_services
 
@@ -53,3 +55,75 @@ def supervise(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
     settings = get_services(config).settings
     report = audit(state, settings.task_time_budget_s, settings.task_token_budget)
     return {"report": report, "status": "failed" if state.status == "failed" else "done"}
+
+
+LOW_PASS_RATE = 0.5
+"""A batch solving fewer of its tasks than this is an anomaly."""
+
+
+class BatchAudit(BaseModel):
+    """The supervisor's audit of a whole batch: pass rate, reward trend, anomalies, budget."""
+
+    batch_id: str
+    tasks: int
+    pass_rate: float
+    mean_reward: float
+    reward_trend: float = Field(description="least-squares slope of the reward per task")
+    tokens_used: int
+    wall_time_s: float
+    anomalies: list[str]
+    verdict: Literal["ok", "warn", "flag"]
+    summary: str
+
+
+def audit_batch(
+    batch_id: str, outcomes: Sequence[TaskOutcome], time_budget_s: float, token_budget: int
+) -> BatchAudit:
+    """Audit a finished batch of tasks."""
+    n = len(outcomes)
+    rewards = [o.reward for o in outcomes]
+    trend = _slope(rewards)
+    anomalies = [
+        f"task {o.index + 1} flagged ({o.task_id})" for o in outcomes if o.verdict == "flag"
+    ]
+    anomalies += [f"task {o.index + 1} failed: {o.error}" for o in outcomes if o.error]
+    anomalies += [
+        f"task {o.index + 1} over budget ({o.seconds:.0f}s, {o.tokens} tokens)"
+        for o in outcomes
+        if o.seconds > time_budget_s or o.tokens > token_budget
+    ]
+    pass_rate = sum(o.passed for o in outcomes) / n if n else 0.0
+    if pass_rate < LOW_PASS_RATE:
+        anomalies.append(f"pass rate {pass_rate:.0%} is below {LOW_PASS_RATE:.0%}")
+    if n >= 4 and trend < -0.05:
+        anomalies.append(f"reward falling by {-trend:.2f} per task")
+    flagged = any(o.verdict == "flag" for o in outcomes)
+    verdict: Literal["ok", "warn", "flag"] = "flag" if flagged else "warn" if anomalies else "ok"
+    mean_reward = sum(rewards) / n if n else 0.0
+    tokens, seconds = sum(o.tokens for o in outcomes), sum(o.seconds for o in outcomes)
+    return BatchAudit(
+        batch_id=batch_id,
+        tasks=n,
+        pass_rate=round(pass_rate, 4),
+        mean_reward=round(mean_reward, 4),
+        reward_trend=round(trend, 4),
+        tokens_used=tokens,
+        wall_time_s=round(seconds, 3),
+        anomalies=anomalies,
+        verdict=verdict,
+        summary=(
+            f"Batch {batch_id}: {n} task(s), pass rate {pass_rate:.0%}, mean reward "
+            f"{mean_reward:.2f} (trend {trend:+.3f}/task), {tokens} tokens, {seconds:.1f}s; "
+            f"{len(anomalies)} anomal{'y' if len(anomalies) == 1 else 'ies'}."
+        ),
+    )
+
+
+def _slope(values: list[float]) -> float:
+    """Least-squares slope of values over their positions (0 for fewer than two)."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean_x, mean_y = (n - 1) / 2, sum(values) / n
+    covariance = sum((x - mean_x) * (y - mean_y) for x, y in enumerate(values))
+    return covariance / sum((x - mean_x) ** 2 for x in range(n))

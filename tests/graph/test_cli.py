@@ -35,6 +35,7 @@ def test_run_with_the_scripted_model_prints_the_results_table(tmp_path: Path) ->
     assert "AI-Mesh results" in done.stdout
     assert "solved 3/3" in done.stdout
     assert done.stdout.count("│ yes") == 3
+    assert "supervisor (ok): Batch" in done.stdout and "pass rate 100%" in done.stdout
     # what the agents learned survives the process: a new one lists it
     listed = aimesh(tmp_path, "memory", "list", "--json", AIMESH_MEMORY_ENABLED="true")
     assert listed.returncode == 0, listed.stderr
