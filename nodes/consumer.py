@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 
 from graph.state import Attempt, MeshState
@@ -13,6 +13,9 @@ from llm.chat import ask
 from nodes import prompts
 from nodes.code_extraction import prepare_solution
 from nodes.services import get_services
+
+RETRY_TEMPERATURE = 0.7
+"""Sampling temperature of retries."""
 
 
 def consumer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
@@ -30,13 +33,17 @@ def consumer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
             prompts.consumer_request(task.statement, task.signature, task.entry_point, experience)
         ),
     ]
-    previous = state.last_attempt
-    if previous is not None and previous.execution is not None:
-        messages.append(
-            HumanMessage(prompts.consumer_retry(previous.code, previous.execution.feedback()))
-        )
+    # Each failed attempt becomes a turn: the code the model wrote, then what the sandbox said.
+    for previous in state.attempts:
+        if previous.execution is not None:
+            messages += [
+                AIMessage(f"```python\n{previous.code}\n```"),
+                HumanMessage(prompts.consumer_retry(previous.execution.feedback())),
+            ]
     started = time.perf_counter()
-    reply = ask(services.llm, messages)
+    # A retry samples more freely: at the first attempt's temperature it tends to repeat itself.
+    llm = services.llm.bind(temperature=RETRY_TEMPERATURE) if state.attempts else services.llm
+    reply = ask(llm, messages)
     attempt = Attempt(
         number=len(state.attempts) + 1,
         code=prepare_solution(reply.text, task.entry_point, context_source=task.statement),

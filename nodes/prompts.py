@@ -77,11 +77,12 @@ def consumer_request(statement: str, signature: str, entry_point: str, experienc
     return f"{request}\nFrom experience:\n{experience}\n" if experience else request
 
 
-def consumer_retry(previous_code: str, feedback: str) -> str:
-    """Feedback to the consumer after a failed attempt."""
+def consumer_retry(feedback: str) -> str:
+    """Feedback to the consumer after a failed attempt (its code is the turn before)."""
     return (
-        f"Your previous attempt failed.\n```python\n{previous_code}\n```\n"
-        f"Sandbox result:\n{feedback}\n\nFix the code. Answer with the complete corrected function."
+        f"Your previous attempt failed in the sandbox:\n{feedback}\n\n"
+        "Find the bug and fix it; do not repeat the same code. Answer with the complete "
+        "corrected function in one ```python block."
     )
 
 
