@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -45,6 +46,8 @@ app = typer.Typer(
 def _startup() -> None:
     """Settle process-wide concerns before any command runs."""
     configure_tracing()
+    # SIGTERM exits like Ctrl-C does, so atexit stops the model server and brokers we started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
 
 app.add_typer(model_app, name="model", help="Fetch and serve the embedded local model.")
