@@ -66,8 +66,34 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--min-gain", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument(
+        "--test",
+        type=int,
+        default=0,
+        help="also score the seed and final prompts on this many further problems (a test set "
+        "neither the optimizer nor the promotion gate saw)",
+    )
+    parser.add_argument(
+        "--test-only",
+        action="store_true",
+        help="only add the --test check to an existing --out result (same split arguments)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "learning_curve.json")
     return parser.parse_args()
+
+
+def settings_for(args: argparse.Namespace, data_dir: Path) -> Settings:
+    """Learning settings for the benchmark's LLM (local model unless told otherwise)."""
+    overrides: dict[str, Any] = {"data_dir": data_dir, "local_model": args.model}
+    if args.threads:
+        overrides["local_model_threads"] = args.threads
+    if args.base_url:
+        overrides |= {"llm": "openai", "llm_base_url": args.base_url}
+        if args.llm_model:
+            overrides["llm_model"] = args.llm_model
+    else:
+        overrides["llm"] = args.llm or "local"
+    return learning_settings(Settings(**overrides), args.attempts)
 
 
 def point(round_no: int, version: str, reward: float, pass_rate: float, n: int) -> dict[str, Any]:
@@ -110,8 +136,30 @@ def chart(curve: list[dict[str, Any]], reports: list[RoundReport], title: str, p
     plt.close(fig)
 
 
+def test_items(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Problems right after the train+val pool: never seen by the optimizer or the gate."""
+    from graph.evaluation import humaneval_tasks
+
+    start = args.offset + args.train + args.val
+    return task_items(humaneval_tasks()[start : start + args.test])
+
+
+def test_check(learner: Any, args: argparse.Namespace, seed: str, final: str) -> dict[str, Any]:
+    """Seed and final prompt on the test problems."""
+    items = test_items(args)
+    out: dict[str, Any] = {"tasks": [i["task"]["task_id"] for i in items]}
+    for label, text in (("seed", seed), ("final", final)):
+        score, _ = learner.evaluator.evaluate(items, CONSUMER_SYSTEM, text, source="learn-test")
+        out[label] = {"reward": score.reward, "pass_rate": score.pass_rate, "n": score.n}
+        console.print(f"test {label}: reward {score.reward:.3f} pass {score.pass_rate:.2f}")
+    return out
+
+
 def main() -> None:
     args = parse_args()
+    if args.test_only:
+        test_only(args)
+        return
     stop_on_sigterm()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("learning").setLevel(logging.INFO)
@@ -119,18 +167,7 @@ def main() -> None:
     logging.getLogger("langgraph.checkpoint.serde.jsonplus").setLevel(logging.ERROR)
     random.seed(args.seed)
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="aimesh-learning-curve-"))
-    overrides: dict[str, Any] = {"data_dir": data_dir, "local_model": args.model}
-    if args.threads:
-        overrides["local_model_threads"] = args.threads
-    if args.base_url:
-        overrides |= {"llm": "openai", "llm_base_url": args.base_url}
-        if args.llm_model:
-            overrides["llm_model"] = args.llm_model
-    elif args.llm:
-        overrides["llm"] = args.llm
-    else:
-        overrides["llm"] = "local"
-    settings = learning_settings(Settings(**overrides), args.attempts)
+    settings = settings_for(args, data_dir)
     train_tasks, val_tasks = humaneval_split(args.train, args.val, offset=args.offset)
     started = time.perf_counter()
     with llm_endpoint(settings) as (served, optimizer):
@@ -173,6 +210,7 @@ def main() -> None:
                 f"{report.cache_hits} cached]"
             )
         final = registry.current(CONSUMER_SYSTEM)
+        test = test_check(learner, args, seed.text, final.text) if args.test else None
     seconds = round(time.perf_counter() - started, 1)
     improved = curve[-1]["val_reward"] > curve[0]["val_reward"]
     result = {
@@ -205,6 +243,7 @@ def main() -> None:
             {k: v for k, v in vars(v).items() if k != "m2"}
             for v in registry.history(CONSUMER_SYSTEM)
         ],
+        "test": test,
         "total_seconds": seconds,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -248,6 +287,21 @@ def main() -> None:
         f"(reward {result['delta_reward']:+.3f}, pass rate {result['delta_pass_rate']:+.2f})"
     )
     console.print(f"written {args.out} and {png}")
+
+
+def test_only(args: argparse.Namespace) -> None:
+    """Add the test-set check to an existing result file."""
+    stop_on_sigterm()
+    result = json.loads(args.out.read_text())
+    settings = settings_for(args, Path(tempfile.mkdtemp(prefix="aimesh-learning-test-")))
+    train_tasks, val_tasks = humaneval_split(args.train, args.val, offset=args.offset)
+    with llm_endpoint(settings) as (served, _):
+        learner = open_learner(
+            served, task_items(train_tasks), task_items(val_tasks), attempts=args.attempts
+        )
+        result["test"] = test_check(learner, args, result["seed"]["text"], result["final"]["text"])
+    args.out.write_text(json.dumps(result, indent=2, default=str))
+    console.print(f"test check added to {args.out}")
 
 
 if __name__ == "__main__":

@@ -340,9 +340,10 @@ def open_learner(
     **options: Any,
 ) -> Learner:
     """A `Learner` on the learning store of `data_dir` (default: the settings' data dir), running
-    the graph with `services` (default: built from `settings`). Outcomes are cached when the LLM
-    is deterministic (temperature 0). `options` go to `Learner`."""
-    services = services or Services.from_settings(settings)
+    the graph with `services` (default: built from `settings`, without memory, so that every
+    candidate is evaluated alike and no evaluation leaks into the next through memory). Outcomes
+    are cached when the LLM is deterministic (temperature 0). `options` go to `Learner`."""
+    services = services or Services.from_settings(settings, use_memory=False)
     registry = PromptRegistry.in_data_dir(data_dir or settings.data_dir)
     evaluator = MeshEvaluator(
         services,

@@ -136,7 +136,8 @@ def learner_round(
     services and recent tasks (from the learning store; pass `tasks` to choose them) split
     deterministically into `train`/`val`, and runs one round per prompt in `prompts`."""
     settings: Settings = learning_settings(services.settings, attempts)
-    evaluation_services = dataclasses.replace(services, settings=settings)
+    # No memory: evaluations must not feed (or be fed by) the live agents' experience.
+    evaluation_services = dataclasses.replace(services, settings=settings, memory=None)
     db = registry.db
 
     def run() -> list[RoundReport]:

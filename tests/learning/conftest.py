@@ -150,7 +150,7 @@ def learning_settings(data_dir: Path) -> Settings:
 def sensitive_services(learning_settings: Settings) -> Services:
     """Services with the prompt-sensitive scripted double and the real local sandbox."""
     PromptSensitiveChatModel.seen.clear()
-    services = Services.from_settings(learning_settings)
+    services = Services.from_settings(learning_settings, use_memory=False)
     return dataclasses.replace(services, llm=PromptSensitiveChatModel(), prompts=dict(SEED_PROMPTS))
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from langgraph.checkpoint.memory import InMemorySaver
 from typer.testing import CliRunner
 
-from graph.edges import StepRecord
+from graph.edges import FanOutSink, StepRecord
 from graph.runner import BatchRunner, compile_mesh
 from graph.state import MeshState, Task
 from learning.bandit import propose_variants, thompson, ucb1
@@ -20,7 +20,7 @@ from learning.evaluation import MeshEvaluator, producer_items, text_label
 from learning.learner import Learner
 from learning.periodic import PeriodicOptimizer, learner_round
 from learning.registry import PromptRegistry, PromptVersion
-from learning.tracing import FanOutSink, RolloutRecorder
+from learning.tracing import RolloutRecorder
 from nodes.prompts import CONSUMER_SYSTEM, PRODUCER_SYSTEM
 from nodes.services import Services
 

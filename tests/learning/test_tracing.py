@@ -10,12 +10,12 @@ import time
 
 from langgraph.checkpoint.memory import InMemorySaver
 
-from graph.edges import StepRecord
+from graph.edges import FanOutSink, StepRecord
 from graph.runner import BatchRunner, compile_mesh
 from graph.state import MeshState
 from learning.db import LearningDB
 from learning.registry import PromptRegistry
-from learning.tracing import FanOutSink, RolloutRecorder, SpanRecord, load_rollouts
+from learning.tracing import RolloutRecorder, SpanRecord, load_rollouts
 from nodes.services import Services
 
 
