@@ -63,8 +63,10 @@ def test_huge_allocation_fails_inside(local: LocalSandbox) -> None:
     )
     assert [failure.error_type for failure in result.failures] == ["MemoryError", "MemoryError"]
     assert not result.timed_out and result.duration_s < 5
-    # No child of this process (the sandbox included) ever got near 4 GB of resident memory.
-    assert max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) < 400 * 1024
+    # The sandbox never got near 4 GB resident: the largest child (which may be an earlier one of
+    # this session, e.g. a model server) did not grow past max(its earlier peak, 400 MB).
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert after <= max(before, 400 * 1024)
 
 
 def test_fork_bomb_is_contained(local: LocalSandbox) -> None:

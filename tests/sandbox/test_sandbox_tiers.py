@@ -50,7 +50,8 @@ def test_no_user_namespaces_means_refusal_or_explicit_unisolated_run() -> None:
         str(bwrap_path()),
         "--unshare-all", "--unshare-user", "--disable-userns", "--uid", "1000", "--gid", "1000",
         "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-        "--tmpfs", "/tmp", "--chdir", str(PROJECT_DIR),
+        "--tmpfs", "/tmp", "--ro-bind", str(PROJECT_DIR), str(PROJECT_DIR),  # the clone may be in /tmp
+        "--chdir", str(PROJECT_DIR),
     ]  # fmt: skip
     done = subprocess.run(
         [*blocked_host, "--", sys.executable, "-c", CHECK],
