@@ -106,31 +106,47 @@ def point(round_no: int, version: str, reward: float, pass_rate: float, n: int) 
     }
 
 
-def chart(curve: list[dict[str, Any]], reports: list[RoundReport], title: str, path: Path) -> None:
+def chart(result: dict[str, Any], path: Path) -> None:
+    """The curve of a result: validation reward and pass rate of the active prompt per round,
+    each round's best candidate, promotions, and the seed/final test scores when measured."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    curve, rounds_data = result["curve"], result["rounds"]
     rounds = [p["round"] for p in curve]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     ax.plot(rounds, [p["val_reward"] for p in curve], "o-", label="validation reward (active)")
     ax.plot(rounds, [p["val_pass_rate"] for p in curve], "s--", label="validation pass rate")
-    cands = [(r.round, r.val_candidate.reward) for r in reports if r.val_candidate is not None]
+    cands = [(r["round"], r["val_candidate"]["reward"]) for r in rounds_data if r["val_candidate"]]
     if cands:
         ax.scatter(*zip(*cands, strict=True), marker="x", color="grey", label="best candidate")
     for p in curve:
         ax.annotate(p["version"], (p["round"], p["val_reward"]), textcoords="offset points",
                     xytext=(0, 7), ha="center", fontsize=8)  # fmt: skip
-    for r in reports:
-        if r.decision == "promoted":
-            ax.axvline(r.round, color="green", alpha=0.15, linewidth=6)
+    for r in rounds_data:
+        if r["decision"] == "promoted":
+            ax.axvline(r["round"], color="green", alpha=0.15, linewidth=6)
+    test = result.get("test")
+    if test:
+        xs = [rounds[0], rounds[-1]]
+        ax.plot(xs, [test["seed"]["reward"], test["final"]["reward"]], "D:", color="purple",
+                label=f"test reward, seed vs final (n={test['seed']['n']})")  # fmt: skip
+        ax.plot(xs, [test["seed"]["pass_rate"], test["final"]["pass_rate"]], "v:", color="brown",
+                label="test pass rate, seed vs final")  # fmt: skip
     ax.set_xticks(rounds)
     ax.set_xlabel("round (0 = seed prompt)")
     ax.set_ylim(0, 1.05)
+    config = result.get("config", {})
+    title = result.get("title") or (
+        f"{str(config.get('algorithm', '')).upper()} on consumer.system, "
+        f"{config.get('llm_model', '')}, HumanEval val n={len(result['split']['val'])} "
+        f"(train {len(result['split']['train'])})"
+    )
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -157,14 +173,14 @@ def test_check(learner: Any, args: argparse.Namespace, seed: str, final: str) ->
 
 def main() -> None:
     args = parse_args()
-    if args.test_only:
-        test_only(args)
-        return
     stop_on_sigterm()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("learning").setLevel(logging.INFO)
     # LangGraph's in-memory checkpointer warns about the mesh's pydantic types on every read.
     logging.getLogger("langgraph.checkpoint.serde.jsonplus").setLevel(logging.ERROR)
+    if args.test_only:
+        test_only(args)
+        return
     random.seed(args.seed)
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="aimesh-learning-curve-"))
     settings = settings_for(args, data_dir)
@@ -213,8 +229,13 @@ def main() -> None:
         test = test_check(learner, args, seed.text, final.text) if args.test else None
     seconds = round(time.perf_counter() - started, 1)
     improved = curve[-1]["val_reward"] > curve[0]["val_reward"]
+    model = "scripted double" if served.llm == "scripted" else served.llm_model
     result = {
         "benchmark": "learning_curve",
+        "title": (
+            f"{args.algorithm.upper()} on consumer.system, {model}, "
+            f"HumanEval val n={len(val_tasks)} (train {len(train_tasks)})"
+        ),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": {
             **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
@@ -249,12 +270,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str))
     png = args.out.with_suffix(".png")
-    model = "scripted double" if served.llm == "scripted" else served.llm_model
-    title = (
-        f"{args.algorithm.upper()} on consumer.system, {model}, "
-        f"HumanEval val n={len(val_tasks)} (train {len(train_tasks)})"
-    )
-    chart(curve, reports, title, png)
+    chart(result, png)
 
     table = Table(title=f"learning curve ({args.algorithm}, {seconds:.0f}s)")
     for column in (
@@ -291,7 +307,6 @@ def main() -> None:
 
 def test_only(args: argparse.Namespace) -> None:
     """Add the test-set check to an existing result file."""
-    stop_on_sigterm()
     result = json.loads(args.out.read_text())
     settings = settings_for(args, Path(tempfile.mkdtemp(prefix="aimesh-learning-test-")))
     train_tasks, val_tasks = humaneval_split(args.train, args.val, offset=args.offset)
@@ -301,7 +316,8 @@ def test_only(args: argparse.Namespace) -> None:
         )
         result["test"] = test_check(learner, args, result["seed"]["text"], result["final"]["text"])
     args.out.write_text(json.dumps(result, indent=2, default=str))
-    console.print(f"test check added to {args.out}")
+    chart(result, args.out.with_suffix(".png"))
+    console.print(f"test check added to {args.out} and its chart")
 
 
 if __name__ == "__main__":
