@@ -165,17 +165,15 @@ class ScriptedChatModel(BaseChatModel):
     def _answer(self, prompt: str) -> str:
         if match := _TASK_NUMBER.search(prompt):
             task = CATALOGUE[(int(match.group(1)) - 1) % len(CATALOGUE)]
-            return json.dumps(
-                {
-                    "statement": task.statement,
-                    "signature": task.signature,
-                    "entry_point": task.entry_point,
-                    "tests": list(task.tests),
-                    "category": task.category,
-                    "difficulty": int(match.group(2)),
-                    "reference_solution": task.solution,
-                }
-            )
+            fields = {
+                "statement": task.statement,
+                "signature": task.signature,
+                "entry_point": task.entry_point,
+                "tests": list(task.tests),
+                "category": task.category,
+                "difficulty": int(match.group(2)),
+            }
+            return f"```json\n{json.dumps(fields, indent=2)}\n```\n\n```python\n{task.solution}```"
         if "Findings:" in prompt:
             return "The solution is concise and passes its tests; naming is clear. Consider edge cases."
         if match := _ENTRY_POINT.search(prompt):

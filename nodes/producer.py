@@ -79,11 +79,10 @@ def _invent_task(services: Services, state: MeshState) -> dict[str, Any]:
         SystemMessage(services.prompt(prompts.PRODUCER_SYSTEM).text),
         HumanMessage(prompts.producer_request(state.task_index, difficulty, covered)),
     ]
-    llm = services.llm.bind(response_format={"type": "json_object"})
     tokens = 0
     error = "no attempt made"
     for _ in range(services.settings.producer_max_tries):
-        reply = ask(llm, messages)
+        reply = ask(services.llm, messages)
         tokens += reply.tokens
         try:
             # The task id derives from the run id, so a redelivered request yields the same id.

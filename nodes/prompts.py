@@ -26,16 +26,18 @@ REVIEWER_SYSTEM = system_prompt("reviewer")
 _SEED_PROMPTS: tuple[Prompt, ...] = (
     Prompt(
         PRODUCER_SYSTEM,
-        "v1",
+        "v2",
         "You invent self-contained Python programming tasks for a code-generation agent.\n"
-        "Answer with ONE JSON object and nothing else, with these keys:\n"
+        "Answer in exactly two parts and nothing else.\n"
+        "Part 1, a ```json block with ONE object with these keys:\n"
         '  "statement": what the function must do, with edge cases (plain English),\n'
         '  "signature": the Python signature, e.g. "def add(a: int, b: int) -> int",\n'
         '  "entry_point": the function name,\n'
         '  "tests": a list of 4 to 8 strings, each ONE assert statement calling the function,\n'
         '  "category": a short topic such as strings, math, lists, dicts, parsing, recursion,\n'
-        '  "difficulty": an integer 1..10,\n'
-        '  "reference_solution": a complete, correct Python implementation.\n'
+        '  "difficulty": an integer 1..10.\n'
+        "Part 2, a ```python block with the reference solution: the complete, correct function,\n"
+        "normally indented.\n"
         "Use only the standard library. The reference solution must pass every test.",
     ),
     Prompt(
@@ -68,7 +70,10 @@ def producer_request(task_index: int, difficulty: int, covered: list[tuple[str, 
 
 def producer_retry(error: str) -> str:
     """The producer's follow-up when its own reference failed its tests or the JSON was invalid."""
-    return f"That task was rejected: {error}\nAnswer again with a corrected JSON object."
+    return (
+        f"That task was rejected: {error}\nAnswer again in the same two parts: the ```json "
+        "block, then the reference solution in a ```python block."
+    )
 
 
 def consumer_request(statement: str, signature: str, entry_point: str, experience: str = "") -> str:

@@ -42,7 +42,7 @@ def test_a_task_goes_through_all_five_agents(scripted_services: Services) -> Non
     ]
     assert sink.steps[-1].next_node == "__end__"
     assert final.prompt_versions == {
-        "producer.system": "v1",
+        "producer.system": "v2",
         "consumer.system": "v1",
         "reviewer.system": "v1",
     }
@@ -128,7 +128,7 @@ def test_telemetry_names_the_prompt_version_each_agent_used(scripted_services: S
     compile_mesh(edge_sink=sink).invoke(MeshState(task_index=0), scripted_services.as_config())
     versions = {s.node: TelemetryEvent.from_step(s).prompt_version for s in sink.steps}
     assert versions == {
-        "producer": "v1",
+        "producer": "v2",
         "consumer": "v1",
         "sandbox": None,
         "reviewer": "v1",

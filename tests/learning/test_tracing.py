@@ -71,7 +71,7 @@ def test_each_run_is_one_rollout_with_spans_and_its_reward(
     )
     assert {(r["name"], r["version"]) for r in rewards} == {
         ("consumer.system", "v1"),
-        ("producer.system", "v1"),
+        ("producer.system", "v2"),
     }
     v1 = registry.get("consumer.system", "v1")
     assert v1.n == 2 and abs(v1.mean - sum(o.reward for o in outcomes) / 2) < 1e-9

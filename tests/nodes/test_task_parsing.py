@@ -1,0 +1,62 @@
+"""The producer's answer format: task fields as JSON, the reference solution as a code block."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nodes.task_parsing import TaskParseError, parse_task
+
+FIELDS = {
+    "statement": "Return the sum of two integers.",
+    "signature": "def add(a: int, b: int) -> int",
+    "entry_point": "add",
+    "tests": ["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "not a test"],
+    "category": "Math",
+    "difficulty": 2,
+}
+REFERENCE = "def add(a: int, b: int) -> int:\n    return a + b\n"
+
+
+def _parse(answer: str):  # type: ignore[no-untyped-def]
+    return parse_task(answer, difficulty=5, task_id="t-1")
+
+
+def test_json_block_then_python_block() -> None:
+    answer = f"```json\n{json.dumps(FIELDS)}\n```\n\n```python\n{REFERENCE}```"
+    task = _parse(answer)
+    assert task.reference_solution == REFERENCE.strip()
+    assert task.tests == ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]
+    assert (task.category, task.difficulty, task.task_id) == ("math", 2, "t-1")
+
+
+def test_the_code_block_wins_over_a_flattened_json_reference() -> None:
+    # What the 0.5B model wrote: the reference inside JSON with its indentation lost.
+    fields = {**FIELDS, "reference_solution": "def add(a, b):\nreturn a + b"}
+    answer = f"{json.dumps(fields)}\n\nHere is the solution:\n```python\n{REFERENCE}```\n"
+    assert _parse(answer).reference_solution == REFERENCE.strip()
+
+
+def test_an_unclosed_code_block_and_self_tests_in_it() -> None:
+    answer = f"```json\n{json.dumps(FIELDS)}\n```\n```python\n{REFERENCE}\nprint(add(1, 2))\n"
+    assert _parse(answer).reference_solution.strip() == REFERENCE.strip()
+
+
+def test_the_earlier_all_json_format_is_still_read() -> None:
+    answer = json.dumps({**FIELDS, "reference_solution": REFERENCE})
+    assert _parse(answer).reference_solution == REFERENCE.strip()
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ("I cannot help with that.", "no JSON object"),
+        (json.dumps({**FIELDS, "tests": ["assert add(1, 2) == 3"]}), "two assert tests"),
+        (json.dumps({**FIELDS, "entry_point": ""}), "entry_point is missing"),
+        (f"{json.dumps(FIELDS)}\n```python\ndef other():\n    pass\n```", "defining add()"),
+    ],
+)
+def test_unusable_answers_say_why(answer: str, reason: str) -> None:
+    with pytest.raises(TaskParseError, match=reason):
+        _parse(answer)
