@@ -200,6 +200,13 @@ def evaluate_command(
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
     llm: Annotated[str | None, typer.Option(help="auto | openai | local | scripted")] = None,
     resume: Annotated[str | None, typer.Option(help="batch id of an interrupted eval")] = None,
+    memory: Annotated[
+        bool,
+        typer.Option(
+            help="agents use their long-term memory store (off by default: a store that saw these "
+            "problems before would make the scores dependent on earlier runs)"
+        ),
+    ] = False,
 ) -> None:
     """Measure pass@1 (first attempt and loop) on HumanEval through the graph."""
     from graph.evaluation import evaluate, humaneval_tasks, write_report
@@ -211,7 +218,8 @@ def evaluate_command(
         )
         checkpointer = sqlite_checkpointer(settings.checkpoint_db)
         with checkpointer as saver, Progress(*_columns(), console=console) as progress:
-            runner = BatchRunner(compile_mesh(saver), Services.from_settings(settings), resume)
+            services = Services.from_settings(settings, use_memory=memory)
+            runner = BatchRunner(compile_mesh(saver), services, resume)
             progress.console.print(f"batch {runner.batch_id} (resume: --resume {runner.batch_id})")
             bar = progress.add_task("problems", total=len(tasks))
             solved = 0

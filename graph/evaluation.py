@@ -24,6 +24,7 @@ class EvalSummary(BaseModel):
     problems: int
     attempts: int
     model: str
+    memory: bool
     pass_at_1_first_attempt: float
     pass_at_1_loop: float
     solved_first_attempt: int
@@ -31,6 +32,7 @@ class EvalSummary(BaseModel):
     mean_attempts_solved: float
     seconds_per_problem: float
     tokens_per_problem: float
+    memory_hits_per_problem: float
     total_seconds: float
     feedback: str = "sandbox errors from the task's tests are fed back to the model on retry"
 
@@ -59,11 +61,15 @@ def evaluate(
         outcomes.append(outcome)
         if on_done is not None:
             on_done(outcome)
-    return summarise(outcomes, attempts, runner.services.settings.llm_model, started), outcomes
+    services = runner.services
+    summary = summarise(
+        outcomes, attempts, services.settings.llm_model, services.memory is not None, started
+    )
+    return summary, outcomes
 
 
 def summarise(
-    outcomes: list[TaskOutcome], attempts: int, model: str, started: float
+    outcomes: list[TaskOutcome], attempts: int, model: str, memory: bool, started: float
 ) -> EvalSummary:
     """Aggregate per-problem outcomes."""
     n = len(outcomes) or 1
@@ -74,6 +80,7 @@ def summarise(
         problems=len(outcomes),
         attempts=attempts,
         model=model,
+        memory=memory,
         pass_at_1_first_attempt=round(first / n, 4),
         pass_at_1_loop=round(len(solved) / n, 4),
         solved_first_attempt=first,
@@ -83,6 +90,7 @@ def summarise(
         else 0.0,
         seconds_per_problem=round(sum(o.seconds for o in outcomes) / n, 3),
         tokens_per_problem=round(sum(o.tokens for o in outcomes) / n, 1),
+        memory_hits_per_problem=round(sum(o.memory_hits for o in outcomes) / n, 2),
         total_seconds=round(time.perf_counter() - started, 1),
     )
 

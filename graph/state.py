@@ -119,6 +119,7 @@ class TaskOutcome(BaseModel):
     verdict: str
     tokens: int
     seconds: float
+    memory_hits: int = 0
     error: str | None = None
 
     @classmethod
@@ -136,6 +137,7 @@ class TaskOutcome(BaseModel):
             verdict=state.report.verdict if state.report else "-",
             tokens=state.tokens_used,
             seconds=round(seconds, 3),
+            memory_hits=state.memory_hits,
             error=state.error,
         )
 

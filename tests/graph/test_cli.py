@@ -86,3 +86,41 @@ def test_unreachable_kafka_is_one_readable_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert [line for line in done.stdout.splitlines() if line.startswith("error:")]
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def _scripted_dataset(path: Path) -> Path:
+    """HumanEval-format records the scripted double knows: add (right away), reverse_words
+    (wrong first, right after the sandbox's feedback)."""
+    records = [
+        {
+            "task_id": "T/0",
+            "prompt": "def add(a: int, b: int) -> int:\n    'Return the sum.'\n",
+            "entry_point": "add",
+            "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n"
+            "    assert candidate(-1, 1) == 0\n",
+        },
+        {
+            "task_id": "T/1",
+            "prompt": "def reverse_words(text: str) -> str:\n    'Reverse the word order.'\n",
+            "entry_point": "reverse_words",
+            "test": "def check(candidate):\n    assert candidate('hello big world') == 'world big hello'\n",
+        },
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_eval_reports_first_attempt_and_loop_pass_rates(tmp_path: Path) -> None:
+    dataset = _scripted_dataset(tmp_path / "tasks.jsonl")
+    out = tmp_path / "report.json"
+    args = ("eval", "--dataset", str(dataset), "--llm", "scripted", "--json", str(out))
+    done = aimesh(tmp_path, *args)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["memory"] is False and summary["problems"] == 2
+    assert (summary["solved_first_attempt"], summary["solved_loop"]) == (1, 2)
+    assert summary["mean_attempts_solved"] == 1.5
+
+    with_memory = aimesh(tmp_path, *args, "--memory")
+    assert with_memory.returncode == 0, with_memory.stderr
+    assert json.loads(out.read_text())["summary"]["memory"] is True
