@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import atexit
 import importlib.util
-import os
 import socket
-import subprocess
-import sys
-import time
-from collections import deque
 from pathlib import Path
-from types import TracebackType
-from typing import IO, TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import httpx
 
+from graph.child_server import ChildServer
 from llm.local_model import ModelError, ensure_model, model_alias
 
 if TYPE_CHECKING:
@@ -30,11 +24,15 @@ class ServerError(ModelError):
     """The local model server cannot be started or died."""
 
 
-class LocalModelServer:
+class LocalModelServer(ChildServer):
     """`python -m llama_cpp.server` as a child process; a context manager (start/stop).
 
     Logs go to ``<cache_dir>/logs/llama-server-<port>.log``; `base_url` is the OpenAI base URL.
     """
+
+    error = ServerError
+    name = "llama.cpp server"
+    poll_s = 0.1
 
     def __init__(
         self,
@@ -47,16 +45,13 @@ class LocalModelServer:
         n_ctx: int = 4096,
         ready_timeout_s: float = 60.0,
     ) -> None:
+        super().__init__(ready_timeout_s=ready_timeout_s)
         self.model = model
         self.alias = alias or model.stem
         self.port = port
         self.threads = threads
         self.n_ctx = n_ctx
-        self.ready_timeout_s = ready_timeout_s
         self.log_dir = cache_dir.expanduser() / "logs"
-        self.log_path: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
 
     @classmethod
     def from_settings(
@@ -79,15 +74,7 @@ class LocalModelServer:
             raise ServerError("the local model server is not started")
         return f"http://{HOST}:{self.port}/v1"
 
-    @property
-    def pid(self) -> int | None:
-        """The server's process id while it runs."""
-        return self._proc.pid if self._proc and self._proc.poll() is None else None
-
-    def start(self) -> Self:
-        """Start the server and wait until it answers `/v1/models`; raise ServerError if it cannot."""
-        if self._proc is not None:
-            return self
+    def _prepare(self) -> Path:
         self.port = _free_port() if self.port is None else _check_port(self.port)
         missing = [m for m in _SERVER_MODULES if importlib.util.find_spec(m) is None]
         if missing:
@@ -95,91 +82,22 @@ class LocalModelServer:
                 f"llama-cpp-python[server] is not installed (missing {', '.join(missing)}): "
                 "run scripts/setup.sh"
             )
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.log_dir / f"llama-server-{self.port}.log"
-        self._log = self.log_path.open("wb")
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model)]
-        cmd += ["--model_alias", self.alias, "--host", HOST, "--port", str(self.port)]
-        cmd += ["--n_ctx", str(self.n_ctx), "--n_threads", str(self.threads)]
-        cmd += ["--n_threads_batch", str(self.threads), "--logits_all", "false"]
+        return self.log_dir / f"llama-server-{self.port}.log"
+
+    def _command(self) -> list[str]:
+        cmd = ["-m", "llama_cpp.server", "--model", str(self.model), "--model_alias", self.alias]
+        cmd += ["--host", HOST, "--port", str(self.port), "--n_ctx", str(self.n_ctx)]
+        cmd += ["--n_threads", str(self.threads), "--n_threads_batch", str(self.threads)]
+        return [*cmd, "--logits_all", "false"]
+
+    def _env(self) -> dict[str, str]:
+        return {"OMP_WAIT_POLICY": "passive"}
+
+    def _is_ready(self) -> bool:
         try:
-            self._proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "OMP_WAIT_POLICY": "passive"},
-                start_new_session=True,  # Ctrl-C reaches us, and we stop the server in order
-            )
-            atexit.register(self.stop)
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _wait_ready(self) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + self.ready_timeout_s
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                code = self._proc.poll()
-                if code is not None:
-                    raise ServerError(
-                        f"llama.cpp server exited with code {code} while starting; "
-                        f"{self.log_path} ends with:\n{self.log_tail()}"
-                    )
-                try:
-                    if client.get(f"{self.base_url}/models").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise ServerError(
-                        f"llama.cpp server not ready after {self.ready_timeout_s:.0f} s; "
-                        f"{self.log_path} ends with:\n{self.log_tail()}"
-                    )
-                time.sleep(0.1)
-
-    def wait(self) -> int:
-        """Block until the server exits; return its exit code."""
-        if self._proc is None:
-            raise ServerError("the local model server is not started")
-        return self._proc.wait()
-
-    def stop(self) -> None:
-        """Stop the server: terminate, wait, then kill. Safe to call more than once."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            atexit.unregister(self.stop)
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines of the server log."""
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        with self.log_path.open(errors="replace") as f:
-            return "".join(deque(f, maxlen=lines)).rstrip()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+            return httpx.get(f"{self.base_url}/models", timeout=2.0).status_code == 200
+        except httpx.TransportError:
+            return False
 
 
 def _bindable(port: int) -> socket.socket:
