@@ -1,0 +1,115 @@
+"""Memory ablation: the same HumanEval problems through the loop without and with mem0 memory.
+
+    .venv/bin/python -m benchmarks.memory_ablation [--limit 40] [--attempts 3] [--base-url URL]
+
+Both arms run in one process against the same model (the embedded llama.cpp server unless
+``--base-url``), first attempt at temperature 0, retries as in `aimesh eval`. The memory arm
+starts from an empty store and learns as it goes (fix recipes, best practices), so later
+problems can recall what earlier ones taught. Reports pass@1 (first attempt, loop), attempts per
+solved problem and memory hits; writes benchmarks/results/memory_ablation.{json,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.memory import InMemorySaver
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from benchmarks.common import RESULTS_DIR, write_result
+from graph.evaluation import EvalSummary, evaluate, humaneval_tasks
+from graph.runner import BatchRunner, compile_mesh
+from graph.settings import Settings
+from nodes.services import Services
+
+console = Console()
+
+
+def run_arm(settings: Settings, use_memory: bool, limit: int, attempts: int) -> dict[str, Any]:
+    """One arm: every problem through the graph with or without memory."""
+    services = Services.from_settings(settings, use_memory=use_memory)
+    runner = BatchRunner(compile_mesh(InMemorySaver()), services)
+    tasks = humaneval_tasks(limit)
+    label = "with memory" if use_memory else "without memory"
+    with Progress(console=console) as progress:
+        bar = progress.add_task(label, total=len(tasks))
+        summary, outcomes = evaluate(
+            runner, tasks, attempts, on_done=lambda _o: progress.advance(bar)
+        )
+    if services.memory is not None:
+        services.memory.close()
+    return {"summary": summary.model_dump(), "problems": [o.model_dump() for o in outcomes]}
+
+
+def chart(arms: list[EvalSummary], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = ["without memory" if not a.memory else "with memory" for a in arms]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 4), width_ratios=(2, 1))
+    width = 0.38
+    for offset, (metric, name) in zip(
+        (-width / 2, width / 2),
+        (("pass_at_1_first_attempt", "first attempt"), ("pass_at_1_loop", "loop")),
+        strict=True,
+    ):
+        values = [getattr(a, metric) * 100 for a in arms]
+        bars = left.bar([i + offset for i in range(len(arms))], values, width, label=name)
+        left.bar_label(bars, fmt="%.1f", fontsize=8)
+    left.set_xticks(range(len(arms)), labels)
+    left.set_ylabel("pass@1 (%)")
+    left.set_ylim(0, 100)
+    left.legend(fontsize=8)
+    bars = right.bar(labels, [a.mean_attempts_solved for a in arms], color="grey")
+    right.bar_label(bars, fmt="%.2f", fontsize=8)
+    right.set_ylabel("attempts per solved problem")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--limit", type=int, default=40, help="first N HumanEval problems")
+    parser.add_argument("--attempts", type=int, default=3)
+    parser.add_argument("--base-url", default=None, help="an OpenAI-compatible endpoint")
+    parser.add_argument("--llm", default="auto", help="auto | openai | local | scripted")
+    parser.add_argument("--name", default="memory_ablation")
+    args = parser.parse_args()
+
+    overrides: dict[str, Any] = {"llm": args.llm, "review_with_llm": False, "llm_temperature": 0.0}
+    if args.base_url:
+        overrides |= {"llm": "openai", "llm_base_url": args.base_url}
+    arms = []
+    for use_memory in (False, True):
+        data_dir = Path(tempfile.mkdtemp(prefix="aimesh-ablation-"))
+        arms.append(
+            run_arm(Settings(**overrides, data_dir=data_dir), use_memory, args.limit, args.attempts)
+        )
+    summaries = [EvalSummary.model_validate(a["summary"]) for a in arms]
+    title = (
+        f"Memory ablation, HumanEval first {args.limit}, K={args.attempts}, {summaries[0].model}"
+    )
+    path = write_result(args.name, {"benchmark": "memory_ablation", "title": title, "arms": arms})
+    chart(summaries, RESULTS_DIR / f"{args.name}.png", title)
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("without memory", justify="right")
+    table.add_column("with memory", justify="right")
+    for key, value in summaries[0].model_dump().items():
+        table.add_row(key, str(value), str(getattr(summaries[1], key)))
+    console.print(table)
+    console.print(f"written {path} and its chart")
+
+
+if __name__ == "__main__":
+    main()

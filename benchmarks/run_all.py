@@ -1,0 +1,70 @@
+"""Run the benchmarks one after another (`make bench`); each writes its own JSON in results/.
+
+    .venv/bin/python -m benchmarks.run_all [--with-model] [--only NAME ...]
+
+The default set needs no model and takes a few minutes. `--with-model` adds those that run the
+local model (producer diversity, memory ablation, learning curve, full HumanEval): about two
+hours on an idle 2-core machine. Run on an otherwise idle machine; the benchmarks themselves
+compare against baselines measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+from rich.console import Console
+
+console = Console()
+
+INFRASTRUCTURE: dict[str, list[str]] = {
+    "sandbox_overhead": ["-m", "benchmarks.sandbox_overhead"],
+    "kafka_edges": ["-m", "benchmarks.kafka_edges"],
+    "telemetry_overhead": ["-m", "benchmarks.telemetry_overhead"],
+    "memory_latency": ["-m", "benchmarks.memory_latency"],
+}
+WITH_MODEL: dict[str, list[str]] = {
+    "producer_diversity": ["-m", "benchmarks.producer_diversity"],
+    "memory_ablation": ["-m", "benchmarks.memory_ablation"],
+    "learning_curve": ["-m", "benchmarks.learning_curve", "--test", "12"],
+    "humaneval": [
+        "-m",
+        "graph.cli",
+        "eval",
+        "--attempts",
+        "3",
+        "--json",
+        "benchmarks/results/humaneval_qwen2.5-coder-0.5b_k3.json",
+    ],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--with-model", action="store_true", help="also the local-model ones")
+    parser.add_argument("--only", nargs="*", default=None, help="run just these benchmarks")
+    args = parser.parse_args()
+    chosen = {**INFRASTRUCTURE, **(WITH_MODEL if args.with_model or args.only else {})}
+    if args.only:
+        unknown = set(args.only) - chosen.keys()
+        if unknown:
+            parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+        chosen = {name: chosen[name] for name in args.only}
+    failed = []
+    for number, (name, command) in enumerate(chosen.items(), start=1):
+        console.rule(f"[bold]{number}/{len(chosen)} {name}")
+        started = time.perf_counter()
+        code = subprocess.call([sys.executable, *command])
+        status = "[green]ok" if code == 0 else f"[red]exit {code}"
+        console.print(f"{name}: {status}[/] in {time.perf_counter() - started:.0f} s")
+        if code != 0:
+            failed.append(name)
+    if failed:
+        console.print(f"[red]failed: {', '.join(failed)}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
