@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.outputs import LLMResult
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
@@ -34,13 +35,17 @@ console = Console()
 
 
 class CallCounter(BaseCallbackHandler):
-    """Counts chat-model calls (the producer's tries)."""
+    """Counts chat-model calls (the producer's tries) and keeps the last answer."""
 
     def __init__(self) -> None:
         self.calls = 0
+        self.last_answer = ""
 
     def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
         self.calls += 1
+
+    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+        self.last_answer = response.generations[0][0].text
 
 
 def run_arm(settings: Settings, use_memory: bool, tasks: int) -> dict[str, Any]:
@@ -65,6 +70,7 @@ def run_arm(settings: Settings, use_memory: bool, tasks: int) -> dict[str, Any]:
                 "memory_hits": update.get("memory_hits", 0),
                 "seconds": round(time.perf_counter() - started, 2),
                 "error": update.get("error"),
+                "last_answer": None if task else counter.last_answer,
             }
         )
     if services.memory is not None:

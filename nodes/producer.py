@@ -59,17 +59,17 @@ def producer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
     return {**started, **_invent_task(services, state), "prompt_versions": versions}
 
 
-def steering(services: Services, task_index: int) -> tuple[int, list[tuple[str, int]], int]:
-    """Difficulty, covered categories (most covered first) and memory hits for a new task.
+def steering(services: Services, task_index: int) -> tuple[int, list[tuple[str, int]] | None, int]:
+    """Difficulty, covered categories (None without memory) and memory hits for a new task.
 
     Difficulty rises with the batch position and, with memory, with all tasks produced before.
     """
     difficulty = target_difficulty(task_index)
     if services.memory is None:
-        return difficulty, [], 0
+        return difficulty, None, 0
     coverage = services.memory.coverage()
     produced = sum(count for _, count, _ in coverage)
-    covered = sorted(((c, n) for c, n, _ in coverage), key=lambda row: -row[1])[:12]
+    covered = sorted(((c, n) for c, n, _ in coverage), key=lambda row: -row[1])
     return min(10, max(difficulty, target_difficulty(produced))), covered, len(coverage)
 
 

@@ -31,8 +31,8 @@ _SEED_PROMPTS: tuple[Prompt, ...] = (
         "Answer in exactly two parts and nothing else.\n"
         "Part 1, a ```json block with ONE object with these keys:\n"
         '  "statement": what the function must do, with edge cases (plain English),\n'
-        '  "signature": the Python signature, e.g. "def add(a: int, b: int) -> int",\n'
-        '  "entry_point": the function name,\n'
+        '  "signature": the def line of the function with type hints, without the body,\n'
+        '  "entry_point": the function name alone,\n'
         '  "tests": a list of 4 to 8 strings, each ONE assert statement calling the function,\n'
         '  "category": a short topic such as strings, math, lists, dicts, parsing, recursion,\n'
         '  "difficulty": an integer 1..10.\n'
@@ -58,14 +58,51 @@ _SEED_PROMPTS: tuple[Prompt, ...] = (
 SEED_PROMPTS: dict[str, Prompt] = {p.name: p for p in _SEED_PROMPTS}
 
 
-def producer_request(task_index: int, difficulty: int, covered: list[tuple[str, int]]) -> str:
-    """The producer's user message for one new task; `covered` is (category, tasks so far)."""
+TASK_CATEGORIES: tuple[str, ...] = (
+    "strings",
+    "math",
+    "lists",
+    "dicts",
+    "sorting",
+    "searching",
+    "recursion",
+    "parsing",
+    "number theory",
+    "matrices",
+    "dynamic programming",
+    "graphs",
+    "bit manipulation",
+    "geometry",
+    "text formatting",
+    "validation",
+    "stacks and queues",
+    "simulation",
+    "dates and times",
+    "sets",
+)
+"""The categories the producer is steered through when memory tells it what is covered."""
+
+
+def producer_request(
+    task_index: int, difficulty: int, covered: list[tuple[str, int]] | None
+) -> str:
+    """The producer's user message for one new task. `covered` is what memory knows, as
+    (category, tasks so far); None without memory. With memory the request names the covered
+    categories and suggests the least covered ones."""
+    request = f"Create task #{task_index + 1} at difficulty {difficulty} (1 = trivial, 10 = hard)."
+    if covered is None:
+        return request
     done = ", ".join(f"{category} ({count})" for category, count in covered) or "none yet"
     return (
-        f"Create task #{task_index + 1} at difficulty {difficulty} (1 = trivial, 10 = hard).\n"
-        f"Categories already covered, with task counts (pick a new or the least covered one): "
-        f"{done}."
+        f"{request}\nCategories already covered, with task counts: {done}.\n"
+        f"Pick one of these less covered categories: {', '.join(least_covered(covered))}."
     )
+
+
+def least_covered(covered: list[tuple[str, int]], n: int = 3) -> list[str]:
+    """The `n` known categories with the fewest tasks so far (in TASK_CATEGORIES order on ties)."""
+    counts = dict(covered)
+    return sorted(TASK_CATEGORIES, key=lambda category: counts.get(category, 0))[:n]
 
 
 def producer_retry(error: str) -> str:

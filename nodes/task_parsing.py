@@ -22,6 +22,7 @@ class TaskParseError(ValueError):
 
 
 _JSON_FENCE = re.compile(r"```json[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+_NAME = re.compile(r"\s*(?:async\s+)?(?:def\s+)?([A-Za-z_]\w*)")
 _CODE_FENCE = re.compile(r"```(?:python|py)[ \t]*\n.*?(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 
 
@@ -29,7 +30,7 @@ def parse_task(answer: str, *, difficulty: int, task_id: str) -> Task:
     """A Task from the model's answer (repairing broken JSON where possible)."""
     data = _task_fields(answer)
     tests = _tests(data.get("tests"))
-    entry_point = str(data.get("entry_point") or "").strip()
+    entry_point = _identifier(data.get("entry_point")) or _identifier(data.get("signature"))
     if not entry_point:
         raise TaskParseError("entry_point is missing")
     reference = _reference(answer, data, entry_point)
@@ -73,6 +74,12 @@ def _reference(answer: str, data: dict[str, Any], entry_point: str) -> str:
     raise TaskParseError(
         f"no reference solution defining {entry_point}(): put it in a ```python block"
     )
+
+
+def _identifier(value: Any) -> str:
+    """The function name in an entry point or signature ("add(3, 5)", "def add(a, b)" -> "add")."""
+    found = _NAME.match(str(value or ""))
+    return found.group(1) if found else ""
 
 
 def _tests(value: Any) -> list[str]:

@@ -43,6 +43,17 @@ def test_an_unclosed_code_block_and_self_tests_in_it() -> None:
     assert _parse(answer).reference_solution.strip() == REFERENCE.strip()
 
 
+@pytest.mark.parametrize("given", ["add(3, 5)", "def add(a: int, b: int) -> int", " add "])
+def test_the_entry_point_is_the_function_name(given: str) -> None:
+    answer = f"{json.dumps({**FIELDS, 'entry_point': given})}\n```python\n{REFERENCE}```"
+    assert _parse(answer).entry_point == "add"
+
+
+def test_the_entry_point_falls_back_to_the_signature() -> None:
+    answer = f"{json.dumps({**FIELDS, 'entry_point': None})}\n```python\n{REFERENCE}```"
+    assert _parse(answer).entry_point == "add"
+
+
 def test_the_earlier_all_json_format_is_still_read() -> None:
     answer = json.dumps({**FIELDS, "reference_solution": REFERENCE})
     assert _parse(answer).reference_solution == REFERENCE.strip()
@@ -53,7 +64,7 @@ def test_the_earlier_all_json_format_is_still_read() -> None:
     [
         ("I cannot help with that.", "no JSON object"),
         (json.dumps({**FIELDS, "tests": ["assert add(1, 2) == 3"]}), "two assert tests"),
-        (json.dumps({**FIELDS, "entry_point": ""}), "entry_point is missing"),
+        (json.dumps({**FIELDS, "entry_point": "", "signature": "?"}), "entry_point is missing"),
         (f"{json.dumps(FIELDS)}\n```python\ndef other():\n    pass\n```", "defining add()"),
     ],
 )
