@@ -12,6 +12,7 @@ solved problem and memory hits; writes benchmarks/results/memory_ablation.{json,
 from __future__ import annotations
 
 import argparse
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,8 @@ def main() -> None:
     parser.add_argument("--llm", default="auto", help="auto | openai | local | scripted")
     parser.add_argument("--name", default="memory_ablation")
     args = parser.parse_args()
+    # LangGraph's in-memory checkpointer warns about the mesh's pydantic types on every read.
+    logging.getLogger("langgraph.checkpoint.serde.jsonplus").setLevel(logging.ERROR)
 
     overrides: dict[str, Any] = {"llm": args.llm, "review_with_llm": False, "llm_temperature": 0.0}
     if args.base_url:
