@@ -7,11 +7,14 @@ Both arms run in one process against the same model (the embedded llama.cpp serv
 starts from an empty store and learns as it goes (fix recipes, best practices), so later
 problems can recall what earlier ones taught. Reports pass@1 (first attempt, loop), attempts per
 solved problem and memory hits; writes benchmarks/results/memory_ablation.{json,png}.
+With ``--baseline REPORT`` the arm without memory is read from a full `aimesh eval --json` run
+with the same settings (its first ``--limit`` problems) instead of being run again.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -23,9 +26,10 @@ from rich.progress import Progress
 from rich.table import Table
 
 from benchmarks.common import RESULTS_DIR, write_result
-from graph.evaluation import EvalSummary, evaluate, humaneval_tasks
+from graph.evaluation import EvalSummary, evaluate, humaneval_tasks, summarise
 from graph.runner import BatchRunner, compile_mesh
 from graph.settings import Settings
+from graph.state import TaskOutcome
 from nodes.services import Services
 
 console = Console()
@@ -45,6 +49,24 @@ def run_arm(settings: Settings, use_memory: bool, limit: int, attempts: int) -> 
     if services.memory is not None:
         services.memory.close()
     return {"summary": summary.model_dump(), "problems": [o.model_dump() for o in outcomes]}
+
+
+def baseline_arm(report: Path, limit: int, attempts: int) -> dict[str, Any]:
+    """The arm without memory from an earlier full evaluation report (first `limit` problems)."""
+    payload = json.loads(report.read_text())
+    summary = payload["summary"]
+    if summary.get("memory") is not False or summary["attempts"] != attempts:
+        raise SystemExit(f"{report}: not a run without memory at --attempts {attempts}")
+    outcomes = [TaskOutcome.model_validate(p) for p in payload["problems"][:limit]]
+    if len(outcomes) < limit:
+        raise SystemExit(f"{report}: only {len(outcomes)} problems, {limit} wanted")
+    total = sum(o.seconds for o in outcomes)
+    baseline = summarise(outcomes, attempts, summary["model"], memory=False, total_seconds=total)
+    return {
+        "summary": baseline.model_dump(),
+        "problems": [o.model_dump() for o in outcomes],
+        "source": str(report),
+    }
 
 
 def chart(arms: list[EvalSummary], path: Path, title: str) -> None:
@@ -84,6 +106,13 @@ def main() -> None:
     parser.add_argument("--base-url", default=None, help="an OpenAI-compatible endpoint")
     parser.add_argument("--llm", default="auto", help="auto | openai | local | scripted")
     parser.add_argument("--name", default="memory_ablation")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="take the arm without memory from this `aimesh eval --json` report (its first "
+        "--limit problems, same model and --attempts) instead of running it again",
+    )
     args = parser.parse_args()
     # LangGraph's in-memory checkpointer warns about the mesh's pydantic types on every read.
     logging.getLogger("langgraph.checkpoint.serde.jsonplus").setLevel(logging.ERROR)
@@ -91,8 +120,8 @@ def main() -> None:
     overrides: dict[str, Any] = {"llm": args.llm, "review_with_llm": False, "llm_temperature": 0.0}
     if args.base_url:
         overrides |= {"llm": "openai", "llm_base_url": args.base_url}
-    arms = []
-    for use_memory in (False, True):
+    arms = [baseline_arm(args.baseline, args.limit, args.attempts)] if args.baseline else []
+    for use_memory in (False, True)[len(arms) :]:
         data_dir = Path(tempfile.mkdtemp(prefix="aimesh-ablation-"))
         arms.append(
             run_arm(Settings(**overrides, data_dir=data_dir), use_memory, args.limit, args.attempts)

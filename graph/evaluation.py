@@ -63,13 +63,17 @@ def evaluate(
             on_done(outcome)
     services = runner.services
     summary = summarise(
-        outcomes, attempts, services.settings.llm_model, services.memory is not None, started
+        outcomes,
+        attempts,
+        services.settings.llm_model,
+        memory=services.memory is not None,
+        total_seconds=time.perf_counter() - started,
     )
     return summary, outcomes
 
 
 def summarise(
-    outcomes: list[TaskOutcome], attempts: int, model: str, memory: bool, started: float
+    outcomes: list[TaskOutcome], attempts: int, model: str, *, memory: bool, total_seconds: float
 ) -> EvalSummary:
     """Aggregate per-problem outcomes."""
     n = len(outcomes) or 1
@@ -91,7 +95,7 @@ def summarise(
         seconds_per_problem=round(sum(o.seconds for o in outcomes) / n, 3),
         tokens_per_problem=round(sum(o.tokens for o in outcomes) / n, 1),
         memory_hits_per_problem=round(sum(o.memory_hits for o in outcomes) / n, 2),
-        total_seconds=round(time.perf_counter() - started, 1),
+        total_seconds=round(total_seconds, 1),
     )
 
 
