@@ -207,15 +207,27 @@ def evaluate_command(
             "problems before would make the scores dependent on earlier runs)"
         ),
     ] = False,
+    retry: Annotated[
+        str | None, typer.Option(help="retry strategy: repair | resample (AIMESH_RETRY_STRATEGY)")
+    ] = None,
+    ids: Annotated[
+        str | None, typer.Option(help="only these problems, comma-separated (e.g. HumanEval/10)")
+    ] = None,
 ) -> None:
     """Measure pass@1 (first attempt and loop) on HumanEval through the graph."""
     from graph.evaluation import evaluate, humaneval_tasks, write_report
 
     with readable_errors():
-        settings = settings_with(llm=llm, review_with_llm=False, llm_temperature=0.0)
-        tasks = (
-            humaneval_tasks(limit) if dataset == "humaneval" else load_tasks(Path(dataset), limit)
+        settings = settings_with(
+            llm=llm, review_with_llm=False, llm_temperature=0.0, retry_strategy=retry
         )
+        tasks = humaneval_tasks() if dataset == "humaneval" else load_tasks(Path(dataset))
+        if ids:
+            wanted = {i.strip().replace("/", "-") for i in ids.split(",") if i.strip()}
+            tasks = [t for t in tasks if t.task_id in wanted]
+            if missing := wanted - {t.task_id for t in tasks}:
+                raise typer.BadParameter(f"unknown problem(s): {', '.join(sorted(missing))}")
+        tasks = tasks[:limit] if limit else tasks
         checkpointer = sqlite_checkpointer(settings.checkpoint_db)
         with checkpointer as saver, Progress(*_columns(), console=console) as progress:
             services = Services.from_settings(settings, use_memory=memory)

@@ -25,6 +25,7 @@ class EvalSummary(BaseModel):
     attempts: int
     model: str
     memory: bool
+    retry_strategy: str = "repair"
     pass_at_1_first_attempt: float
     pass_at_1_loop: float
     solved_first_attempt: int
@@ -68,7 +69,7 @@ def evaluate(
         services.settings.llm_model,
         memory=services.memory is not None,
         total_seconds=time.perf_counter() - started,
-    )
+    ).model_copy(update={"retry_strategy": services.settings.retry_strategy})
     return summary, outcomes
 
 

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     # The loop
     max_attempts: int = Field(3, ge=1, le=10)
     producer_max_tries: int = Field(3, ge=1, le=10)
+    retry_strategy: Literal["repair", "resample"] = Field(
+        "repair",
+        description="repair: a retry sees its previous code and the sandbox's verdict; resample: "
+        "a retry starts afresh from the task and the verdict, without the failed code",
+    )
     review_with_llm: bool = True
     task_time_budget_s: float = 300.0
     task_token_budget: int = 20_000

@@ -1,4 +1,5 @@
-"""Consumer: writes the solution; on a retry it sees its previous code and the sandbox's error."""
+"""Consumer: writes the solution; a retry sees the sandbox's verdict and, with the `repair`
+strategy, its previous code as a conversation (`resample` starts afresh without it)."""
 
 from __future__ import annotations
 
@@ -27,19 +28,19 @@ def consumer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
     system = services.prompt(prompts.CONSUMER_SYSTEM)
     recall = services.memory.recall(task.statement) if services.memory is not None else None
     experience = recall.to_prompt() if recall is not None else ""
-    messages: list[BaseMessage] = [
-        SystemMessage(system.text),
-        HumanMessage(
-            prompts.consumer_request(task.statement, task.signature, task.entry_point, experience)
-        ),
-    ]
-    # Each failed attempt becomes a turn: the code the model wrote, then what the sandbox said.
-    for previous in state.attempts:
-        if previous.execution is not None:
-            messages += [
-                AIMessage(f"```python\n{previous.code}\n```"),
-                HumanMessage(prompts.consumer_retry(previous.execution.feedback())),
-            ]
+    request = prompts.consumer_request(task.statement, task.signature, task.entry_point, experience)
+    failed = [a.execution.feedback() for a in state.attempts if a.execution is not None]
+    if failed and services.settings.retry_strategy == "resample":
+        request = f"{request}\n{prompts.consumer_resample(failed[-1])}"
+    messages: list[BaseMessage] = [SystemMessage(system.text), HumanMessage(request)]
+    if services.settings.retry_strategy == "repair":
+        # Each failed attempt becomes a turn: the code the model wrote, then the sandbox's verdict.
+        for previous in state.attempts:
+            if previous.execution is not None:
+                messages += [
+                    AIMessage(f"```python\n{previous.code}\n```"),
+                    HumanMessage(prompts.consumer_retry(previous.execution.feedback())),
+                ]
     started = time.perf_counter()
     # A retry samples more freely: at the first attempt's temperature it tends to repeat itself.
     llm = services.llm.bind(temperature=RETRY_TEMPERATURE) if state.attempts else services.llm

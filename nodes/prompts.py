@@ -128,6 +128,14 @@ def consumer_retry(feedback: str) -> str:
     )
 
 
+def consumer_resample(feedback: str) -> str:
+    """Added to the task request on a `resample` retry: what failed, without the failed code."""
+    return (
+        f"A previous solution to this task failed in the sandbox:\n{feedback}\n\n"
+        "Write a new solution from scratch, thinking again about what the task asks."
+    )
+
+
 def reviewer_request(statement: str, code: str, findings: list[str]) -> str:
     """The reviewer's user message."""
     listed = "\n".join(f"- {f}" for f in findings) or "- none"

@@ -124,3 +124,18 @@ def test_eval_reports_first_attempt_and_loop_pass_rates(tmp_path: Path) -> None:
     with_memory = aimesh(tmp_path, *args, "--memory")
     assert with_memory.returncode == 0, with_memory.stderr
     assert json.loads(out.read_text())["summary"]["memory"] is True
+
+
+def test_eval_selects_problems_by_id_and_takes_the_retry_strategy(tmp_path: Path) -> None:
+    dataset = _scripted_dataset(tmp_path / "tasks.jsonl")
+    out = tmp_path / "report.json"
+    base = ("eval", "--dataset", str(dataset), "--llm", "scripted", "--json", str(out))
+    done = aimesh(tmp_path, *base, "--ids", "T/1", "--retry", "resample")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert [p["task_id"] for p in report["problems"]] == ["T-1"]
+    assert report["summary"]["solved_loop"] == 1 and report["summary"]["solved_first_attempt"] == 0
+    assert report["summary"]["retry_strategy"] == "resample"
+
+    unknown = aimesh(tmp_path, *base, "--ids", "T/9")
+    assert unknown.returncode == 2 and "unknown problem(s): T-9" in unknown.stderr

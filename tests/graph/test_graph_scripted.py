@@ -10,6 +10,7 @@ from graph.checkpoint import sqlite_checkpointer
 from graph.edges import StepRecord
 from graph.runner import BatchRunner, compile_mesh
 from graph.state import MeshState
+from llm.scripted import ScriptedChatModel
 from nodes.services import Services
 from sandbox import SandboxError
 
@@ -134,3 +135,19 @@ def test_telemetry_names_the_prompt_version_each_agent_used(scripted_services: S
         "reviewer": "v1",
         "supervisor": None,
     }
+
+
+def test_a_resample_retry_sees_the_verdict_but_not_the_failed_code(
+    scripted_services: Services,
+) -> None:
+    settings = scripted_services.settings.model_copy(update={"retry_strategy": "resample"})
+    services = Services(
+        settings=settings, llm=ScriptedChatModel(), sandbox=scripted_services.sandbox
+    )
+    final = MeshState.model_validate(
+        compile_mesh().invoke(MeshState(task_index=1), services.as_config())
+    )
+    assert [a.execution.passed for a in final.attempts if a.execution] == [False, True]
+    retry = [p for p in services.llm.prompts_seen if "Implement `reverse_words`" in p][-1]  # type: ignore[attr-defined]
+    assert "failed in the sandbox" in retry and "FAILED" in retry
+    assert final.attempts[0].code not in retry
