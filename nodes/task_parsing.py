@@ -7,6 +7,7 @@ block: code inside a JSON string loses its indentation too easily with small mod
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -21,24 +22,26 @@ class TaskParseError(ValueError):
     """The answer does not describe a usable task."""
 
 
-_JSON_FENCE = re.compile(r"```json[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 _NAME = re.compile(r"\s*(?:async\s+)?(?:def\s+)?([A-Za-z_]\w*)")
-_CODE_FENCE = re.compile(r"```(?:python|py)[ \t]*\n.*?(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+_CODE_BLOCK = re.compile(r"```(?:python|py)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+_FENCE_MARK = re.compile(r"```[A-Za-z]*")
+_TRIPLE_QUOTED = re.compile(r'"""(.*?)"""', re.DOTALL)
 
 
 def parse_task(answer: str, *, difficulty: int, task_id: str) -> Task:
     """A Task from the model's answer (repairing broken JSON where possible)."""
-    data = _task_fields(answer)
+    blocks = _CODE_BLOCK.findall(answer)
+    data = _task_fields(_CODE_BLOCK.sub("", answer))
     tests = _tests(data.get("tests"))
     entry_point = _identifier(data.get("entry_point")) or _identifier(data.get("signature"))
     if not entry_point:
         raise TaskParseError("entry_point is missing")
-    reference = _reference(answer, data, entry_point)
+    reference = _reference(blocks, data, entry_point)
     try:
         return Task(
             task_id=task_id,
             statement=str(data.get("statement") or "").strip(),
-            signature=str(data.get("signature") or f"def {entry_point}(...)").strip().rstrip(":"),
+            signature=_signature(data.get("signature"), entry_point),
             entry_point=entry_point,
             tests=tests,
             category=str(data.get("category") or "general").strip().lower() or "general",
@@ -49,10 +52,14 @@ def parse_task(answer: str, *, difficulty: int, task_id: str) -> Task:
         raise TaskParseError(f"invalid task: {exc.errors()[0]['msg']}") from exc
 
 
-def _task_fields(answer: str) -> dict[str, Any]:
-    """The JSON object: a ```json block, else the answer without its code blocks."""
-    fenced = _JSON_FENCE.search(answer)
-    data = json_repair.loads(fenced.group(1) if fenced else _CODE_FENCE.sub("", answer))
+def _task_fields(text: str) -> dict[str, Any]:
+    """The JSON object in what is left of the answer without its code blocks and fences (a
+    ```json block may be left unclosed)."""
+    text = _FENCE_MARK.sub("", text)
+    # Python's triple-quoted strings, which small models put into JSON, as JSON strings
+    text = _TRIPLE_QUOTED.sub(lambda m: json.dumps(m.group(1)), text)
+    start, end = text.find("{"), text.rfind("}")
+    data = json_repair.loads(text[start : end + 1] if 0 <= start < end else text)
     if isinstance(data, list) and data and isinstance(data[0], dict):
         data = data[0]
     if not isinstance(data, dict):
@@ -60,20 +67,32 @@ def _task_fields(answer: str) -> dict[str, Any]:
     return data
 
 
-def _reference(answer: str, data: dict[str, Any], entry_point: str) -> str:
-    """The reference solution: the code block defining the entry point, else the JSON key."""
+def _reference(blocks: list[str], data: dict[str, Any], entry_point: str) -> str:
+    """The reference solution: the longest code block defining the entry point, else a JSON field
+    holding the function (`reference_solution`, the earlier format, or a `signature` with a body)."""
     defines = re.compile(rf"def\s+{re.escape(entry_point)}\s*\(")
-    without_json = _JSON_FENCE.sub("", answer)
-    if "```" in without_json:
-        block = extract_code(without_json, entry_point)
-        if defines.search(block):
-            return strip_self_tests(block)
-    legacy = data.get("reference_solution")
-    if isinstance(legacy, str) and defines.search(legacy):
-        return strip_self_tests(extract_code(legacy, entry_point))
-    raise TaskParseError(
-        f"no reference solution defining {entry_point}(): put it in a ```python block"
-    )
+    candidates = [b for b in blocks if defines.search(b)]
+    for key in ("reference_solution", "signature"):
+        value = data.get(key)
+        if (
+            not candidates
+            and isinstance(value, str)
+            and defines.search(value)
+            and "\n" in value.strip()
+        ):
+            candidates = [extract_code(value, entry_point)]
+    if not candidates:
+        raise TaskParseError(
+            f"no reference solution defining {entry_point}(): put it in a ```python block"
+        )
+    return strip_self_tests(max(candidates, key=len).strip())
+
+
+def _signature(value: Any, entry_point: str) -> str:
+    """The def line (a signature given with a body keeps only its def line)."""
+    text = str(value or "").strip()
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip().startswith("def ")), text)
+    return (line or f"def {entry_point}(...)").rstrip(":")
 
 
 def _identifier(value: Any) -> str:

@@ -71,3 +71,21 @@ def test_the_earlier_all_json_format_is_still_read() -> None:
 def test_unusable_answers_say_why(answer: str, reason: str) -> None:
     with pytest.raises(TaskParseError, match=reason):
         _parse(answer)
+
+
+# Two answers of Qwen2.5-Coder-0.5B to the producer prompt v2, verbatim.
+UNCLOSED_JSON_BLOCK = '```json\n{\n  "statement": "Create a function that takes two lists as input and returns a new list containing only the elements that are common to both input lists.",\n  "signature": "def find_common_elements(list1: List[int], list2: List[int]) -> List[int]:",\n  "entry_point": "find_common_elements([1, 3, 5, 7], [2, 4, 6, 8])",\n  "tests": [\n    "assert find_common_elements([1, 3, 5, 7], [2, 4, 6, 8]) == [2, 4, 6, 8]",\n    "assert find_common_elements([10, 20, 30, 40], [50, 60, 70, 80]) == [50, 60, 70, 80]",\n    "assert find_common_elements([], [1, 2, 3, 4]) == [],\n    "assert find_common_elements([1, 2, 3], []) == [1, 2, 3]"\n  ],\n  "category": "strings",\n  "difficulty": 1\n}\n```python\ndef find_common_elements(list1: List[int], list2: List[int]) -> List[int]:\n    # Use set intersection to find common elements\n    return list(set(list1) & set(list2))\n```\n\nThis solution defines the `find_common_elements` function using Python\'s built-in set data structure, which provides efficient operations for finding common elements between two lists.'
+CODE_IN_SIGNATURE = '```json\n{\n  "statement": "Create a function that takes two lists of numbers and returns their intersection.",\n  "signature": """\ndef intersect(list1, list2):\n    return [num for num in list1 if num in list2]\n  """,\n  "entry_point": "intersect",\n  "tests": [\n    "assert intersect([1, 3, 5], [4, 6, 8]) == [4, 6]",\n    "assert intersect([10, 20, 30], [20, 30, 40]) == [20, 30]",\n    "assert intersect([], [1, 2, 3]) == []",\n    "assert intersect([5], []) == [5]"\n  ],\n  "category": "lists",\n  "difficulty": 2\n}\n```'
+
+
+def test_an_unclosed_json_block_followed_by_the_python_block() -> None:
+    task = _parse(UNCLOSED_JSON_BLOCK)
+    assert task.entry_point == "find_common_elements"
+    assert task.reference_solution.startswith("def find_common_elements(")
+    assert "```" not in task.reference_solution and len(task.tests) == 4
+
+
+def test_a_function_written_into_the_signature_field() -> None:
+    task = _parse(CODE_IN_SIGNATURE)
+    assert task.signature == "def intersect(list1, list2)"
+    assert "return [num for num in list1 if num in list2]" in task.reference_solution
