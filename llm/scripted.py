@@ -177,7 +177,7 @@ class ScriptedChatModel(BaseChatModel):
         if "Findings:" in prompt:
             return "The solution is concise and passes its tests; naming is clear. Consider edge cases."
         if match := _ENTRY_POINT.search(prompt):
-            return f"```python\n{self._solve(match.group(1), retry='failed in the sandbox' in prompt)}```"
+            return f"```python\n{self._solve(match.group(1), retry='previous attempt failed' in prompt)}```"
         return "I can only answer the AI-Mesh agents' requests."
 
     @staticmethod

@@ -131,7 +131,7 @@ def consumer_retry(feedback: str) -> str:
 def consumer_resample(feedback: str) -> str:
     """Added to the task request on a `resample` retry: what failed, without the failed code."""
     return (
-        f"A previous solution to this task failed in the sandbox:\n{feedback}\n\n"
+        f"A previous attempt failed in the sandbox:\n{feedback}\n\n"
         "Write a new solution from scratch, thinking again about what the task asks."
     )
 
