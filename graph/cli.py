@@ -32,7 +32,7 @@ from llm.chat import LLMUnavailableError
 from llm.cli import model_app
 from memory import AgentMemoryError
 from memory.cli import memory_app
-from nodes.dataset import DatasetError, load_tasks
+from nodes.dataset import DatasetError, load_tasks, task_id_of
 from nodes.services import Services
 from nodes.supervisor import audit_batch
 from sandbox import SandboxError
@@ -223,7 +223,7 @@ def evaluate_command(
         )
         tasks = humaneval_tasks() if dataset == "humaneval" else load_tasks(Path(dataset))
         if ids:
-            wanted = {i.strip().replace("/", "-") for i in ids.split(",") if i.strip()}
+            wanted = {task_id_of(i) for i in ids.split(",") if i.strip()}
             tasks = [t for t in tasks if t.task_id in wanted]
             if missing := wanted - {t.task_id for t in tasks}:
                 raise typer.BadParameter(f"unknown problem(s): {', '.join(sorted(missing))}")

@@ -47,6 +47,11 @@ def load_tasks(path: Path, limit: int | None = None) -> list[Task]:
     return tasks
 
 
+def task_id_of(dataset_id: str) -> str:
+    """The mesh's task id for a dataset id ("HumanEval/10" -> "HumanEval-10")."""
+    return dataset_id.strip().replace("/", "-")
+
+
 def humaneval_task(record: dict[str, Any]) -> Task:
     """One HumanEval record as a Task (its canonical solution is the reference)."""
     try:
@@ -56,7 +61,7 @@ def humaneval_task(record: dict[str, Any]) -> Task:
     setup, tests = split_check(test, entry_point)
     canonical = record.get("canonical_solution")
     return Task(
-        task_id=str(record.get("task_id", entry_point)).replace("/", "-"),
+        task_id=task_id_of(str(record.get("task_id", entry_point))),
         statement=prompt,
         signature=_signature(prompt, entry_point),
         entry_point=entry_point,
