@@ -61,7 +61,14 @@ def baseline_arm(report: Path, limit: int, attempts: int) -> dict[str, Any]:
     if len(outcomes) < limit:
         raise SystemExit(f"{report}: only {len(outcomes)} problems, {limit} wanted")
     total = sum(o.seconds for o in outcomes)
-    baseline = summarise(outcomes, attempts, summary["model"], memory=False, total_seconds=total)
+    baseline = summarise(
+        outcomes,
+        attempts,
+        summary["model"],
+        memory=False,
+        retry_strategy=summary.get("retry_strategy", "repair"),
+        total_seconds=total,
+    )
     return {
         "summary": baseline.model_dump(),
         "problems": [o.model_dump() for o in outcomes],

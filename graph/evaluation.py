@@ -25,7 +25,7 @@ class EvalSummary(BaseModel):
     attempts: int
     model: str
     memory: bool
-    retry_strategy: str = "repair"
+    retry_strategy: str
     pass_at_1_first_attempt: float
     pass_at_1_loop: float
     solved_first_attempt: int
@@ -68,13 +68,20 @@ def evaluate(
         attempts,
         services.settings.llm_model,
         memory=services.memory is not None,
+        retry_strategy=services.settings.retry_strategy,
         total_seconds=time.perf_counter() - started,
-    ).model_copy(update={"retry_strategy": services.settings.retry_strategy})
+    )
     return summary, outcomes
 
 
 def summarise(
-    outcomes: list[TaskOutcome], attempts: int, model: str, *, memory: bool, total_seconds: float
+    outcomes: list[TaskOutcome],
+    attempts: int,
+    model: str,
+    *,
+    memory: bool,
+    retry_strategy: str,
+    total_seconds: float,
 ) -> EvalSummary:
     """Aggregate per-problem outcomes."""
     n = len(outcomes) or 1
@@ -86,6 +93,7 @@ def summarise(
         attempts=attempts,
         model=model,
         memory=memory,
+        retry_strategy=retry_strategy,
         pass_at_1_first_attempt=round(first / n, 4),
         pass_at_1_loop=round(len(solved) / n, 4),
         solved_first_attempt=first,
