@@ -82,17 +82,21 @@ TASK_CATEGORIES: tuple[str, ...] = (
 )
 """The categories the producer is steered through when memory tells it what is covered."""
 
+SHOWN_CATEGORIES = 12
+"""How many covered categories (the most covered first) a producer request lists."""
+
 
 def producer_request(
     task_index: int, difficulty: int, covered: list[tuple[str, int]] | None
 ) -> str:
     """The producer's user message for one new task. `covered` is what memory knows, as
-    (category, tasks so far); None without memory. With memory the request names the covered
-    categories and suggests the least covered ones."""
+    (category, tasks so far), most covered first; None without memory. With memory the request
+    names the most covered categories and suggests the least covered ones."""
     request = f"Create task #{task_index + 1} at difficulty {difficulty} (1 = trivial, 10 = hard)."
     if covered is None:
         return request
-    done = ", ".join(f"{category} ({count})" for category, count in covered) or "none yet"
+    shown = covered[:SHOWN_CATEGORIES]
+    done = ", ".join(f"{category} ({count})" for category, count in shown) or "none yet"
     return (
         f"{request}\nCategories already covered, with task counts: {done}.\n"
         f"Pick one of these less covered categories: {', '.join(least_covered(covered))}."

@@ -27,3 +27,9 @@ def test_when_every_category_is_covered_the_rarest_come_first() -> None:
 def test_an_empty_memory_still_steers() -> None:
     assert "none yet" in producer_request(0, 1, [])
     assert least_covered([]) == list(TASK_CATEGORIES[:3])
+
+
+def test_the_request_lists_at_most_the_twelve_most_covered_categories() -> None:
+    covered = [(f"topic {n}", 30 - n) for n in range(20)]
+    request = producer_request(0, 1, covered)
+    assert "topic 11 (19)" in request and "topic 12" not in request
