@@ -29,9 +29,9 @@ def consumer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
     recall = services.memory.recall(task.statement) if services.memory is not None else None
     experience = recall.to_prompt() if recall is not None else ""
     request = prompts.consumer_request(task.statement, task.signature, task.entry_point, experience)
-    failed = [a.execution.feedback() for a in state.attempts if a.execution is not None]
-    if failed and services.settings.retry_strategy == "resample":
-        request = f"{request}\n{prompts.consumer_resample(failed[-1])}"
+    last = next((a.execution for a in reversed(state.attempts) if a.execution), None)
+    if last is not None and services.settings.retry_strategy == "resample":
+        request = f"{request}\n{prompts.consumer_resample(last.feedback())}"
     messages: list[BaseMessage] = [SystemMessage(system.text), HumanMessage(request)]
     if services.settings.retry_strategy == "repair":
         # Each failed attempt becomes a turn: the code the model wrote, then the sandbox's verdict.

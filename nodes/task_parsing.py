@@ -71,16 +71,12 @@ def _reference(blocks: list[str], data: dict[str, Any], entry_point: str) -> str
     """The reference solution: the longest code block defining the entry point, else a JSON field
     holding the function (`reference_solution`, the earlier format, or a `signature` with a body)."""
     defines = re.compile(rf"def\s+{re.escape(entry_point)}\s*\(")
-    candidates = [b for b in blocks if defines.search(b)]
-    for key in ("reference_solution", "signature"):
-        value = data.get(key)
-        if (
-            not candidates
-            and isinstance(value, str)
-            and defines.search(value)
-            and "\n" in value.strip()
-        ):
-            candidates = [extract_code(value, entry_point)]
+    in_json = (data.get(key) for key in ("reference_solution", "signature"))
+    candidates = [b for b in blocks if defines.search(b)] or [
+        extract_code(value, entry_point)
+        for value in in_json
+        if isinstance(value, str) and defines.search(value) and "\n" in value.strip()
+    ][:1]
     if not candidates:
         raise TaskParseError(
             f"no reference solution defining {entry_point}(): put it in a ```python block"
