@@ -54,3 +54,9 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps({"machine": machine_info(), **payload}, indent=2) + "\n")
     return path
+
+
+def llm_overrides(llm: str, base_url: str | None) -> dict[str, Any]:
+    """Settings overrides for a benchmark's LLM: `llm` (auto, local, scripted, ...), or the
+    OpenAI-compatible endpoint at `base_url` when given."""
+    return {"llm": "openai", "llm_base_url": base_url} if base_url else {"llm": llm}

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from benchmarks.common import RESULTS_DIR, write_result
+from benchmarks.common import RESULTS_DIR, llm_overrides, write_result
 from graph.evaluation import EvalSummary, evaluate, humaneval_tasks, summarise
 from graph.runner import BatchRunner, compile_mesh
 from graph.settings import Settings
@@ -124,9 +124,11 @@ def main() -> None:
     # LangGraph's in-memory checkpointer warns about the mesh's pydantic types on every read.
     logging.getLogger("langgraph.checkpoint.serde.jsonplus").setLevel(logging.ERROR)
 
-    overrides: dict[str, Any] = {"llm": args.llm, "review_with_llm": False, "llm_temperature": 0.0}
-    if args.base_url:
-        overrides |= {"llm": "openai", "llm_base_url": args.base_url}
+    overrides = {
+        **llm_overrides(args.llm, args.base_url),
+        "review_with_llm": False,
+        "llm_temperature": 0.0,
+    }
     arms = [baseline_arm(args.baseline, args.limit, args.attempts)] if args.baseline else []
     for use_memory in (False, True)[len(arms) :]:
         data_dir = Path(tempfile.mkdtemp(prefix="aimesh-ablation-"))

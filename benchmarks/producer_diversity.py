@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from benchmarks.common import RESULTS_DIR, write_result
+from benchmarks.common import RESULTS_DIR, llm_overrides, write_result
 from graph.settings import Settings
 from graph.state import MeshState
 from nodes.producer import producer
@@ -143,9 +143,7 @@ def main() -> None:
     parser.add_argument("--name", default="producer_diversity")
     args = parser.parse_args()
 
-    overrides: dict[str, Any] = {"llm": args.llm}
-    if args.base_url:
-        overrides |= {"llm": "openai", "llm_base_url": args.base_url}
+    overrides = llm_overrides(args.llm, args.base_url)
     arms = []
     started = time.perf_counter()
     for use_memory in (False, True):
