@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     # The loop
     max_attempts: int = Field(3, ge=1, le=10)
     producer_max_tries: int = Field(3, ge=1, le=10)
+    producer_ground_tests: bool = Field(
+        True,
+        description="compute the expected values of a produced task's tests by running its "
+        "reference solution (the reference is the truth); off: tests must pass as written",
+    )
     retry_strategy: Literal["repair", "resample"] = Field(
         "repair",
         description="repair: a retry sees its previous code and the sandbox's verdict; resample: "

@@ -61,6 +61,31 @@ def _is_pure_constructor(value: ast.expr) -> bool:
     )
 
 
+_TYPING_NAMES = frozenset(
+    {"Any", "Callable", "Dict", "FrozenSet", "Iterable", "Iterator", "List", "Optional"}
+    | {"Sequence", "Set", "Tuple", "Union"}
+)
+
+
+def with_typing_imports(code: str) -> str:
+    """The code with `from typing import ...` for the typing names it uses without importing or
+    defining them (a small model writes `List[int]` and forgets the import)."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    bound = {
+        alias.asname or alias.name
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Import | ast.ImportFrom)
+        for alias in n.names
+    }
+    bound |= {n.name for n in tree.body if isinstance(n, _NAMED)}
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} & _TYPING_NAMES
+    missing = sorted(used - bound)
+    return f"from typing import {', '.join(missing)}\n\n{code}" if missing else code
+
+
 def context_preamble(source: str, code: str, entry_point: str | None) -> str:
     """What `code` needs from the task's own source (e.g. a HumanEval prompt): its imports and the
     helper definitions it does not define itself (never the entry point)."""

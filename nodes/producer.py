@@ -14,6 +14,13 @@ from graph.state import MeshState, Task
 from llm.chat import ask
 from nodes import prompts
 from nodes.services import Services, get_services
+from nodes.task_grounding import (
+    TaskRejected,
+    apply_probes,
+    keep_passing,
+    probes,
+    read_probes,
+)
 from nodes.task_parsing import TaskParseError, parse_task
 from sandbox import ExecutionResult, SandboxJob
 
@@ -35,6 +42,28 @@ def validate_task(services: Services, task: Task) -> ExecutionResult:
             memory_mb=services.settings.sandbox_memory_mb,
         )
     )
+
+
+def grounded(services: Services, task: Task) -> Task:
+    """The task with its tests grounded in its reference solution (see nodes.task_grounding).
+    Raises TaskRejected when nothing usable is left."""
+    found = probes(task)
+    if found:
+        snippets = [probe.snippet() for probe in found]
+        probed = validate_task(services, task.model_copy(update={"tests": snippets}))
+        task = apply_probes(task, found, read_probes(probed.stdout))
+    return keep_passing(task, validate_task(services, task))
+
+
+def accepted(services: Services, task: Task) -> Task:
+    """The task as the producer emits it: grounded (the default) or, with grounding off, as
+    written if it passes its own tests. Raises TaskRejected otherwise."""
+    if services.settings.producer_ground_tests:
+        return grounded(services, task)
+    result = validate_task(services, task)
+    if not result.passed:
+        raise TaskRejected(f"the reference solution fails the tests:\n{result.feedback()}")
+    return task
 
 
 def producer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
@@ -86,23 +115,17 @@ def _invent_task(services: Services, state: MeshState) -> dict[str, Any]:
         tokens += reply.tokens
         try:
             # The task id derives from the run id, so a redelivered request yields the same id.
-            task = parse_task(reply.text, difficulty=difficulty, task_id=state.run_id)
-        except TaskParseError as exc:
+            task = accepted(
+                services, parse_task(reply.text, difficulty=difficulty, task_id=state.run_id)
+            )
+        except (TaskParseError, TaskRejected) as exc:
             error = str(exc)
         else:
-            result = validate_task(services, task)
-            if result.passed:
-                if services.memory is not None:
-                    services.memory.record_task(
-                        task.task_id, task.category, task.difficulty, task.statement
-                    )
-                return {
-                    "task": task,
-                    "status": "solving",
-                    "tokens_used": tokens,
-                    "memory_hits": hits,
-                }
-            error = f"the reference solution fails the tests:\n{result.feedback()}"
+            if services.memory is not None:
+                services.memory.record_task(
+                    task.task_id, task.category, task.difficulty, task.statement
+                )
+            return {"task": task, "status": "solving", "tokens_used": tokens, "memory_hits": hits}
         messages += [AIMessage(reply.text), HumanMessage(prompts.producer_retry(error))]
     return {
         "status": "failed",

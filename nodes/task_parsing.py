@@ -15,7 +15,7 @@ import json_repair
 from pydantic import ValidationError
 
 from graph.state import Task
-from nodes.code_extraction import extract_code, strip_self_tests
+from nodes.code_extraction import extract_code, strip_self_tests, with_typing_imports
 
 
 class TaskParseError(ValueError):
@@ -26,6 +26,7 @@ _NAME = re.compile(r"\s*(?:async\s+)?(?:def\s+)?([A-Za-z_]\w*)")
 _CODE_BLOCK = re.compile(r"```(?:python|py)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 _FENCE_MARK = re.compile(r"```[A-Za-z]*")
 _TRIPLE_QUOTED = re.compile(r'"""(.*?)"""', re.DOTALL)
+_TEST_LINE = re.compile(r'^(\s*"assert\b.*?)[\s,]*$', re.MULTILINE)
 
 
 def parse_task(answer: str, *, difficulty: int, task_id: str) -> Task:
@@ -58,6 +59,7 @@ def _task_fields(text: str) -> dict[str, Any]:
     text = _FENCE_MARK.sub("", text)
     # Python's triple-quoted strings, which small models put into JSON, as JSON strings
     text = _TRIPLE_QUOTED.sub(lambda m: json.dumps(m.group(1)), text)
+    text = _TEST_LINE.sub(_closed_test_string, text)
     start, end = text.find("{"), text.rfind("}")
     data = json_repair.loads(text[start : end + 1] if 0 <= start < end else text)
     if isinstance(data, list) and data and isinstance(data[0], dict):
@@ -65,6 +67,12 @@ def _task_fields(text: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise TaskParseError("the answer has no JSON object with the task")
     return data
+
+
+def _closed_test_string(line: re.Match[str]) -> str:
+    """A test string on its own line, closed when the model forgot its closing quote."""
+    body = line.group(1)
+    return f"{body}," if body.endswith('"') else f'{body}",'
 
 
 def _reference(blocks: list[str], data: dict[str, Any], entry_point: str) -> str:
@@ -81,7 +89,7 @@ def _reference(blocks: list[str], data: dict[str, Any], entry_point: str) -> str
         raise TaskParseError(
             f"no reference solution defining {entry_point}(): put it in a ```python block"
         )
-    return strip_self_tests(max(candidates, key=len).strip())
+    return with_typing_imports(strip_self_tests(max(candidates, key=len).strip()))
 
 
 def _signature(value: Any, entry_point: str) -> str:

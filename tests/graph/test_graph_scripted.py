@@ -92,11 +92,12 @@ class CrashingSandbox:
 def test_a_crash_mid_task_resumes_from_the_checkpoint(
     scripted_services: Services, tmp_path: Path
 ) -> None:
-    # Call 1 validates the producer's task; call 2 runs the consumer's code and crashes.
+    # Calls 1 and 2 ground and validate the producer's task; call 3 runs the consumer's code and
+    # crashes.
     crashing = Services(
         settings=scripted_services.settings,
         llm=scripted_services.llm,
-        sandbox=CrashingSandbox(scripted_services.sandbox, crash_on_call=2),  # type: ignore[arg-type]
+        sandbox=CrashingSandbox(scripted_services.sandbox, crash_on_call=3),  # type: ignore[arg-type]
     )
     with sqlite_checkpointer(tmp_path / "ck.sqlite") as saver:
         graph = compile_mesh(saver)

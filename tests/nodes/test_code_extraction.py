@@ -1,4 +1,9 @@
-from nodes.code_extraction import extract_code, prepare_solution, strip_self_tests
+from nodes.code_extraction import (
+    extract_code,
+    prepare_solution,
+    strip_self_tests,
+    with_typing_imports,
+)
 
 
 def test_extract_prefers_the_block_defining_the_entry_point() -> None:
@@ -33,3 +38,16 @@ def test_prepare_adds_the_prompts_imports_and_missing_helpers() -> None:
     assert code.startswith("from typing import List")
     assert "def helper(x)" in code
     assert code.count("def f(") == 1
+
+
+def test_typing_names_used_without_import_are_imported() -> None:
+    code = "def f(xs: List[int]) -> Optional[Dict[str, int]]:\n    return None"
+    assert with_typing_imports(code) == f"from typing import Dict, List, Optional\n\n{code}"
+
+
+def test_typing_imports_leave_imported_defined_and_broken_code_alone() -> None:
+    imported = "from typing import List\ndef f(xs: List[int]) -> int:\n    return 0"
+    defined = "class Set:\n    pass\ndef f() -> Set:\n    return Set()"
+    broken = "def f(xs: List[int]:"
+    for code in (imported, defined, broken):
+        assert with_typing_imports(code) == code

@@ -81,7 +81,10 @@ CODE_IN_SIGNATURE = '```json\n{\n  "statement": "Create a function that takes tw
 def test_an_unclosed_json_block_followed_by_the_python_block() -> None:
     task = _parse(UNCLOSED_JSON_BLOCK)
     assert task.entry_point == "find_common_elements"
-    assert task.reference_solution.startswith("def find_common_elements(")
+    # the reference uses List[int] without importing it: the import is added
+    assert task.reference_solution.startswith(
+        "from typing import List\n\ndef find_common_elements("
+    )
     assert "```" not in task.reference_solution and len(task.tests) == 4
 
 
@@ -89,3 +92,23 @@ def test_a_function_written_into_the_signature_field() -> None:
     task = _parse(CODE_IN_SIGNATURE)
     assert task.signature == "def intersect(list1, list2)"
     assert "return [num for num in list1 if num in list2]" in task.reference_solution
+
+
+def test_test_strings_missing_their_closing_quote_are_closed() -> None:
+    # The 0.5B's tests list, verbatim: two strings lack their closing quote.
+    answer = (
+        '```json\n{"statement": "Intersect two lists.", "signature": "def intersect(a, b)",\n'
+        '  "entry_point": "intersect",\n  "tests": [\n'
+        '    "assert intersect([1, 4, 3], [5, 6, 7]) == [3]",\n'
+        '    "assert intersect([10, 20, 30], [40, 50, 60]) == [],\n'
+        '    "assert intersect([], [1, 2, 3]) == []",\n'
+        '    "assert intersect([1, 2, 3], []) == []\n'
+        '  ],\n  "category": "lists"\n}\n```python\n'
+        "def intersect(a, b):\n    return [x for x in a if x in b]\n```"
+    )
+    assert _parse(answer).tests == [
+        "assert intersect([1, 4, 3], [5, 6, 7]) == [3]",
+        "assert intersect([10, 20, 30], [40, 50, 60]) == []",
+        "assert intersect([], [1, 2, 3]) == []",
+        "assert intersect([1, 2, 3], []) == []",
+    ]
