@@ -195,7 +195,7 @@ def _measure(
     probe: Probe,
     messages: int,
     samples: int,
-    make_record: Callable[[int], tuple[str, bytes, bytes, list[tuple[str, bytes]]]],
+    make_record: Callable[[int], tuple[str, bytes, bytes, list[tuple[str, str | bytes | None]]]],
 ) -> dict[str, Any]:
     producer = _feeder(bootstrap)
     # warm-up (connections, metadata, first fetches)
@@ -256,7 +256,9 @@ def bench_hops(
     )
     admin = AdminClient(with_logger(common_config(settings)))
 
-    def record_of(message: TaskMessage) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
+    def record_of(
+        message: TaskMessage,
+    ) -> tuple[str, bytes, bytes, list[tuple[str, str | bytes | None]]]:
         wire = encode(message)
         return (
             message.task_id,

@@ -51,12 +51,16 @@ def run_arm(settings: Settings, use_memory: bool, limit: int, attempts: int) -> 
     return {"summary": summary.model_dump(), "problems": [o.model_dump() for o in outcomes]}
 
 
-def baseline_arm(report: Path, limit: int, attempts: int) -> dict[str, Any]:
+def baseline_arm(report: Path, limit: int, attempts: int, retry_strategy: str) -> dict[str, Any]:
     """The arm without memory from an earlier full evaluation report (first `limit` problems)."""
     payload = json.loads(report.read_text())
     summary = payload["summary"]
-    if summary.get("memory") is not False or summary["attempts"] != attempts:
-        raise SystemExit(f"{report}: not a run without memory at --attempts {attempts}")
+    same = (summary.get("memory"), summary["attempts"], summary.get("retry_strategy", "repair"))
+    if same != (False, attempts, retry_strategy):
+        raise SystemExit(
+            f"{report}: not a run without memory at --attempts {attempts} with {retry_strategy} "
+            "retries"
+        )
     outcomes = [TaskOutcome.model_validate(p) for p in payload["problems"][:limit]]
     if len(outcomes) < limit:
         raise SystemExit(f"{report}: only {len(outcomes)} problems, {limit} wanted")
@@ -66,7 +70,7 @@ def baseline_arm(report: Path, limit: int, attempts: int) -> dict[str, Any]:
         attempts,
         summary["model"],
         memory=False,
-        retry_strategy=summary.get("retry_strategy", "repair"),
+        retry_strategy=retry_strategy,
         total_seconds=total,
     )
     return {
@@ -129,7 +133,10 @@ def main() -> None:
         "review_with_llm": False,
         "llm_temperature": 0.0,
     }
-    arms = [baseline_arm(args.baseline, args.limit, args.attempts)] if args.baseline else []
+    strategy = Settings(**overrides).retry_strategy
+    arms = (
+        [baseline_arm(args.baseline, args.limit, args.attempts, strategy)] if args.baseline else []
+    )
     for use_memory in (False, True)[len(arms) :]:
         data_dir = Path(tempfile.mkdtemp(prefix="aimesh-ablation-"))
         arms.append(

@@ -161,6 +161,7 @@ def main() -> None:
                 "tasks": args.tasks,
                 "model": model,
                 "temperature": settings.llm_temperature,
+                "ground_tests": settings.producer_ground_tests,
             },
             "arms": arms,
             "total_seconds": round(time.perf_counter() - started, 1),

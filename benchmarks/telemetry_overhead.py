@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -64,7 +65,7 @@ def main() -> None:
         transitions.close()
         with_telemetry.close()
     base = latency_summary(step_ms["no publishing"])["median_ms"]
-    rows = {
+    rows: dict[str, dict[str, Any]] = {
         name: {
             "step": latency_summary(step_ms[name]),
             "publish": latency_summary(variants[name].publish_ms),
