@@ -229,7 +229,7 @@ def main() -> None:
         test = test_check(learner, args, seed.text, final.text) if args.test else None
     seconds = round(time.perf_counter() - started, 1)
     improved = curve[-1]["val_reward"] > curve[0]["val_reward"]
-    model = "scripted double" if served.llm == "scripted" else served.llm_model
+    model = served.model_label
     result = {
         "benchmark": "learning_curve",
         "title": (

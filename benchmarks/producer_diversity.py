@@ -150,7 +150,7 @@ def main() -> None:
         data_dir = Path(tempfile.mkdtemp(prefix="aimesh-diversity-"))
         settings = Settings(**overrides, data_dir=data_dir)
         arms.append(run_arm(settings, use_memory, args.tasks))
-    model = "scripted double" if settings.llm == "scripted" else settings.llm_model
+    model = settings.model_label
     title = f"Producer diversity, {model}, {args.tasks} tasks per arm"
     path = write_result(
         args.name,

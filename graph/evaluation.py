@@ -66,7 +66,7 @@ def evaluate(
     summary = summarise(
         outcomes,
         attempts,
-        services.settings.llm_model,
+        services.settings.model_label,
         memory=services.memory is not None,
         retry_strategy=services.settings.retry_strategy,
         total_seconds=time.perf_counter() - started,

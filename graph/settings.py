@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     def checkpoint_db(self) -> Path:
         return self.data_dir / "checkpoints.sqlite"
 
+    @property
+    def model_label(self) -> str:
+        """The model's name for reports ("scripted double" for the offline test double)."""
+        return "scripted double" if self.llm == "scripted" else self.llm_model
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -118,6 +118,7 @@ def test_eval_reports_first_attempt_and_loop_pass_rates(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     summary = json.loads(out.read_text())["summary"]
     assert summary["memory"] is False and summary["problems"] == 2
+    assert summary["model"] == "scripted double"
     assert (summary["solved_first_attempt"], summary["solved_loop"]) == (1, 2)
     assert summary["mean_attempts_solved"] == 1.5
 
