@@ -19,6 +19,7 @@ from rich.console import Console
 
 console = Console()
 
+HUMANEVAL_REPORT = "benchmarks/results/humaneval_qwen2.5-coder-0.5b_k3.json"
 INFRASTRUCTURE: dict[str, list[str]] = {
     "sandbox_overhead": ["-m", "benchmarks.sandbox_overhead"],
     "kafka_edges": ["-m", "benchmarks.kafka_edges"],
@@ -36,8 +37,9 @@ WITH_MODEL: dict[str, list[str]] = {
         "--attempts",
         "3",
         "--json",
-        "benchmarks/results/humaneval_qwen2.5-coder-0.5b_k3.json",
+        HUMANEVAL_REPORT,
     ],
+    "humaneval_chart": ["-m", "benchmarks.humaneval_chart", HUMANEVAL_REPORT],
 }
 
 

@@ -1,0 +1,50 @@
+"""The HumanEval chart reads eval reports: solved-within-k curves and the PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.humaneval_chart import chart, solved_within
+from graph.evaluation import summarise
+from graph.state import TaskOutcome
+
+
+def _outcome(index: int, attempts: int, passed: bool) -> TaskOutcome:
+    return TaskOutcome(
+        index=index,
+        task_id=f"HumanEval-{index}",
+        category="humaneval",
+        difficulty=5,
+        attempts=attempts,
+        first_attempt_passed=passed and attempts == 1,
+        passed=passed,
+        reward=1.0 if passed else 0.0,
+        verdict="",
+        tokens=10,
+        seconds=1.0,
+    )
+
+
+OUTCOMES = [_outcome(0, 1, True), _outcome(1, 2, True), _outcome(2, 3, True), _outcome(3, 3, False)]
+
+
+def test_solved_within_counts_problems_solved_by_each_attempt_budget() -> None:
+    assert solved_within(OUTCOMES, 3) == [25.0, 50.0, 75.0]
+
+
+def test_the_chart_is_drawn_from_eval_reports(tmp_path: Path) -> None:
+    summary = summarise(
+        OUTCOMES,
+        3,
+        "qwen2.5-coder-0.5b-instruct",
+        memory=False,
+        retry_strategy="resample",
+        total_seconds=4.0,
+    )
+    report = tmp_path / "report.json"
+    rows = [o.model_dump() for o in OUTCOMES]
+    report.write_text(json.dumps({"summary": summary.model_dump(), "problems": rows}))
+    out = tmp_path / "chart.png"
+    chart([report, report], out)
+    assert out.read_bytes().startswith(b"\x89PNG") and out.stat().st_size > 10_000
