@@ -43,7 +43,7 @@ class Settings(BaseSettings):
         "reference solution (the reference is the truth); off: tests must pass as written",
     )
     retry_strategy: Literal["repair", "resample"] = Field(
-        "repair",
+        "resample",
         description="repair: a retry sees its previous code and the sandbox's verdict; resample: "
         "a retry starts afresh from the task and the verdict, without the failed code",
     )

@@ -138,10 +138,11 @@ def test_telemetry_names_the_prompt_version_each_agent_used(scripted_services: S
     }
 
 
-def test_a_resample_retry_sees_the_verdict_but_not_the_failed_code(
-    scripted_services: Services,
+@pytest.mark.parametrize("strategy", ["resample", "repair"])
+def test_a_retry_sees_the_verdict_and_the_failed_code_only_when_repairing(
+    scripted_services: Services, strategy: str
 ) -> None:
-    settings = scripted_services.settings.model_copy(update={"retry_strategy": "resample"})
+    settings = scripted_services.settings.model_copy(update={"retry_strategy": strategy})
     services = Services(
         settings=settings, llm=ScriptedChatModel(), sandbox=scripted_services.sandbox
     )
@@ -151,4 +152,4 @@ def test_a_resample_retry_sees_the_verdict_but_not_the_failed_code(
     assert [a.execution.passed for a in final.attempts if a.execution] == [False, True]
     retry = [p for p in services.llm.prompts_seen if "Implement `reverse_words`" in p][-1]  # type: ignore[attr-defined]
     assert "failed in the sandbox" in retry and "FAILED" in retry
-    assert final.attempts[0].code not in retry
+    assert (final.attempts[0].code in retry) is (strategy == "repair")
