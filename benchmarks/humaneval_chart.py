@@ -3,8 +3,8 @@
     .venv/bin/python -m benchmarks.humaneval_chart REPORT [REPORT ...] [--out PATH]
 
 For each report, the share of problems solved within 1, 2, ... K attempts (the first point is the
-single-attempt pass@1, the last the loop's), read from its per-problem rows. Reports over
-different problem sets are plotted as they are, with their problem counts in the legend.
+single-attempt pass@1, the last the loop's), read from its per-problem rows. With ``--shared``
+every report is cut to the problems all of them ran, so that runs of different lengths compare.
 """
 
 from __future__ import annotations
@@ -36,7 +36,19 @@ def load(report: Path) -> tuple[EvalSummary, list[TaskOutcome]]:
     return EvalSummary.model_validate(payload["summary"]), problems
 
 
-def chart(reports: list[Path], out: Path) -> None:
+def shared_problems(
+    runs: list[tuple[EvalSummary, list[TaskOutcome]]],
+) -> list[tuple[EvalSummary, list[TaskOutcome]]]:
+    """Each run cut to the problems every run has."""
+    common = set.intersection(*({o.task_id for o in outcomes} for _, outcomes in runs))
+    cut = []
+    for summary, outcomes in runs:
+        kept = [o for o in outcomes if o.task_id in common]
+        cut.append((summary.model_copy(update={"problems": len(kept)}), kept))
+    return cut
+
+
+def chart(reports: list[Path], out: Path, *, shared: bool = False) -> None:
     """Draw one line per report and the model's published single-shot figure."""
     import matplotlib
 
@@ -44,6 +56,8 @@ def chart(reports: list[Path], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     runs = [load(report) for report in reports]
+    if shared:
+        runs = shared_problems(runs)
     curves = [solved_within(outcomes, summary.attempts) for summary, outcomes in runs]
     model = runs[0][0].model
     values = [v for curve in curves for v in curve] + [PUBLISHED.get(model, 50.0)]
@@ -72,9 +86,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("reports", nargs="+", type=Path, help="`aimesh eval --json` reports")
     parser.add_argument("--out", type=Path, default=None, help="default: first report's .png")
+    parser.add_argument("--shared", action="store_true", help="only the problems all reports ran")
     args = parser.parse_args()
     out = args.out or args.reports[0].with_suffix(".png")
-    chart(args.reports, out)
+    chart(args.reports, out, shared=args.shared)
     print(f"written {out}")
 
 

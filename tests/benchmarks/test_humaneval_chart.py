@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks.humaneval_chart import chart, solved_within
+from benchmarks.humaneval_chart import chart, load, shared_problems, solved_within
 from graph.evaluation import summarise
 from graph.state import TaskOutcome
 
@@ -48,3 +48,12 @@ def test_the_chart_is_drawn_from_eval_reports(tmp_path: Path) -> None:
     out = tmp_path / "chart.png"
     chart([report, report], out)
     assert out.read_bytes().startswith(b"\x89PNG") and out.stat().st_size > 10_000
+
+    shorter = tmp_path / "shorter.json"
+    shorter.write_text(json.dumps({"summary": summary.model_dump(), "problems": rows[1:3]}))
+    cut = shared_problems([load(report), load(shorter)])
+    assert [[o.task_id for o in outcomes] for _, outcomes in cut] == [
+        ["HumanEval-1", "HumanEval-2"]
+    ] * 2
+    assert [summary.problems for summary, _ in cut] == [2, 2]
+    chart([report, shorter], out, shared=True)
