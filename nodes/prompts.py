@@ -91,15 +91,17 @@ def producer_request(
 ) -> str:
     """The producer's user message for one new task. `covered` is what memory knows, as
     (category, tasks so far), most covered first; None without memory. With memory the request
-    names the most covered categories and suggests the least covered ones."""
+    names the most covered categories and asks for the least covered one (a small model follows
+    one named category; it ignored a choice of three)."""
     request = f"Create task #{task_index + 1} at difficulty {difficulty} (1 = trivial, 10 = hard)."
     if covered is None:
         return request
     shown = covered[:SHOWN_CATEGORIES]
     done = ", ".join(f"{category} ({count})" for category, count in shown) or "none yet"
+    target = least_covered(covered, 1)[0]
     return (
-        f"{request}\nCategories already covered, with task counts: {done}.\n"
-        f"Pick one of these less covered categories: {', '.join(least_covered(covered))}."
+        f"{request[:-1]}, in the category {target!r}: a {target} problem, with "
+        f'"category": "{target}".\nCategories already covered, with task counts: {done}.'
     )
 
 

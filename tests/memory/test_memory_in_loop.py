@@ -46,8 +46,8 @@ def test_producer_steers_by_what_memory_says_was_done(
     )
     producer_prompt = next(p for p in services.llm.prompts_seen if "Create task #1" in p)  # type: ignore[attr-defined]
     assert "strings (6)" in producer_prompt
-    suggested = producer_prompt.split("less covered categories: ")[1].split(".")[0]
-    assert "strings" not in suggested and len(suggested.split(", ")) == 3
+    asked = producer_prompt.split("in the category '")[1].split("'")[0]
+    assert asked == "math"  # the first category of the list that memory has not seen
     # six tasks done already: difficulty rises from the first task's 1 to 1 + 6 // 2
     assert "at difficulty 4" in producer_prompt
     assert final.task is not None and final.task.difficulty == 4

@@ -1,4 +1,4 @@
-"""The producer's request: blind without memory, steered to the least covered categories with it."""
+"""The producer's request: blind without memory, steered to the least covered category with it."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ def test_without_memory_the_request_names_no_categories() -> None:
     assert "categor" not in request.lower()
 
 
-def test_with_memory_the_least_covered_categories_are_suggested() -> None:
+def test_with_memory_the_least_covered_category_is_asked_for() -> None:
     covered = [("strings", 4), ("math", 2), ("lists", 1)]
     request = producer_request(0, 1, covered)
     assert "strings (4), math (2), lists (1)" in request
     assert least_covered(covered) == [c for c in TASK_CATEGORIES if c not in dict(covered)][:3]
-    assert request.endswith(f"{', '.join(least_covered(covered))}.")
+    assert f"in the category '{least_covered(covered)[0]}'" in request
+    assert '"category": "dicts"' in request
 
 
 def test_when_every_category_is_covered_the_rarest_come_first() -> None:

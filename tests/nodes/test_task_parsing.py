@@ -112,3 +112,30 @@ def test_test_strings_missing_their_closing_quote_are_closed() -> None:
         "assert intersect([], [1, 2, 3]) == []",
         "assert intersect([1, 2, 3], []) == []",
     ]
+
+
+def test_the_function_the_reference_defines_is_the_entry_point() -> None:
+    # The 0.5B's answer, verbatim: "entry_point" and the tests name add_numbers, the signature
+    # and the reference define add_lists.
+    answer = (
+        "```json\n{\n"
+        '  "statement": "Create a function that takes two lists of numbers and returns their '
+        'sum.",\n'
+        '  "signature": "def add_lists(list1: list, list2: list) -> int",\n'
+        '  "entry_point": "add_numbers",\n'
+        '  "tests": [\n'
+        '    "assert add_numbers([1, 2], [3, 4]) == 7",\n'
+        '    "assert add_numbers([-1, -2], [-3, -4]) == -8",\n'
+        '    "assert add_numbers([0], [0]) == 0",\n'
+        '    "assert add_numbers([], []) == 0"\n'
+        "  ],\n"
+        '  "category": "lists",\n'
+        '  "difficulty": 3\n'
+        "}\n```python\n"
+        "def add_lists(list1: list, list2: list) -> int:\n"
+        "    return sum(list1) + sum(list2)\n```"
+    )
+    task = _parse(answer)
+    assert task.entry_point == "add_lists"
+    assert task.tests[0] == "assert add_lists([1, 2], [3, 4]) == 7"
+    assert all("add_numbers" not in test for test in task.tests)
