@@ -451,7 +451,7 @@ class AgentMemory:
         rows = [(cat, len(tasks), max(tasks.values())) for cat, tasks in per_category.items()]
         return sorted(rows, key=lambda row: (row[1], row[0]))
 
-    def recall(self, statement: str, k: int = 3) -> Recall:
+    def recall(self, statement: str, k: int = 2) -> Recall:
         """Best practices and fix recipes for tasks similar to `statement` (at most k of each).
 
         Only memories with cosine similarity >= `recall_threshold` are returned, so an unrelated

@@ -120,9 +120,13 @@ def producer_retry(error: str) -> str:
 
 
 def consumer_request(statement: str, signature: str, entry_point: str, experience: str = "") -> str:
-    """The consumer's user message for a task, with what memory recalled for similar tasks."""
+    """The consumer's user message for a task, after what memory recalled for similar tasks (the
+    task comes last: a small model otherwise continues the recalled code of another task)."""
     request = f"Task:\n{statement}\n\nImplement `{entry_point}` with this signature:\n{signature}\n"
-    return f"{request}\nFrom experience:\n{experience}\n" if experience else request
+    if not experience:
+        return request
+    notes = "From experience (notes from other, similar tasks; do not copy their code):"
+    return f"{notes}\n{experience}\n\n{request}"
 
 
 def consumer_retry(feedback: str) -> str:

@@ -32,7 +32,7 @@ def test_fail_then_pass_stores_a_recipe_that_reaches_the_next_consumer_prompt(
     second = MeshState.model_validate(graph.invoke(MeshState(task_index=1), again.as_config()))
     assert second.memory_hits >= 2  # the producer's coverage and the consumer's recall
     consumer_prompt = next(p for p in again.llm.prompts_seen if "Implement `reverse_words`" in p)  # type: ignore[attr-defined]
-    assert "From experience:" in consumer_prompt and "Fixes that worked" in consumer_prompt
+    assert "From experience (" in consumer_prompt and "Fixes that worked" in consumer_prompt
 
 
 def test_producer_steers_by_what_memory_says_was_done(
