@@ -91,24 +91,27 @@ def producer_request(
 ) -> str:
     """The producer's user message for one new task. `covered` is what memory knows, as
     (category, tasks so far), most covered first; None without memory. With memory the request
-    names the most covered categories and asks for the least covered one (a small model follows
+    names the most covered categories and asks for one of the least covered (a small model follows
     one named category; it ignored a choice of three)."""
     request = f"Create task #{task_index + 1} at difficulty {difficulty} (1 = trivial, 10 = hard)."
     if covered is None:
         return request
     shown = covered[:SHOWN_CATEGORIES]
     done = ", ".join(f"{category} ({count})" for category, count in shown) or "none yet"
-    target = least_covered(covered, 1)[0]
+    target = next_category(covered, task_index)
     return (
         f"{request[:-1]}, in the category {target!r}: a {target} problem, with "
         f'"category": "{target}".\nCategories already covered, with task counts: {done}.'
     )
 
 
-def least_covered(covered: list[tuple[str, int]], n: int = 3) -> list[str]:
-    """The `n` known categories with the fewest tasks so far (in TASK_CATEGORIES order on ties)."""
+def next_category(covered: list[tuple[str, int]], task_index: int) -> str:
+    """The category to ask for: among the least covered of TASK_CATEGORIES, the one at the task's
+    position, so a category the model keeps failing at does not hold up the others."""
     counts = dict(covered)
-    return sorted(TASK_CATEGORIES, key=lambda category: counts.get(category, 0))[:n]
+    fewest = min(counts.get(category, 0) for category in TASK_CATEGORIES)
+    rarest = [category for category in TASK_CATEGORIES if counts.get(category, 0) == fewest]
+    return rarest[task_index % len(rarest)]
 
 
 def producer_retry(error: str) -> str:
