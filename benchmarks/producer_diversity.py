@@ -115,6 +115,7 @@ def chart(arms: list[dict[str, Any]], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for arm, style in zip(arms, ("s--", "o-"), strict=True):
@@ -125,6 +126,7 @@ def chart(arms: list[dict[str, Any]], path: Path, title: str) -> None:
             f"categories, {s['accepted']}/{s['tasks']} accepted"
         )
         ax.plot(range(1, len(curve) + 1), curve, style, label=label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("tasks requested")
     ax.set_ylabel("distinct categories so far (accepted tasks)")
     ax.set_title(title, fontsize=10)
