@@ -6,6 +6,8 @@ import json
 import os
 import platform
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,3 +62,21 @@ def llm_overrides(llm: str, base_url: str | None) -> dict[str, Any]:
     """Settings overrides for a benchmark's LLM: `llm` (auto, local, scripted, ...), or the
     OpenAI-compatible endpoint at `base_url` when given."""
     return {"llm": "openai", "llm_base_url": base_url} if base_url else {"llm": llm}
+
+
+@contextmanager
+def saved_figure(path: Path, *args: Any, **kwargs: Any) -> Iterator[tuple[Any, Any]]:
+    """`plt.subplots(*args, **kwargs)` on the headless Agg backend; the figure is laid out,
+    saved to `path` (120 dpi) and closed when the block ends."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(*args, **kwargs)
+    try:
+        yield fig, axes
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)

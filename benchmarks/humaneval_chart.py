@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from benchmarks.common import saved_figure
 from graph.evaluation import EvalSummary
 from graph.state import TaskOutcome
 
@@ -50,10 +51,6 @@ def shared_problems(
 
 def chart(reports: list[Path], out: Path, *, shared: bool = False) -> None:
     """Draw one line per report and the model's published single-shot figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     runs = [load(report) for report in reports]
     if shared:
@@ -61,25 +58,24 @@ def chart(reports: list[Path], out: Path, *, shared: bool = False) -> None:
     curves = [solved_within(outcomes, summary.attempts) for summary, outcomes in runs]
     model = runs[0][0].model
     values = [v for curve in curves for v in curve] + [PUBLISHED.get(model, 50.0)]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for (summary, _), curve in zip(runs, curves, strict=True):
-        memory = ", memory" if summary.memory else ""
-        label = f"{summary.retry_strategy} retries, {summary.problems} problems{memory}"
-        ax.plot(range(1, len(curve) + 1), curve, "o-", label=label)
-        for k, value in enumerate(curve, start=1):
-            ax.annotate(f"{value:.1f}", (k, value), textcoords="offset points", xytext=(0, 6))
-    if model in PUBLISHED:
-        ax.axhline(PUBLISHED[model], color="grey", linestyle="--", label="published single-shot")
-    ax.set_title(f"HumanEval pass@1 by attempt budget, {model}", fontsize=10)
-    ax.set_xlabel("attempts allowed (1 = single attempt)")
-    ax.set_ylabel("problems solved (%)")
-    ax.set_ylim(max(0, min(values) - 10), min(100, max(values) + 8))
-    ax.set_xticks(range(1, 1 + max(summary.attempts for summary, _ in runs)))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    with saved_figure(out, figsize=(7, 4.2)) as (_, ax):
+        for (summary, _), curve in zip(runs, curves, strict=True):
+            memory = ", memory" if summary.memory else ""
+            label = f"{summary.retry_strategy} retries, {summary.problems} problems{memory}"
+            ax.plot(range(1, len(curve) + 1), curve, "o-", label=label)
+            for k, value in enumerate(curve, start=1):
+                ax.annotate(f"{value:.1f}", (k, value), textcoords="offset points", xytext=(0, 6))
+        if model in PUBLISHED:
+            ax.axhline(
+                PUBLISHED[model], color="grey", linestyle="--", label="published single-shot"
+            )
+        ax.set_title(f"HumanEval pass@1 by attempt budget, {model}", fontsize=10)
+        ax.set_xlabel("attempts allowed (1 = single attempt)")
+        ax.set_ylabel("problems solved (%)")
+        ax.set_ylim(max(0, min(values) - 10), min(100, max(values) + 8))
+        ax.set_xticks(range(1, 1 + max(summary.attempts for summary, _ in runs)))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Learning curve: does learning improve the consumer's prompt on held-out HumanEval problems?
 
-    .venv/bin/python benchmarks/learning_curve.py [--rounds 3] [--algorithm apo|bandit]
+    .venv/bin/python -m benchmarks.learning_curve [--rounds 3] [--algorithm apo|bandit]
         [--train 6] [--val 10] [--offset 20] [--model 0.5b] [--base-url URL]
 
 A fixed, deterministic split of HumanEval problems ``offset .. offset+train+val`` (ordered by a
@@ -31,6 +31,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.common import saved_figure
 from graph.settings import Settings
 from learning.cli import stop_on_sigterm
 from learning.evaluation import humaneval_split, task_items
@@ -109,47 +110,42 @@ def point(round_no: int, version: str, reward: float, pass_rate: float, n: int) 
 def chart(result: dict[str, Any], path: Path) -> None:
     """The curve of a result: validation reward and pass rate of the active prompt per round,
     each round's best candidate, promotions, and the seed/final test scores when measured."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     curve, rounds_data = result["curve"], result["rounds"]
     rounds = [p["round"] for p in curve]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    ax.plot(rounds, [p["val_reward"] for p in curve], "o-", label="validation reward (active)")
-    ax.plot(rounds, [p["val_pass_rate"] for p in curve], "s--", label="validation pass rate")
-    cands = [(r["round"], r["val_candidate"]["reward"]) for r in rounds_data if r["val_candidate"]]
-    if cands:
-        ax.scatter(*zip(*cands, strict=True), marker="x", color="grey", label="best candidate")
-    for p in curve:
-        ax.annotate(p["version"], (p["round"], p["val_reward"]), textcoords="offset points",
-                    xytext=(0, 7), ha="center", fontsize=8)  # fmt: skip
-    for r in rounds_data:
-        if r["decision"] == "promoted":
-            ax.axvline(r["round"], color="green", alpha=0.15, linewidth=6)
-    test = result.get("test")
-    if test:
-        xs = [rounds[0], rounds[-1]]
-        ax.plot(xs, [test["seed"]["reward"], test["final"]["reward"]], "D:", color="purple",
-                label=f"test reward, seed vs final (n={test['seed']['n']})")  # fmt: skip
-        ax.plot(xs, [test["seed"]["pass_rate"], test["final"]["pass_rate"]], "v:", color="brown",
-                label="test pass rate, seed vs final")  # fmt: skip
-    ax.set_xticks(rounds)
-    ax.set_xlabel("round (0 = seed prompt)")
-    ax.set_ylim(0, 1.05)
-    config = result.get("config", {})
-    title = result.get("title") or (
-        f"{str(config.get('algorithm', '')).upper()} on consumer.system, "
-        f"{config.get('llm_model', '')}, HumanEval val n={len(result['split']['val'])} "
-        f"(train {len(result['split']['train'])})"
-    )
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with saved_figure(path, figsize=(7, 4.2)) as (_, ax):
+        ax.plot(rounds, [p["val_reward"] for p in curve], "o-", label="validation reward (active)")
+        ax.plot(rounds, [p["val_pass_rate"] for p in curve], "s--", label="validation pass rate")
+        cands = [
+            (r["round"], r["val_candidate"]["reward"]) for r in rounds_data if r["val_candidate"]
+        ]
+        if cands:
+            ax.scatter(*zip(*cands, strict=True), marker="x", color="grey", label="best candidate")
+        for p in curve:
+            ax.annotate(p["version"], (p["round"], p["val_reward"]), textcoords="offset points",
+                        xytext=(0, 7), ha="center", fontsize=8)  # fmt: skip
+        for r in rounds_data:
+            if r["decision"] == "promoted":
+                ax.axvline(r["round"], color="green", alpha=0.15, linewidth=6)
+        test = result.get("test")
+        if test:
+            xs = [rounds[0], rounds[-1]]
+            ax.plot(xs, [test["seed"]["reward"], test["final"]["reward"]], "D:", color="purple",
+                    label=f"test reward, seed vs final (n={test['seed']['n']})")  # fmt: skip
+            ax.plot(xs, [test["seed"]["pass_rate"], test["final"]["pass_rate"]], "v:", color="brown",
+                    label="test pass rate, seed vs final")  # fmt: skip
+        ax.set_xticks(rounds)
+        ax.set_xlabel("round (0 = seed prompt)")
+        ax.set_ylim(0, 1.05)
+        config = result.get("config", {})
+        title = result.get("title") or (
+            f"{str(config.get('algorithm', '')).upper()} on consumer.system, "
+            f"{config.get('llm_model', '')}, HumanEval val n={len(result['split']['val'])} "
+            f"(train {len(result['split']['train'])})"
+        )
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
 
 
 def test_items(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from benchmarks.common import RESULTS_DIR, llm_overrides, write_result
+from benchmarks.common import RESULTS_DIR, llm_overrides, saved_figure, write_result
 from graph.evaluation import EvalSummary, evaluate, humaneval_tasks, summarise
 from graph.runner import BatchRunner, compile_mesh
 from graph.settings import Settings
@@ -81,33 +81,26 @@ def baseline_arm(report: Path, limit: int, attempts: int, retry_strategy: str) -
 
 
 def chart(arms: list[EvalSummary], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     labels = ["without memory" if not a.memory else "with memory" for a in arms]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 4), width_ratios=(2, 1))
-    width = 0.38
-    for offset, (metric, name) in zip(
-        (-width / 2, width / 2),
-        (("pass_at_1_first_attempt", "first attempt"), ("pass_at_1_loop", "loop")),
-        strict=True,
-    ):
-        values = [getattr(a, metric) * 100 for a in arms]
-        bars = left.bar([i + offset for i in range(len(arms))], values, width, label=name)
-        left.bar_label(bars, fmt="%.1f", fontsize=8)
-    left.set_xticks(range(len(arms)), labels)
-    left.set_ylabel("pass@1 (%)")
-    left.set_ylim(0, 100)
-    left.legend(fontsize=8)
-    bars = right.bar(labels, [a.mean_attempts_solved for a in arms], color="grey")
-    right.bar_label(bars, fmt="%.2f", fontsize=8)
-    right.set_ylabel("attempts per solved problem")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with saved_figure(path, 1, 2, figsize=(8, 4), width_ratios=(2, 1)) as (fig, (left, right)):
+        width = 0.38
+        for offset, (metric, name) in zip(
+            (-width / 2, width / 2),
+            (("pass_at_1_first_attempt", "first attempt"), ("pass_at_1_loop", "loop")),
+            strict=True,
+        ):
+            values = [getattr(a, metric) * 100 for a in arms]
+            bars = left.bar([i + offset for i in range(len(arms))], values, width, label=name)
+            left.bar_label(bars, fmt="%.1f", fontsize=8)
+        left.set_xticks(range(len(arms)), labels)
+        left.set_ylabel("pass@1 (%)")
+        left.set_ylim(0, 100)
+        left.legend(fontsize=8)
+        bars = right.bar(labels, [a.mean_attempts_solved for a in arms], color="grey")
+        right.bar_label(bars, fmt="%.2f", fontsize=8)
+        right.set_ylabel("attempts per solved problem")
+        fig.suptitle(title, fontsize=10)
 
 
 def main() -> None:

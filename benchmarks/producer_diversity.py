@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from benchmarks.common import RESULTS_DIR, llm_overrides, write_result
+from benchmarks.common import RESULTS_DIR, llm_overrides, saved_figure, write_result
 from graph.settings import Settings
 from graph.state import MeshState
 from nodes.producer import producer
@@ -111,30 +111,23 @@ def cumulative_distinct(rows: list[dict[str, Any]]) -> list[int]:
 
 
 def chart(arms: list[dict[str, Any]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for arm, style in zip(arms, ("s--", "o-"), strict=True):
-        curve = cumulative_distinct(arm["tasks"])
-        s = arm["summary"]
-        label = (
-            f"{'with' if arm['memory'] else 'without'} memory: {s['distinct_categories']} "
-            f"categories, {s['accepted']}/{s['tasks']} accepted"
-        )
-        ax.plot(range(1, len(curve) + 1), curve, style, label=label)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("tasks requested")
-    ax.set_ylabel("distinct categories so far (accepted tasks)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with saved_figure(path, figsize=(7, 4.2)) as (_, ax):
+        for arm, style in zip(arms, ("s--", "o-"), strict=True):
+            curve = cumulative_distinct(arm["tasks"])
+            s = arm["summary"]
+            label = (
+                f"{'with' if arm['memory'] else 'without'} memory: {s['distinct_categories']} "
+                f"categories, {s['accepted']}/{s['tasks']} accepted"
+            )
+            ax.plot(range(1, len(curve) + 1), curve, style, label=label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("tasks requested")
+        ax.set_ylabel("distinct categories so far (accepted tasks)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
 
 
 def main() -> None:
