@@ -17,9 +17,14 @@ def extract_code(text: str, entry_point: str | None = None) -> str:
         unclosed = re.search(r"```(?:python|py)?[ \t]*\n(.*)", text, re.DOTALL)
         blocks = [unclosed.group(1)] if unclosed else [text]
     if entry_point:
-        defining = [b for b in blocks if re.search(rf"def\s+{re.escape(entry_point)}\s*\(", b)]
+        defining = [b for b in blocks if definition_of(entry_point).search(b)]
         blocks = defining or blocks
     return max(blocks, key=len).strip()
+
+
+def definition_of(name: str) -> re.Pattern[str]:
+    """A pattern finding `def name(` in code."""
+    return re.compile(rf"def\s+{re.escape(name)}\s*\(")
 
 
 def strip_self_tests(code: str) -> str:

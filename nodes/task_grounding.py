@@ -91,10 +91,10 @@ def apply_probes(task: Task, found: list[Probe], results: dict[int, ProbeResult]
     """The task with computed expected values; tests on which the reference raised are dropped.
     Raises TaskRejected when the reference returns one same value for every probed call: such
     tests cannot tell a solution from a constant (and the reference is often a stub)."""
-    values = {r.text for r in results.values() if r.status == "ok"}
-    if len(values) == 1 and sum(r.status == "ok" for r in results.values()) >= MIN_TESTS:
+    values = [r.text for r in results.values() if r.status == "ok"]
+    if len(values) >= MIN_TESTS and len(set(values)) == 1:
         raise TaskRejected(
-            f"the reference returns {values.pop()} for every test; write a complete reference and "
+            f"the reference returns {values[0]} for every test; write a complete reference and "
             "tests whose calls have different results"
         )
     tests = list(task.tests)

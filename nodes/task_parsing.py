@@ -15,7 +15,12 @@ import json_repair
 from pydantic import ValidationError
 
 from graph.state import Task
-from nodes.code_extraction import extract_code, strip_self_tests, with_typing_imports
+from nodes.code_extraction import (
+    definition_of,
+    extract_code,
+    strip_self_tests,
+    with_typing_imports,
+)
 
 
 class TaskParseError(ValueError):
@@ -39,7 +44,9 @@ def parse_task(answer: str, *, difficulty: int, task_id: str) -> Task:
         raise TaskParseError("entry_point is missing")
     # The entry point a code block defines wins: the 0.5B sometimes names another function in
     # "entry_point" (and its tests) than the one its signature and reference define.
-    entry_point = next((n for n in names if any(_defines(n).search(b) for b in blocks)), names[0])
+    entry_point = next(
+        (n for n in names if any(definition_of(n).search(b) for b in blocks)), names[0]
+    )
     if entry_point != names[0]:
         called = re.compile(rf"\b{re.escape(names[0])}\s*\(")
         tests = [called.sub(f"{entry_point}(", test) for test in tests]
@@ -84,7 +91,7 @@ def _closed_test_string(line: re.Match[str]) -> str:
 def _reference(blocks: list[str], data: dict[str, Any], entry_point: str) -> str:
     """The reference solution: the longest code block defining the entry point, else a JSON field
     holding the function (`reference_solution`, the earlier format, or a `signature` with a body)."""
-    defines = _defines(entry_point)
+    defines = definition_of(entry_point)
     in_json = (data.get(key) for key in ("reference_solution", "signature"))
     candidates = [b for b in blocks if defines.search(b)] or [
         extract_code(value, entry_point)
@@ -96,10 +103,6 @@ def _reference(blocks: list[str], data: dict[str, Any], entry_point: str) -> str
             f"no reference solution defining {entry_point}(): put it in a ```python block"
         )
     return with_typing_imports(strip_self_tests(max(candidates, key=len).strip()))
-
-
-def _defines(name: str) -> re.Pattern[str]:
-    return re.compile(rf"def\s+{re.escape(name)}\s*\(")
 
 
 def _signature(value: Any, entry_point: str) -> str:
