@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TASKS ?= 5
 
-.PHONY: setup demo test lint typecheck pytest bench
+.PHONY: setup demo test lint typecheck imports pytest bench
 
 setup:
 	@scripts/setup.sh
@@ -12,7 +12,7 @@ setup:
 demo: setup
 	$(BIN)/aimesh run --tasks $(TASKS)
 
-test: setup lint typecheck pytest
+test: setup lint typecheck imports pytest
 
 lint:
 	$(BIN)/ruff check .
@@ -20,6 +20,9 @@ lint:
 
 typecheck:
 	$(BIN)/mypy
+
+imports:
+	$(BIN)/lint-imports
 
 pytest:
 	$(BIN)/pytest -q

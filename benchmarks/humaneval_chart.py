@@ -13,8 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from app.humaneval import EvalSummary
 from benchmarks.common import saved_figure
-from graph.evaluation import EvalSummary
 from graph.state import TaskOutcome
 
 PUBLISHED = {"qwen2.5-coder-0.5b-instruct": 61.6, "qwen2.5-coder-1.5b-instruct": 70.7}

@@ -45,21 +45,26 @@ from langchain_core.runnables import RunnableConfig  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from app.services import build_context  # noqa: E402
+from foundation.settings import Settings  # noqa: E402
 from graph.edges import StepRecord  # noqa: E402
+from graph.kafka_sink import KafkaEdgeSink  # noqa: E402
+from graph.node_worker import MeshWorkers, NodeWorker  # noqa: E402
 from graph.routing import NODES, next_node  # noqa: E402
-from graph.settings import Settings  # noqa: E402
 from graph.state import MeshState, Task  # noqa: E402
+from graph.step import bind_step  # noqa: E402
+from graph.topics import AI_REPORTS, AI_SOLUTIONS, AI_TOPIC  # noqa: E402
+from graph.wire import TaskMessage, TaskRequest  # noqa: E402
+from kafka_edges.admin import ensure_topics, qualified  # noqa: E402
 from kafka_edges.broker import EmbeddedBroker, check_reachable  # noqa: E402
+from kafka_edges.codec import encode  # noqa: E402
 from kafka_edges.config import (  # noqa: E402
     CONSUMER_DEFAULTS,
     PRODUCER_DEFAULTS,
     common_config,
     with_logger,
 )
-from kafka_edges.messages import TaskMessage, TaskRequest, encode  # noqa: E402
-from kafka_edges.publisher import KafkaEdgeSink  # noqa: E402
-from kafka_edges.topics import AI_REPORTS, AI_SOLUTIONS, AI_TOPIC, ensure_topics, qualified  # noqa: E402
-from kafka_edges.worker import MeshWorkers, NodeWorker  # noqa: E402
+from nodes import NODE_FUNCTIONS  # noqa: E402
 
 RESULTS = HERE / "results" / "kafka_edges.json"
 console = Console()
@@ -274,7 +279,7 @@ def bench_hops(
 
     # 1. raw pipe: A -> probe
     prefix = f"b{tag}-pipe."
-    ensure_topics(admin, partitions, prefix=prefix, topics=[AI_TOPIC])
+    ensure_topics(admin, [AI_TOPIC], partitions, prefix=prefix)
     probe = Probe(bootstrap, qualified(AI_TOPIC, prefix), key_of)
     try:
         results.append(
@@ -293,7 +298,7 @@ def bench_hops(
 
     # 2. raw relay: A -> relay -> B -> probe
     prefix = f"b{tag}-raw."
-    ensure_topics(admin, partitions, prefix=prefix, topics=[AI_TOPIC, AI_SOLUTIONS])
+    ensure_topics(admin, [AI_TOPIC, AI_SOLUTIONS], partitions, prefix=prefix)
     relay = RawRelay(
         bootstrap,
         qualified(AI_TOPIC, prefix),
@@ -349,7 +354,6 @@ def bench_scripted_mesh(
     bootstrap: str, members: list[int], tasks: int, partitions: int = 4
 ) -> list[dict[str, Any]]:
     """Tasks/s through all five real nodes (scripted LLM, real sandbox), N members per role."""
-    from nodes.services import Services
 
     rows = []
     for count in members:
@@ -361,14 +365,14 @@ def bench_scripted_mesh(
             kafka_config={"session.timeout.ms": "2000", "heartbeat.interval.ms": "400"},
             kafka_group_prefix=f"scripted-{tag}",
         )
-        services = Services.from_settings(settings)
+        services = build_context(settings)
         with MeshWorkers(
             NODES,
             settings,
+            bind_step(NODE_FUNCTIONS, services),
             concurrency=count,
             topic_prefix=prefix,
             partitions=partitions,
-            base_config=services.as_config(),
         ) as workers:
             workers.wait_joined(60)
             time.sleep(1.0)

@@ -31,10 +31,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from app.cli.learn import stop_on_sigterm
+from app.services import build_context
 from benchmarks.common import saved_figure
-from graph.settings import Settings
-from learning.cli import stop_on_sigterm
-from learning.evaluation import humaneval_split, task_items
+from foundation.settings import Settings
+from learning.candidates import humaneval_split, task_items
 from learning.learner import (
     APOOptions,
     RoundReport,
@@ -150,7 +151,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
 
 def test_items(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Problems right after the train+val pool: never seen by the optimizer or the gate."""
-    from graph.evaluation import humaneval_tasks
+    from graph.datasets import humaneval_tasks
 
     start = args.offset + args.train + args.val
     return task_items(humaneval_tasks()[start : start + args.test])
@@ -187,6 +188,7 @@ def main() -> None:
             served,
             task_items(train_tasks),
             task_items(val_tasks),
+            services=build_context(served, use_memory=False),
             attempts=args.attempts,
             min_gain=args.min_gain,
             optimizer=optimizer,
@@ -308,7 +310,11 @@ def test_only(args: argparse.Namespace) -> None:
     train_tasks, val_tasks = humaneval_split(args.train, args.val, offset=args.offset)
     with llm_endpoint(settings) as (served, _):
         learner = open_learner(
-            served, task_items(train_tasks), task_items(val_tasks), attempts=args.attempts
+            served,
+            task_items(train_tasks),
+            task_items(val_tasks),
+            services=build_context(served, use_memory=False),
+            attempts=args.attempts,
         )
         result["test"] = test_check(learner, args, result["seed"]["text"], result["final"]["text"])
     args.out.write_text(json.dumps(result, indent=2, default=str))

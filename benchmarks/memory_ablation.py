@@ -25,20 +25,23 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from app.humaneval import EvalSummary, evaluate, summarise
+from app.services import build_context
 from benchmarks.common import RESULTS_DIR, llm_overrides, saved_figure, write_result
-from graph.evaluation import EvalSummary, evaluate, humaneval_tasks, summarise
-from graph.runner import BatchRunner, compile_mesh
-from graph.settings import Settings
+from foundation.settings import Settings
+from graph.builder import compile_mesh
+from graph.datasets import humaneval_tasks
+from graph.runner import BatchRunner
 from graph.state import TaskOutcome
-from nodes.services import Services
+from nodes import NODE_FUNCTIONS
 
 console = Console()
 
 
 def run_arm(settings: Settings, use_memory: bool, limit: int, attempts: int) -> dict[str, Any]:
     """One arm: every problem through the graph with or without memory."""
-    services = Services.from_settings(settings, use_memory=use_memory)
-    runner = BatchRunner(compile_mesh(InMemorySaver()), services)
+    services = build_context(settings, use_memory=use_memory)
+    runner = BatchRunner(compile_mesh(NODE_FUNCTIONS, InMemorySaver()), services)
     tasks = humaneval_tasks(limit)
     label = "with memory" if use_memory else "without memory"
     with Progress(console=console) as progress:

@@ -37,7 +37,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from graph.settings import Settings
+from foundation.settings import Settings
 from memory import AgentMemory, MemoryKind, MemorySettings
 from memory.chroma_server import ChromaServer
 from memory.texts import best_practice_text, fix_recipe_text, task_text
@@ -152,7 +152,7 @@ def open_memory(backend: str, workdir: Path) -> Iterator[tuple[AgentMemory, floa
             }
         )
         started = time.perf_counter()
-        memory = AgentMemory.from_settings(Settings(data_dir=workdir), memory_settings)
+        memory = AgentMemory.from_settings(Settings(data_dir=workdir, memory=memory_settings))
         opened_s = time.perf_counter() - started
         try:
             yield memory, opened_s

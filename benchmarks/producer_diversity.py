@@ -21,15 +21,16 @@ from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
+from langgraph.runtime import Runtime
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from app.services import build_context
 from benchmarks.common import RESULTS_DIR, llm_overrides, saved_figure, write_result
-from graph.settings import Settings
+from foundation.settings import Settings
 from graph.state import MeshState
 from nodes.producer import producer
-from nodes.services import Services
 
 console = Console()
 
@@ -50,14 +51,14 @@ class CallCounter(BaseCallbackHandler):
 
 def run_arm(settings: Settings, use_memory: bool, tasks: int) -> dict[str, Any]:
     """Produce `tasks` tasks with one producer configuration; per-task rows and a summary."""
-    services = Services.from_settings(settings, use_memory=use_memory)
+    services = build_context(settings, use_memory=use_memory)
     counter = CallCounter()
     services.llm.callbacks = [counter]
     rows = []
     label = "with memory" if use_memory else "without memory"
     for index in track(range(tasks), description=f"producer {label}", console=console):
         before, started = counter.calls, time.perf_counter()
-        update = producer(MeshState(task_index=index), services.as_config())
+        update = producer(MeshState(task_index=index), Runtime(context=services))
         task = update.get("task")
         rows.append(
             {

@@ -32,7 +32,7 @@ WITH_MODEL: dict[str, list[str]] = {
     "learning_curve": ["-m", "benchmarks.learning_curve", "--test", "12"],
     "humaneval": [
         "-m",
-        "graph.cli",
+        "app.cli.main",
         "eval",
         "--attempts",
         "3",

@@ -14,14 +14,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from app.services import build_context
 from benchmarks.common import latency_summary, write_result
+from foundation.settings import Settings
+from graph.builder import compile_mesh
 from graph.edges import EdgeSink, StepRecord
-from graph.runner import compile_mesh
-from graph.settings import Settings
+from graph.kafka_sink import KafkaEdgeSink
 from graph.state import MeshState
+from graph.topics import ALL_TOPICS
 from kafka_edges.broker import broker_for
-from kafka_edges.publisher import KafkaEdgeSink
-from nodes.services import Services
+from nodes import NODE_FUNCTIONS
 
 
 class TimedSink:
@@ -44,8 +46,8 @@ def main() -> None:
     args = parser.parse_args()
     console = Console()
     settings = Settings(llm="scripted", review_with_llm=False)
-    services = Services.from_settings(settings)
-    with broker_for(settings) as broker:
+    services = build_context(settings)
+    with broker_for(settings, topics=ALL_TOPICS) as broker:
         transitions = KafkaEdgeSink(broker.settings, telemetry=False)
         with_telemetry = KafkaEdgeSink(broker.settings, telemetry=True)
         variants = {
@@ -53,13 +55,15 @@ def main() -> None:
             "transitions": TimedSink(transitions),
             "transitions + telemetry": TimedSink(with_telemetry),
         }
-        graphs = {name: compile_mesh(edge_sink=sink) for name, sink in variants.items()}
+        graphs = {
+            name: compile_mesh(NODE_FUNCTIONS, edge_sink=sink) for name, sink in variants.items()
+        }
         step_ms: dict[str, list[float]] = {name: [] for name in variants}
         for run in range(args.runs):  # interleaved: load changes hit every variant alike
             for name, graph in graphs.items():
                 before = len(variants[name].publish_ms)
                 started = time.perf_counter()
-                graph.invoke(MeshState(task_index=run % 6), services.as_config())
+                graph.invoke(MeshState(task_index=run % 6), context=services)
                 steps = len(variants[name].publish_ms) - before
                 step_ms[name].append((time.perf_counter() - started) * 1000 / steps)
         transitions.close()

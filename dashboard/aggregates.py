@@ -25,7 +25,7 @@ from dashboard.schema import (
     parse_report,
     parse_telemetry,
 )
-from kafka_edges.topics import AI_REPORTS, AI_TELEMETRY
+from graph.topics import AI_REPORTS, AI_TELEMETRY
 
 MAX_TASKS = 20_000
 """Tasks remembered (for de-duplication and outcome updates); older ones are forgotten."""

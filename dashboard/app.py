@@ -29,7 +29,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from dashboard.aggregates import Aggregator
 from dashboard.consumer import StartFrom, TelemetryReader
-from graph.settings import Settings
+from foundation.settings import Settings
 from kafka_edges.config import topic_prefix as settings_topic_prefix
 
 log = logging.getLogger(__name__)

@@ -25,9 +25,10 @@ from confluent_kafka import (
 )
 
 from dashboard.aggregates import Aggregator
-from graph.settings import Settings
+from foundation.settings import Settings
+from graph.topics import AI_REPORTS, AI_TELEMETRY
+from kafka_edges.admin import base_name, qualified
 from kafka_edges.config import consumer_config, with_logger
-from kafka_edges.topics import AI_REPORTS, AI_TELEMETRY, base_name, qualified
 
 log = logging.getLogger(__name__)
 

@@ -2,10 +2,10 @@
 
 Telemetry (`ai_telemetry`) follows the DESIGN schema: six required fields (agent, timestamp,
 latency_ms, tokens_used, reward_score, memory_hits) and optional extras. The mesh's own
-`kafka_edges.messages.TelemetryEvent` always satisfies it; events from other producers that
+`graph.wire.TelemetryEvent` always satisfies it; events from other producers that
 carry only the six required fields are accepted too.
 
-Reports (`ai_reports`) are the mesh's `kafka_edges.messages.ReportMessage` (the full MeshState
+Reports (`ai_reports`) are the mesh's `graph.wire.ReportMessage` (the full MeshState
 plus a summary); a flat report ({task_id, verdict, findings, summary, wall_time_s, tokens_used,
 ...}) is accepted as well.
 """
@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from kafka_edges.messages import ReportMessage
+from graph.wire import ReportMessage
 
 Outcome = Literal["passed", "failed"]
 

@@ -9,35 +9,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph.state import CompiledStateGraph
+from langchain_core.runnables import RunnableConfig
 
-from graph.builder import build_graph
-from graph.edges import EdgeSink
+from graph.builder import MeshGraph
+from graph.context import MeshContext
 from graph.state import MeshState, Task, TaskOutcome
-from nodes.services import Services
-
-GRAPH_NAME = "ai-mesh"
 
 NodeCallback = Callable[[int, str], None]
-
-
-def compile_mesh(
-    checkpointer: BaseCheckpointSaver | None = None, edge_sink: EdgeSink | None = None
-) -> CompiledStateGraph:
-    """The compiled, named graph."""
-    return build_graph(edge_sink).compile(checkpointer=checkpointer, name=GRAPH_NAME)
 
 
 class BatchRunner:
     """Runs task i of a batch on thread `<batch>-<i>`; a rerun of the batch resumes unfinished
     tasks from their last checkpoint and skips finished ones."""
 
-    def __init__(
-        self, graph: CompiledStateGraph, services: Services, batch_id: str | None = None
-    ) -> None:
+    def __init__(self, graph: MeshGraph, context: MeshContext, batch_id: str | None = None) -> None:
         self.graph = graph
-        self.services = services
+        self.context = context
         self.batch_id = batch_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
     def run_task(
@@ -48,7 +35,7 @@ class BatchRunner:
         on_node: NodeCallback | None = None,
     ) -> TaskOutcome:
         """Run (or resume, or just read back) task `index` of the batch."""
-        config = self.services.as_config(thread_id=f"{self.batch_id}-{index}")
+        config: RunnableConfig = {"configurable": {"thread_id": f"{self.batch_id}-{index}"}}
         snapshot = self.graph.get_state(config)
         started = time.perf_counter()
         if snapshot.values and not snapshot.next:  # finished earlier: read it back
@@ -61,9 +48,11 @@ class BatchRunner:
             payload = MeshState(
                 task_index=index,
                 task=task,
-                max_attempts=max_attempts or self.services.settings.max_attempts,
+                max_attempts=max_attempts or self.context.settings.max_attempts,
             )
-        for update in self.graph.stream(payload, config, stream_mode="updates"):
+        for update in self.graph.stream(
+            payload, config, context=self.context, stream_mode="updates"
+        ):
             for node in update:
                 if on_node is not None:
                     on_node(index, node)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, Field
 
@@ -39,6 +39,11 @@ class Attempt(BaseModel):
     execution: ExecutionResult | None = None
     tokens: int = 0
     latency_ms: float = 0.0
+
+
+def merge_versions(left: dict[str, str], right: dict[str, str]) -> dict[str, str]:
+    """Reducer: the prompt versions a run used, by prompt name (a node adds the ones it used)."""
+    return {**left, **right}
 
 
 def merge_attempts(left: list[Attempt], right: list[Attempt]) -> list[Attempt]:
@@ -78,6 +83,21 @@ class Report(BaseModel):
     tokens_used: int = 0
 
 
+class BatchAudit(BaseModel):
+    """The supervisor's audit of a whole batch: pass rate, reward trend, anomalies, budget."""
+
+    batch_id: str
+    tasks: int
+    pass_rate: float
+    mean_reward: float
+    reward_trend: float = Field(description="least-squares slope of the reward per task")
+    tokens_used: int
+    wall_time_s: float
+    anomalies: list[str]
+    verdict: Literal["ok", "warn", "flag"]
+    summary: str
+
+
 class MeshState(BaseModel):
     """Graph state. Nodes return partial updates; `attempts` and `tokens_used` accumulate."""
 
@@ -88,7 +108,7 @@ class MeshState(BaseModel):
     attempts: Annotated[list[Attempt], merge_attempts] = Field(default_factory=list)
     review: Review | None = None
     report: Report | None = None
-    prompt_versions: dict[str, str] = Field(default_factory=dict)
+    prompt_versions: Annotated[dict[str, str], merge_versions] = Field(default_factory=dict)
     tokens_used: Annotated[int, operator.add] = 0
     memory_hits: Annotated[int, operator.add] = 0
     status: Status = "new"
@@ -142,11 +162,16 @@ class TaskOutcome(BaseModel):
         )
 
 
-REDUCED_FIELDS: dict[str, Callable[[Any, Any], Any]] = {
-    "attempts": merge_attempts,
-    "tokens_used": operator.add,
-    "memory_hits": operator.add,
-}
+def _reducers() -> dict[str, Callable[[Any, Any], Any]]:
+    """Each reduced field of MeshState and its reducer, read from the `Annotated` declarations
+    that LangGraph reads too (so the graph and the workers merge updates alike)."""
+    hints = get_type_hints(MeshState, include_extras=True)
+    return {
+        name: get_args(hint)[1] for name, hint in hints.items() if get_origin(hint) is Annotated
+    }
+
+
+REDUCED_FIELDS = _reducers()
 
 
 def apply_update(state: MeshState, update: dict[str, Any]) -> MeshState:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -22,15 +22,16 @@ from typing import IO, Any, Self
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from graph.settings import Settings
+from foundation.errors import InfrastructureError
+from foundation.settings import Settings
+from kafka_edges.admin import DEFAULT_PARTITIONS, ensure_topics
 from kafka_edges.config import common_config, with_logger
-from kafka_edges.topics import DEFAULT_PARTITIONS, ensure_topics
 
 TANSU_ENV = "AIMESH_TANSU_BIN"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-class BrokerError(RuntimeError):
+class BrokerError(InfrastructureError):
     """A Kafka broker problem, with a message meant to be shown as one line."""
 
 
@@ -328,26 +329,26 @@ def broker_for(
     settings: Settings,
     *,
     timeout_s: float = 5.0,
-    create_topics: bool = True,
+    topics: Sequence[str] = (),
     partitions: int = DEFAULT_PARTITIONS,
     topic_prefix: str = "",
 ) -> Iterator[BrokerInfo]:
     """The configured broker (checked to be reachable), or an embedded one if none is set.
 
     With `settings.kafka_bootstrap` set, an unreachable broker raises BrokerUnavailable within
-    about `timeout_s`. Otherwise tansu is started for the duration of the context. The mesh's
-    topics are created when missing (`create_topics`).
+    about `timeout_s`. Otherwise tansu is started for the duration of the context. `topics` are
+    created when missing.
     """
     if settings.kafka_bootstrap:
         bootstrap = settings.kafka_bootstrap
         check_reachable(bootstrap, settings.kafka_config, timeout_s=timeout_s)
-        if create_topics:
-            _create(settings, bootstrap, partitions, topic_prefix, timeout_s)
+        if topics:
+            _create(settings, bootstrap, topics, partitions, topic_prefix, timeout_s)
         yield BrokerInfo(bootstrap=bootstrap, embedded=False, settings=settings)
         return
     with EmbeddedBroker() as broker:
-        if create_topics:
-            _create(settings, broker.bootstrap, partitions, topic_prefix, timeout_s)
+        if topics:
+            _create(settings, broker.bootstrap, topics, partitions, topic_prefix, timeout_s)
         yield BrokerInfo(
             bootstrap=broker.bootstrap,
             embedded=True,
@@ -357,11 +358,16 @@ def broker_for(
 
 
 def _create(
-    settings: Settings, bootstrap: str, partitions: int, prefix: str, timeout_s: float
+    settings: Settings,
+    bootstrap: str,
+    topics: Sequence[str],
+    partitions: int,
+    prefix: str,
+    timeout_s: float,
 ) -> None:
     admin = AdminClient(with_logger(common_config(settings, bootstrap=bootstrap)))
     try:
-        ensure_topics(admin, partitions, prefix=prefix, timeout_s=max(timeout_s, 5.0))
+        ensure_topics(admin, topics, partitions, prefix=prefix, timeout_s=max(timeout_s, 5.0))
     except KafkaException as exc:
         raise BrokerError(
             f"cannot create the mesh's topics on {bootstrap}: {exc.args[0] if exc.args else exc}"

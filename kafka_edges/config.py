@@ -12,7 +12,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from graph.settings import Settings
+from foundation.settings import Settings
 
 CONSUMER_DEFAULTS: dict[str, Any] = {
     # tansu makes a joining member wait about session.timeout.ms / 2 (23 s with librdkafka's

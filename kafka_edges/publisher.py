@@ -1,4 +1,4 @@
-"""KafkaEdgeSink: puts every graph transition (and its telemetry) on Kafka, confirmed or raised."""
+"""KafkaPublisher: puts wire messages on their topics, confirmed or raised."""
 
 from __future__ import annotations
 
@@ -12,22 +12,12 @@ from typing import Any, Self
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from graph.edges import StepRecord
-from graph.settings import Settings, get_settings
-from graph.state import MeshState, Task
+from foundation.errors import InfrastructureError
+from foundation.settings import Settings
+from kafka_edges.admin import qualified
+from kafka_edges.codec import WireModel, encode
 from kafka_edges.config import producer_config, topic_prefix, with_logger
-from kafka_edges.messages import (
-    DeadLetter,
-    EdgeMessage,
-    Origin,
-    TaskMessage,
-    TaskRequest,
-    TelemetryEvent,
-    WireModel,
-    encode,
-    message_for_step,
-)
-from kafka_edges.topics import qualified
+from kafka_edges.dead_letters import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +31,7 @@ _PERMANENT = {
 }
 
 
-class PublishError(RuntimeError):
+class PublishError(InfrastructureError):
     """Messages could not be confirmed by the broker after the bounded retries."""
 
 
@@ -74,38 +64,30 @@ class Delivery:
     message: WireModel = field(repr=False)
 
 
-class KafkaEdgeSink:
-    """An EdgeSink that publishes each step's transition and a TelemetryEvent, confirmed.
+class KafkaPublisher:
+    """Publishes wire messages to their topics, confirmed or raised.
 
-    `origin="in_process"` (the default, for `graph.compile(edge_sink=...)`) marks the
-    transitions as a record of a run the in-process graph is doing itself: node workers on
-    the same topics skip them. NodeWorker's own sinks use `origin="worker"`.
-
-    `on_step` returns only once the broker has acknowledged both messages (acks=all,
+    `publish` returns only once the broker has acknowledged the messages (acks=all,
     idempotent producer). A message that is not acknowledged within `delivery_timeout_s` is
     re-sent, up to `max_tries` times in all; then PublishError is raised, so a step is never
-    lost silently. Thread-safe: one sink may serve several graph threads.
+    lost silently. Thread-safe: one publisher may serve several threads.
     """
 
     def __init__(
         self,
-        settings: Settings | None = None,
+        settings: Settings,
         *,
         bootstrap: str | None = None,
         topic_prefix: str | None = None,
         client: str = "edges",
-        origin: Origin = "in_process",
-        telemetry: bool = True,
         delivery_timeout_s: float = 10.0,
         max_tries: int = 3,
         retry_backoff_s: float = 0.5,
         extra_headers: Mapping[str, str] | None = None,
         producer_overrides: Mapping[str, Any] | None = None,
     ) -> None:
-        self.settings = settings or get_settings()
+        self.settings = settings
         self.topic_prefix = _prefix(self.settings, topic_prefix)
-        self.origin = origin
-        self.telemetry = telemetry
         self.delivery_timeout_s = delivery_timeout_s
         self.max_tries = max(1, max_tries)
         self.retry_backoff_s = retry_backoff_s
@@ -124,46 +106,6 @@ class KafkaEdgeSink:
         self.bootstrap = str(self._conf["bootstrap.servers"])
         self._lock = threading.Lock()
         self._producer: Producer | None = Producer(self._conf)
-
-    # ------------------------------------------------------------------ EdgeSink
-
-    def on_step(self, step: StepRecord) -> None:
-        """Publish the step's transition and its telemetry; raise PublishError if unconfirmed."""
-        self.publish_step(step)
-
-    def publish_step(
-        self, step: StepRecord, extra_headers: Mapping[str, str] | None = None
-    ) -> EdgeMessage:
-        """`on_step` that also returns the transition message it published."""
-        message = message_for_step(step, origin=self.origin)
-        batch: list[WireModel] = [message]
-        if self.telemetry:
-            batch.append(TelemetryEvent.from_step(step))
-        self.publish_many(batch, extra_headers=extra_headers)
-        return message
-
-    # ------------------------------------------------------------------ feeding
-
-    def feed_request(self, state: MeshState | None = None, **state_fields: Any) -> TaskRequest:
-        """Ask the producer workers for a task (`ai_requests`); returns the confirmed request."""
-        if state is None:
-            state = MeshState(**state_fields)
-        request = TaskRequest.from_state(state, source="feed")
-        self.publish(request)
-        return request
-
-    def feed_task(self, task: Task | MeshState, **state_fields: Any) -> TaskMessage:
-        """Put a ready task straight on `ai_topic` for the consumer workers (skips the producer)."""
-        state = (
-            task
-            if isinstance(task, MeshState)
-            else MeshState(task=task, status="solving", **state_fields)
-        )
-        if state.task is None:
-            raise ValueError("feed_task needs a state with a task")
-        message = TaskMessage.from_state(state, source="feed")
-        self.publish(message)
-        return message
 
     def send_dead_letter(
         self, dead: DeadLetter, extra_headers: Mapping[str, str] | None = None
@@ -297,22 +239,3 @@ def _describe(failed: Sequence[_Outgoing]) -> str:
         out.error.str() if out.error is not None else "no acknowledgement in time" for out in failed
     }
     return "; ".join(sorted(errors))
-
-
-class ConfiguredSink:
-    """An EdgeSink for graphs built at import time (the LangGraph server's): publishes to the
-    broker in AIMESH_KAFKA_BOOTSTRAP, connecting on the first step; without that setting the
-    deployment has no Kafka and steps are not published."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sink: KafkaEdgeSink | None = None
-
-    def on_step(self, step: StepRecord) -> None:
-        settings = get_settings()
-        if not settings.kafka_bootstrap:
-            return
-        with self._lock:
-            if self._sink is None:
-                self._sink = KafkaEdgeSink(settings)
-        self._sink.on_step(step)

@@ -1,4 +1,4 @@
-"""Read a mesh topic without joining a consumer group (for dashboards, tests and tools).
+"""Read a topic without joining a consumer group (for dashboards, tests and tools).
 
 The reader assigns every partition itself, so it starts at once (no group join) and commits
 nothing: it never takes messages away from the workers.
@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
-from graph.settings import Settings, get_settings
+from foundation.settings import Settings
+from kafka_edges.admin import base_name, qualified
+from kafka_edges.codec import MessageDecodeError, WireModel, decode, headers_dict
 from kafka_edges.config import consumer_config, topic_prefix, with_logger
-from kafka_edges.messages import MODEL_BY_TOPIC, MessageDecodeError, WireModel, decode, headers_dict
-from kafka_edges.topics import base_name, qualified
 
 
 @dataclass(frozen=True)
@@ -37,19 +37,22 @@ class Record:
 
 
 class TopicReader:
-    """Iterate over one mesh topic from the beginning (or the end) of every partition."""
+    """Iterate over one topic from the beginning (or the end) of every partition; values are
+    decoded with the model `models` gives for the topic's (unprefixed) name, if any."""
 
     def __init__(
         self,
         topic: str,
-        settings: Settings | None = None,
+        settings: Settings,
         *,
+        models: Mapping[str, type[WireModel]] | None = None,
         bootstrap: str | None = None,
         prefix: str | None = None,
         from_beginning: bool = True,
         overrides: dict[str, Any] | None = None,
     ) -> None:
-        self.settings = settings or get_settings()
+        self.settings = settings
+        self.models = dict(models or {})
         self.prefix = topic_prefix(self.settings, prefix)
         self.base_topic = base_name(topic, self.prefix)
         self.topic = qualified(self.base_topic, self.prefix)
@@ -75,7 +78,7 @@ class TopicReader:
             if error.code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
                 return None
             raise RuntimeError(f"reading {self.topic}: {error}")
-        model = MODEL_BY_TOPIC.get(self.base_topic)
+        model = self.models.get(self.base_topic)
         decoded: WireModel | None = None
         problem: MessageDecodeError | None = None
         if model is not None:
@@ -146,8 +149,9 @@ class TopicReader:
 
 def read_topic(
     topic: str,
-    settings: Settings | None = None,
+    settings: Settings,
     *,
+    models: Mapping[str, type[WireModel]] | None = None,
     count: int | None = None,
     timeout_s: float = 10.0,
     prefix: str | None = None,
@@ -155,5 +159,5 @@ def read_topic(
     idle_s: float | None = None,
 ) -> list[Record]:
     """Read a topic from the beginning: `count` records, or until `until`/`idle_s`/`timeout_s`."""
-    with TopicReader(topic, settings, prefix=prefix) as reader:
+    with TopicReader(topic, settings, prefix=prefix, models=models) as reader:
         return reader.read(count, timeout_s=timeout_s, until=until, idle_s=idle_s)

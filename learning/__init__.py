@@ -5,9 +5,9 @@ agent-lightning is imported only by `learning.lightning`, i.e. when APO or a rol
 """
 
 from graph.edges import FanOutSink
-from learning.db import LearningDB
-from learning.registry import PromptRegistry, PromptVersion, RegistryError
-from learning.tracing import RolloutRecorder, RolloutTrace, SpanRecord
+from learning.rollouts import RolloutRecorder, RolloutTrace, SpanRecord
+from prompt_registry.db import LearningDB
+from prompt_registry.registry import PromptRegistry, PromptVersion, RegistryError
 
 __all__ = [
     "FanOutSink",

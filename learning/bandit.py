@@ -13,8 +13,8 @@ import random
 from collections.abc import Sequence
 from typing import Literal
 
-from learning.registry import PromptRegistry, PromptVersion
 from nodes.prompts import CONSUMER_SYSTEM, PRODUCER_SYSTEM
+from prompt_registry.registry import PromptRegistry, PromptVersion
 
 Policy = Literal["ucb1", "thompson"]
 

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretStr
 
-from graph.settings import Settings
+from foundation.settings import Settings
+from graph.context import MeshContext
 from learning.bandit import Policy, choose, propose_variants
-from learning.evaluation import MeshEvaluator, Score, TaskItem, text_label
-from learning.registry import PromptRegistry
-from nodes.services import Services
+from learning.candidates import MeshEvaluator, Score, TaskItem, text_label
+from nodes.prompts import SEED_PROMPTS
+from prompt_registry.registry import PromptRegistry
 
 if TYPE_CHECKING:
     import openai
@@ -334,17 +335,16 @@ def open_learner(
     val: list[TaskItem],
     *,
     data_dir: Path | None = None,
-    services: Services | None = None,
+    services: MeshContext,
     attempts: int = 1,
     cache: bool | None = None,
     **options: Any,
 ) -> Learner:
     """A `Learner` on the learning store of `data_dir` (default: the settings' data dir), running
-    the graph with `services` (default: built from `settings`, without memory, so that every
+    the graph with `services` (the entry point builds them without memory, so that every
     candidate is evaluated alike and no evaluation leaks into the next through memory). Outcomes
     are cached when the LLM is deterministic (temperature 0). `options` go to `Learner`."""
-    services = services or Services.from_settings(settings, use_memory=False)
-    registry = PromptRegistry.in_data_dir(data_dir or settings.data_dir)
+    registry = PromptRegistry.in_data_dir(data_dir or settings.data_dir, SEED_PROMPTS)
     evaluator = MeshEvaluator(
         services,
         db=registry.db,

@@ -24,8 +24,8 @@ from agentlightning.algorithm.apo import APO
 from agentlightning.execution.shared_memory import SharedMemoryExecutionStrategy
 from openai.types.chat import ChatCompletion
 
-from learning.evaluation import MeshEvaluator, TaskItem
-from learning.tracing import to_agl_spans
+from learning.candidates import MeshEvaluator, TaskItem
+from learning.rollouts import to_agl_spans
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@
 `RolloutRecorder` listener (it counts finished rollouts): wire it one way, not both. A round runs
 on a background thread by default, so the graph never waits for it; rounds never overlap (a
 trigger while a round runs is skipped). Promotions land in the registry, which the next run's
-`Services` reads.
+`MeshContext` reads.
 """
 
 from __future__ import annotations
@@ -14,19 +14,18 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from foundation.settings import Settings
+from graph.context import MeshContext
 from graph.edges import StepRecord
-from graph.settings import Settings
 from graph.state import Task
-from learning.db import LearningDB
-from learning.evaluation import MeshEvaluator, split_tasks, task_items
+from learning.candidates import MeshEvaluator, split_tasks, task_items
 from learning.learner import Algorithm, Learner, RoundReport, learning_settings
-from learning.registry import PromptRegistry
-from learning.tracing import END, LAST_NODE, RolloutTrace, load_rollouts
+from learning.rollouts import END, LAST_NODE, RolloutTrace, load_rollouts
 from nodes.prompts import CONSUMER_SYSTEM
-from nodes.services import Services
+from prompt_registry.db import LearningDB
+from prompt_registry.registry import PromptRegistry
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ def recent_tasks(db: LearningDB, limit: int = 200) -> list[Task]:
 
 
 def learner_round(
-    services: Services,
+    services: MeshContext,
     registry: PromptRegistry,
     *,
     prompts: tuple[str, ...] = (CONSUMER_SYSTEM,),
@@ -168,8 +167,8 @@ def learner_round(
 
 
 def periodic_optimizer(
-    services: Services,
-    registry: PromptRegistry | Path,
+    services: MeshContext,
+    registry: PromptRegistry,
     every: int = 20,
     *,
     algorithm: Algorithm = "bandit",
@@ -177,9 +176,7 @@ def periodic_optimizer(
     background: bool = True,
 ) -> PeriodicOptimizer:
     """A `PeriodicOptimizer` for a running mesh: every `every` reviewed tasks, one `algorithm`
-    round (bandit by default) per prompt in `prompts`, on the mesh's recent tasks. `registry` is
-    the mesh's registry, or its data dir."""
-    if not isinstance(registry, PromptRegistry):
-        registry = PromptRegistry.in_data_dir(registry)
+    round (bandit by default) per prompt in `prompts`, on the mesh's recent tasks, with the
+    mesh's `registry`."""
     round_function = learner_round(services, registry, prompts=prompts, algorithm=algorithm)
     return PeriodicOptimizer(every, round_function, background=background)

@@ -14,10 +14,11 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
 
-from graph.settings import Settings
+from foundation.errors import InfrastructureError
+from foundation.settings import Settings
 
 
-class LLMUnavailableError(RuntimeError):
+class LLMUnavailableError(InfrastructureError):
     """The LLM endpoint cannot be reached or refused the request."""
 
 

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from graph.child_server import ChildServer
+from foundation.child_server import ChildServer
 from llm.local_model import ModelError, ensure_model, model_alias
 
 if TYPE_CHECKING:
-    from graph.settings import Settings
+    from foundation.settings import Settings
 
 HOST = "127.0.0.1"
 # What `python -m llama_cpp.server` needs: llama-cpp-python and its [server] extra.

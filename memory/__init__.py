@@ -3,6 +3,7 @@
 Importing this package is cheap: mem0, torch and the embedder load in `AgentMemory.from_settings`.
 """
 
+from foundation.settings import MemorySettings
 from memory.agent_memory import KINDS, AgentMemory, MemoryKind, MemoryRecord, Recall
 from memory.errors import (
     AgentMemoryError,
@@ -10,7 +11,6 @@ from memory.errors import (
     MemoryStoreBusyError,
     MemoryUnavailableError,
 )
-from memory.settings import MemorySettings
 
 __all__ = [
     "KINDS",

@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, cast, get_args
 
+from foundation.settings import MemorySettings
 from memory.embedder import (
     EMBEDDING_DIMS,
     configure_torch_threads,
@@ -41,13 +42,12 @@ from memory.errors import (
     MemoryStoreBusyError,
     MemoryUnavailableError,
 )
-from memory.settings import MemorySettings
 from memory.texts import best_practice_text, failure_text, fix_recipe_text, task_text
 
 if TYPE_CHECKING:
     from mem0 import Memory
 
-    from graph.settings import Settings
+    from foundation.settings import Settings
 
 MemoryKind = Literal["task", "fix_recipe", "best_practice", "failure"]
 KINDS: tuple[MemoryKind, ...] = get_args(MemoryKind)
@@ -280,21 +280,17 @@ class AgentMemory:
     @classmethod
     def from_settings(
         cls,
-        settings: Settings | None = None,
-        memory_settings: MemorySettings | None = None,
+        settings: Settings,
         *,
         llm_base_url: str | None = None,
     ) -> AgentMemory:
         """Open the memory the settings describe (loads the embedder: about 1 s warm).
 
-        `settings` gives `data_dir` and the LLM endpoint (used only when infer is on);
-        `llm_base_url` overrides `settings.llm_base_url` (e.g. the embedded model server's URL).
+        `settings.memory` says where and how; `settings` also gives `data_dir` and the LLM
+        endpoint (used only when infer is on); `llm_base_url` overrides `settings.llm_base_url`
+        (e.g. the embedded model server's URL).
         """
-        if settings is None:
-            from graph.settings import get_settings
-
-            settings = get_settings()
-        ms = memory_settings or MemorySettings()
+        ms = settings.memory
         base_url = llm_base_url or settings.llm_base_url
         if ms.infer and not base_url:
             raise MemoryConfigError(

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from graph.child_server import ChildServer
+from foundation.child_server import ChildServer
+from foundation.errors import InfrastructureError
 
 # `chroma run ...`, exactly as the `chroma` console script does it, with no dependency on PATH.
 _CHROMA_CLI = (
@@ -19,7 +20,7 @@ _CHROMA_CLI = (
 )
 
 
-class ChromaServerError(RuntimeError):
+class ChromaServerError(InfrastructureError):
     """The Chroma server cannot be started or died."""
 
 

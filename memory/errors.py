@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from foundation.errors import InfrastructureError
+
 
 class AgentMemoryError(RuntimeError):
     """Agent memory cannot be opened or used."""
 
 
-class MemoryUnavailableError(AgentMemoryError):
+class MemoryUnavailableError(AgentMemoryError, InfrastructureError):
     """mem0 or the embedder is not installed (`pip install -e '.[memory]'`)."""
 
 

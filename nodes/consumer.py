@@ -7,33 +7,33 @@ import time
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
 
+from graph.context import MeshContext
 from graph.state import Attempt, MeshState
 from llm.chat import ask
 from nodes import prompts
 from nodes.code_extraction import prepare_solution
-from nodes.services import get_services
 
 RETRY_TEMPERATURE = 0.7
 """Sampling temperature of retries."""
 
 
-def consumer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
+def consumer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
     """Write the next attempt for the state's task."""
-    services = get_services(config)
+    context = runtime.context
     task = state.task
     if task is None:
         raise ValueError("consumer needs a task")
-    system = services.prompt(prompts.CONSUMER_SYSTEM)
-    recall = services.memory.recall(task.statement) if services.memory is not None else None
+    system = prompts.current(context, prompts.CONSUMER_SYSTEM)
+    recall = context.memory.recall(task.statement) if context.memory is not None else None
     experience = recall.to_prompt() if recall is not None else ""
     request = prompts.consumer_request(task.statement, task.signature, task.entry_point, experience)
     last = next((a.execution for a in reversed(state.attempts) if a.execution), None)
-    if last is not None and services.settings.retry_strategy == "resample":
+    if last is not None and context.settings.retry_strategy == "resample":
         request = f"{request}\n{prompts.consumer_resample(last.feedback())}"
     messages: list[BaseMessage] = [SystemMessage(system.text), HumanMessage(request)]
-    if services.settings.retry_strategy == "repair":
+    if context.settings.retry_strategy == "repair":
         # Each failed attempt becomes a turn: the code the model wrote, then the sandbox's verdict.
         for previous in state.attempts:
             if previous.execution is not None:
@@ -43,7 +43,7 @@ def consumer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
                 ]
     started = time.perf_counter()
     # A retry samples more freely: at the first attempt's temperature it tends to repeat itself.
-    llm = services.llm.bind(temperature=RETRY_TEMPERATURE) if state.attempts else services.llm
+    llm = context.llm.bind(temperature=RETRY_TEMPERATURE) if state.attempts else context.llm
     reply = ask(llm, messages)
     attempt = Attempt(
         number=len(state.attempts) + 1,
@@ -56,5 +56,5 @@ def consumer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
         "tokens_used": reply.tokens,
         "memory_hits": recall.hits if recall is not None else 0,
         "status": "solving",
-        "prompt_versions": {**state.prompt_versions, system.name: system.version},
+        "prompt_versions": {system.name: system.version},
     }

@@ -8,12 +8,12 @@ import time
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
 
+from graph.context import MeshContext
 from graph.state import MeshState, Task
 from llm.chat import ask
 from nodes import prompts
-from nodes.services import Services, get_services
 from nodes.task_grounding import (
     TaskRejected,
     apply_probes,
@@ -30,53 +30,53 @@ def target_difficulty(task_index: int) -> int:
     return min(10, 1 + task_index // 2)
 
 
-def validate_task(services: Services, task: Task) -> ExecutionResult:
+def validate_task(context: MeshContext, task: Task) -> ExecutionResult:
     """Run the task's tests against its own reference solution."""
-    return services.sandbox.run(
+    return context.sandbox.run(
         SandboxJob(
             code=task.reference_solution or "",
             tests=task.tests,
             setup=task.setup,
             entry_point=task.entry_point,
-            timeout_s=services.settings.sandbox_timeout_s,
-            memory_mb=services.settings.sandbox_memory_mb,
+            timeout_s=context.settings.sandbox_timeout_s,
+            memory_mb=context.settings.sandbox_memory_mb,
         )
     )
 
 
-def grounded(services: Services, task: Task) -> Task:
+def grounded(context: MeshContext, task: Task) -> Task:
     """The task with its tests grounded in its reference solution (see nodes.task_grounding).
     Raises TaskRejected when nothing usable is left."""
     found = probes(task)
     if found:
         snippets = [probe.snippet() for probe in found]
-        probed = validate_task(services, task.model_copy(update={"tests": snippets}))
+        probed = validate_task(context, task.model_copy(update={"tests": snippets}))
         task = apply_probes(task, found, read_probes(probed.stdout))
-    return keep_passing(task, validate_task(services, task))
+    return keep_passing(task, validate_task(context, task))
 
 
-def accepted(services: Services, task: Task) -> Task:
+def accepted(context: MeshContext, task: Task) -> Task:
     """The task as the producer emits it: grounded (the default) or, with grounding off, as
     written if it passes its own tests. Raises TaskRejected otherwise."""
-    if services.settings.producer_ground_tests:
-        return grounded(services, task)
-    result = validate_task(services, task)
+    if context.settings.producer_ground_tests:
+        return grounded(context, task)
+    result = validate_task(context, task)
     if not result.passed:
         raise TaskRejected(f"the reference solution fails the tests:\n{result.feedback()}")
     return task
 
 
-def producer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
+def producer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
     """Produce (or validate) the task for this run."""
-    services = get_services(config)
+    context = runtime.context
     # Pin the generated defaults: fields absent from the run's input are otherwise re-created
     # (a new run id) each time a node reads the state.
     started = {"run_id": state.run_id, "started_at": state.started_at or time.time()}
-    prompt = services.prompt(prompts.PRODUCER_SYSTEM)
-    versions = {**state.prompt_versions, prompt.name: prompt.version}
+    prompt = prompts.current(context, prompts.PRODUCER_SYSTEM)
+    versions = {prompt.name: prompt.version}
     if state.task is not None:
         if state.task.reference_solution:
-            result = validate_task(services, state.task)
+            result = validate_task(context, state.task)
             if not result.passed:
                 return {
                     **started,
@@ -85,44 +85,46 @@ def producer(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
                     "error": f"supplied task fails its own tests: {result.feedback()}",
                 }
         return {**started, "status": "solving", "prompt_versions": versions}
-    return {**started, **_invent_task(services, state), "prompt_versions": versions}
+    return {**started, **_invent_task(context, state), "prompt_versions": versions}
 
 
-def steering(services: Services, task_index: int) -> tuple[int, list[tuple[str, int]] | None, int]:
+def steering(
+    context: MeshContext, task_index: int
+) -> tuple[int, list[tuple[str, int]] | None, int]:
     """Difficulty, covered categories (None without memory) and memory hits for a new task.
 
     Difficulty rises with the batch position and, with memory, with all tasks produced before.
     """
     difficulty = target_difficulty(task_index)
-    if services.memory is None:
+    if context.memory is None:
         return difficulty, None, 0
-    coverage = services.memory.coverage()
+    coverage = context.memory.coverage()
     produced = sum(count for _, count, _ in coverage)
     covered = sorted(((c, n) for c, n, _ in coverage), key=lambda row: -row[1])
     return min(10, max(difficulty, target_difficulty(produced))), covered, len(coverage)
 
 
-def _invent_task(services: Services, state: MeshState) -> dict[str, Any]:
-    difficulty, covered, hits = steering(services, state.task_index)
+def _invent_task(context: MeshContext, state: MeshState) -> dict[str, Any]:
+    difficulty, covered, hits = steering(context, state.task_index)
     messages: list[BaseMessage] = [
-        SystemMessage(services.prompt(prompts.PRODUCER_SYSTEM).text),
+        SystemMessage(prompts.current(context, prompts.PRODUCER_SYSTEM).text),
         HumanMessage(prompts.producer_request(state.task_index, difficulty, covered)),
     ]
     tokens = 0
     error = "no attempt made"
-    for _ in range(services.settings.producer_max_tries):
-        reply = ask(services.llm, messages)
+    for _ in range(context.settings.producer_max_tries):
+        reply = ask(context.llm, messages)
         tokens += reply.tokens
         try:
             # The task id derives from the run id, so a redelivered request yields the same id.
             task = accepted(
-                services, parse_task(reply.text, difficulty=difficulty, task_id=state.run_id)
+                context, parse_task(reply.text, difficulty=difficulty, task_id=state.run_id)
             )
         except (TaskParseError, TaskRejected) as exc:
             error = str(exc)
         else:
-            if services.memory is not None:
-                services.memory.record_task(
+            if context.memory is not None:
+                context.memory.record_task(
                     task.task_id, task.category, task.difficulty, task.statement
                 )
             return {"task": task, "status": "solving", "tokens_used": tokens, "memory_hits": hits}
@@ -131,5 +133,5 @@ def _invent_task(services: Services, state: MeshState) -> dict[str, Any]:
         "status": "failed",
         "tokens_used": tokens,
         "memory_hits": hits,
-        "error": f"producer gave up after {services.settings.producer_max_tries} tries: {error}",
+        "error": f"producer gave up after {context.settings.producer_max_tries} tries: {error}",
     }

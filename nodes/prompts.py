@@ -2,22 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """One immutable prompt version."""
-
-    name: str
-    version: str
-    text: str
-
-
-def system_prompt(agent: str) -> str:
-    """The name of an agent's system prompt."""
-    return f"{agent}.system"
-
+from graph.context import MeshContext
+from prompt_registry import Prompt, system_prompt
 
 PRODUCER_SYSTEM = system_prompt("producer")
 CONSUMER_SYSTEM = system_prompt("consumer")
@@ -153,3 +139,9 @@ def reviewer_request(statement: str, code: str, findings: list[str]) -> str:
     """The reviewer's user message."""
     listed = "\n".join(f"- {f}" for f in findings) or "- none"
     return f"Task:\n{statement}\n\nSolution:\n```python\n{code}\n```\n\nFindings:\n{listed}\n"
+
+
+def current(context: MeshContext, name: str) -> Prompt:
+    """The version of prompt `name` this run uses: fixed in the context, else the registry's
+    active one (read at each call, so a promotion reaches the next run), else the seed."""
+    return context.prompt(name, SEED_PROMPTS)

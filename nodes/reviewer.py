@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
-from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
 
+from graph.context import MeshContext
 from graph.state import MeshState, Review, ReviewScores
 from llm.chat import ask
 from nodes import prompts
 from nodes.code_quality import lint_findings, signature_adherence
-from nodes.services import get_services
 
 WEIGHTS = ReviewScores(correctness=0.6, efficiency=0.15, readability=0.1, adherence=0.15)
 """How much each component weighs in the reward (sums to 1)."""
@@ -60,15 +60,15 @@ def reward(scores: ReviewScores) -> float:
     return round(min(1.0, max(0.0, total)), 4)
 
 
-def review(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
+def review(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
     """Score the final attempt and write the critique."""
-    services = get_services(config)
-    scores, findings = score(state, services.settings.sandbox_timeout_s)
-    critique, tokens = _critique(state, scores, findings, config)
-    system = services.prompt(prompts.REVIEWER_SYSTEM)
+    context = runtime.context
+    scores, findings = score(state, context.settings.sandbox_timeout_s)
+    critique, tokens = _critique(state, scores, findings, context)
+    system = prompts.current(context, prompts.REVIEWER_SYSTEM)
     verdict = Review(reward=reward(scores), scores=scores, critique=critique, findings=findings)
     attempt, task = state.last_attempt, state.task
-    memory = services.memory
+    memory = context.memory
     if memory and attempt and task and verdict.reward >= PRAISE_THRESHOLD:
         memory.record_best_practice(
             task.statement, critique, attempt.code, task_id=task.task_id, reward=verdict.reward
@@ -77,20 +77,19 @@ def review(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
         "review": verdict,
         "tokens_used": tokens,
         "status": "reviewed",
-        "prompt_versions": {**state.prompt_versions, system.name: system.version},
+        "prompt_versions": {system.name: system.version},
     }
 
 
 def _critique(
-    state: MeshState, scores: ReviewScores, findings: list[str], config: RunnableConfig
+    state: MeshState, scores: ReviewScores, findings: list[str], context: MeshContext
 ) -> tuple[str, int]:
-    services = get_services(config)
     attempt, task = state.last_attempt, state.task
-    if services.settings.review_with_llm and attempt is not None and task is not None:
+    if context.settings.review_with_llm and attempt is not None and task is not None:
         reply = ask(
-            services.llm,
+            context.llm,
             [
-                SystemMessage(services.prompt(prompts.REVIEWER_SYSTEM).text),
+                SystemMessage(prompts.current(context, prompts.REVIEWER_SYSTEM).text),
                 HumanMessage(prompts.reviewer_request(task.statement, attempt.code, findings)),
             ],
         )

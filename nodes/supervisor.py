@@ -6,12 +6,11 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from langchain_core.runnables import RunnableConfig
-from pydantic import BaseModel, Field
+from langgraph.runtime import Runtime
 
-from graph.state import MeshState, Report, TaskOutcome
+from graph.context import MeshContext
+from graph.state import BatchAudit, MeshState, Report, TaskOutcome
 from nodes.code_quality import risky_operations
-from nodes.services import get_services
 
 
 def audit(state: MeshState, time_budget_s: float, token_budget: int) -> Report:
@@ -50,30 +49,15 @@ def audit(state: MeshState, time_budget_s: float, token_budget: int) -> Report:
     )
 
 
-def supervise(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
+def supervise(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
     """Write the report and close the task."""
-    settings = get_services(config).settings
+    settings = runtime.context.settings
     report = audit(state, settings.task_time_budget_s, settings.task_token_budget)
     return {"report": report, "status": "failed" if state.status == "failed" else "done"}
 
 
 LOW_PASS_RATE = 0.5
 """A batch solving fewer of its tasks than this is an anomaly."""
-
-
-class BatchAudit(BaseModel):
-    """The supervisor's audit of a whole batch: pass rate, reward trend, anomalies, budget."""
-
-    batch_id: str
-    tasks: int
-    pass_rate: float
-    mean_reward: float
-    reward_trend: float = Field(description="least-squares slope of the reward per task")
-    tokens_used: int
-    wall_time_s: float
-    anomalies: list[str]
-    verdict: Literal["ok", "warn", "flag"]
-    summary: str
 
 
 def audit_batch(

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from graph.settings import Settings
-from nodes.services import Services
+from app.services import build_context
+from foundation.settings import Settings
+from graph.context import MeshContext
 
 
 @pytest.fixture
@@ -17,6 +18,6 @@ def scripted_settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def scripted_services(scripted_settings: Settings) -> Services:
-    """Services with the scripted LLM test double and the real local sandbox (no memory)."""
-    return Services.from_settings(scripted_settings, use_memory=False)
+def scripted_services(scripted_settings: Settings) -> MeshContext:
+    """MeshContext with the scripted LLM test double and the real local sandbox (no memory)."""
+    return build_context(scripted_settings, use_memory=False)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from app.humaneval import summarise
 from benchmarks.humaneval_chart import chart, load, shared_problems, solved_within
-from graph.evaluation import summarise
 from graph.state import TaskOutcome
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from graph.state import Attempt, MeshState, Report, Review, ReviewScores, Task
-from kafka_edges.messages import ReportMessage, TelemetryEvent
+from graph.wire import ReportMessage, TelemetryEvent
 from sandbox.base import ExecutionResult
 
 AGENTS = ("producer", "consumer", "sandbox", "reviewer", "supervisor")

@@ -10,7 +10,7 @@ import pytest
 
 from dashboard.aggregates import Aggregator
 from dashboard.schema import RecordError, parse_report, parse_telemetry
-from kafka_edges.messages import encode
+from kafka_edges.codec import encode
 
 NOW = datetime(2025, 6, 1, 12, 0, 30, tzinfo=UTC)
 

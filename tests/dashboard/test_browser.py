@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from kafka_edges.broker import EmbeddedBroker, free_port
-from kafka_edges.messages import encode
+from kafka_edges.codec import encode
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (scripts/install_browser.sh)"

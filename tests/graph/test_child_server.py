@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from graph.child_server import ChildServer
+from foundation.child_server import ChildServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,7 +151,7 @@ def test_child_that_never_gets_ready_is_stopped(tmp_path: Path) -> None:
 HELPER = """
 import sys, threading, time
 from pathlib import Path
-from graph.child_server import ChildServer
+from foundation.child_server import ChildServer
 
 class Sleeper(ChildServer):
     name = "sleeper"

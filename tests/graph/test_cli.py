@@ -18,7 +18,7 @@ def aimesh(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProces
         **env,
     }
     return subprocess.run(
-        [sys.executable, "-m", "graph.cli", *args],
+        [sys.executable, "-m", "app.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=300,

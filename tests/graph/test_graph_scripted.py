@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from graph.builder import compile_mesh
 from graph.checkpoint import sqlite_checkpointer
+from graph.context import MeshContext
 from graph.edges import StepRecord
-from graph.runner import BatchRunner, compile_mesh
+from graph.runner import BatchRunner
 from graph.state import MeshState
 from llm.scripted import ScriptedChatModel
-from nodes.services import Services
+from nodes import NODE_FUNCTIONS
 from sandbox import SandboxError
 
 
@@ -25,11 +27,11 @@ class RecordingSink:
         self.steps.append(step)
 
 
-def test_a_task_goes_through_all_five_agents(scripted_services: Services) -> None:
+def test_a_task_goes_through_all_five_agents(scripted_services: MeshContext) -> None:
     sink = RecordingSink()
-    graph = compile_mesh(edge_sink=sink)
+    graph = compile_mesh(NODE_FUNCTIONS, edge_sink=sink)
     final = MeshState.model_validate(
-        graph.invoke(MeshState(task_index=0), scripted_services.as_config())
+        graph.invoke(MeshState(task_index=0), context=scripted_services)
     )
     assert final.passed and final.status == "done"
     assert final.review is not None and 0.9 <= final.review.reward <= 1.0
@@ -51,12 +53,12 @@ def test_a_task_goes_through_all_five_agents(scripted_services: Services) -> Non
 
 
 def test_a_failing_first_attempt_is_retried_with_the_sandbox_error(
-    scripted_services: Services,
+    scripted_services: MeshContext,
 ) -> None:
-    graph = compile_mesh()
+    graph = compile_mesh(NODE_FUNCTIONS)
     # Catalogue entry 2 (reverse_words) is answered wrongly first, right after feedback.
     final = MeshState.model_validate(
-        graph.invoke(MeshState(task_index=1), scripted_services.as_config())
+        graph.invoke(MeshState(task_index=1), context=scripted_services)
     )
     assert [a.execution.passed for a in final.attempts if a.execution] == [False, True]
     first = final.attempts[0].execution
@@ -64,10 +66,10 @@ def test_a_failing_first_attempt_is_retried_with_the_sandbox_error(
     assert final.passed
 
 
-def test_attempt_budget_bounds_the_retries(scripted_services: Services) -> None:
-    graph = compile_mesh()
+def test_attempt_budget_bounds_the_retries(scripted_services: MeshContext) -> None:
+    graph = compile_mesh(NODE_FUNCTIONS)
     final = MeshState.model_validate(
-        graph.invoke(MeshState(task_index=1, max_attempts=1), scripted_services.as_config())
+        graph.invoke(MeshState(task_index=1, max_attempts=1), context=scripted_services)
     )
     assert len(final.attempts) == 1 and not final.passed
     assert final.review is not None and final.review.reward < 0.6
@@ -90,20 +92,20 @@ class CrashingSandbox:
 
 
 def test_a_crash_mid_task_resumes_from_the_checkpoint(
-    scripted_services: Services, tmp_path: Path
+    scripted_services: MeshContext, tmp_path: Path
 ) -> None:
     # Calls 1 and 2 ground and validate the producer's task; call 3 runs the consumer's code and
     # crashes.
-    crashing = Services(
+    crashing = MeshContext(
         settings=scripted_services.settings,
         llm=scripted_services.llm,
         sandbox=CrashingSandbox(scripted_services.sandbox, crash_on_call=3),  # type: ignore[arg-type]
     )
     with sqlite_checkpointer(tmp_path / "ck.sqlite") as saver:
-        graph = compile_mesh(saver)
+        graph = compile_mesh(NODE_FUNCTIONS, saver)
         with pytest.raises(SandboxError):
             BatchRunner(graph, crashing, batch_id="b1").run_task(0)
-        saved = graph.get_state(crashing.as_config(thread_id="b1-0"))
+        saved = graph.get_state({"configurable": {"thread_id": "b1-0"}}, context=crashing)
         assert saved.next == ("sandbox",)
         task_id = saved.values["task"].task_id
 
@@ -114,20 +116,24 @@ def test_a_crash_mid_task_resumes_from_the_checkpoint(
         assert 0 < again.seconds <= outcome.seconds + 1  # read back: the run's own wall time
 
 
-def test_run_id_is_stable_when_the_input_omits_it(scripted_services: Services) -> None:
+def test_run_id_is_stable_when_the_input_omits_it(scripted_services: MeshContext) -> None:
     sink = RecordingSink()
-    compile_mesh(edge_sink=sink).invoke({"task_index": 0}, scripted_services.as_config())
+    compile_mesh(NODE_FUNCTIONS, edge_sink=sink).invoke(
+        {"task_index": 0}, context=scripted_services
+    )
     run_ids = {step.state.run_id for step in sink.steps}
     assert len(run_ids) == 1
     assert sink.steps[0].state.task is not None
     assert sink.steps[0].state.task.task_id == run_ids.pop()
 
 
-def test_telemetry_names_the_prompt_version_each_agent_used(scripted_services: Services) -> None:
-    from kafka_edges.messages import TelemetryEvent
+def test_telemetry_names_the_prompt_version_each_agent_used(scripted_services: MeshContext) -> None:
+    from graph.wire import TelemetryEvent
 
     sink = RecordingSink()
-    compile_mesh(edge_sink=sink).invoke(MeshState(task_index=0), scripted_services.as_config())
+    compile_mesh(NODE_FUNCTIONS, edge_sink=sink).invoke(
+        MeshState(task_index=0), context=scripted_services
+    )
     versions = {s.node: TelemetryEvent.from_step(s).prompt_version for s in sink.steps}
     assert versions == {
         "producer": "v2",
@@ -140,14 +146,14 @@ def test_telemetry_names_the_prompt_version_each_agent_used(scripted_services: S
 
 @pytest.mark.parametrize("strategy", ["resample", "repair"])
 def test_a_retry_sees_the_verdict_and_the_failed_code_only_when_repairing(
-    scripted_services: Services, strategy: str
+    scripted_services: MeshContext, strategy: str
 ) -> None:
     settings = scripted_services.settings.model_copy(update={"retry_strategy": strategy})
-    services = Services(
+    services = MeshContext(
         settings=settings, llm=ScriptedChatModel(), sandbox=scripted_services.sandbox
     )
     final = MeshState.model_validate(
-        compile_mesh().invoke(MeshState(task_index=1), services.as_config())
+        compile_mesh(NODE_FUNCTIONS).invoke(MeshState(task_index=1), context=services)
     )
     assert [a.execution.passed for a in final.attempts if a.execution] == [False, True]
     retry = [p for p in services.llm.prompts_seen if "Implement `reverse_words`" in p][-1]  # type: ignore[attr-defined]

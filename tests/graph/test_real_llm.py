@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from graph.evaluation import humaneval_tasks
-from graph.runner import compile_mesh
-from graph.settings import Settings
+from app.services import build_context
+from foundation.settings import Settings
+from graph.builder import compile_mesh
+from graph.datasets import humaneval_tasks
 from graph.state import MeshState
-from nodes.services import Services
+from nodes import NODE_FUNCTIONS
 
 pytestmark = [pytest.mark.real_llm, pytest.mark.timeout(600)]
 
@@ -19,10 +20,10 @@ def test_a_humaneval_task_is_solved_by_the_real_local_model(tmp_path: Path) -> N
     settings = Settings(
         llm="local", llm_temperature=0.0, llm_max_tokens=384, data_dir=tmp_path, max_attempts=3
     )
-    services = Services.from_settings(settings)
+    services = build_context(settings)
     task = humaneval_tasks(limit=3)[2]  # truncate_number: small and unambiguous
     final = MeshState.model_validate(
-        compile_mesh().invoke(MeshState(task=task, max_attempts=3), services.as_config())
+        compile_mesh(NODE_FUNCTIONS).invoke(MeshState(task=task, max_attempts=3), context=services)
     )
     assert final.tokens_used > 0 and final.attempts
     assert "def truncate_number" in final.attempts[-1].code

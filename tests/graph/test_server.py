@@ -18,14 +18,13 @@ from typing import Any
 import pytest
 from langgraph_sdk import get_sync_client
 
-from graph.server_app import thread_id_for
-from graph.settings import Settings
+from app.server import thread_id_for
+from foundation.settings import Settings
+from graph.kafka_sink import KafkaEdgeSink
 from graph.state import MeshState, Task
+from graph.topics import AI_REPORTS, AI_TELEMETRY, ALL_TOPICS
+from graph.wire import ReportMessage, read_mesh_topic
 from kafka_edges.broker import EmbeddedBroker, broker_for, free_port
-from kafka_edges.messages import ReportMessage
-from kafka_edges.publisher import KafkaEdgeSink
-from kafka_edges.reader import read_topic
-from kafka_edges.topics import AI_REPORTS, AI_TELEMETRY
 
 pytestmark = pytest.mark.timeout(240)
 PROJECT = Path(__file__).resolve().parents[2]
@@ -47,7 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("server")
     with EmbeddedBroker() as broker:
         settings = Settings(llm="scripted", kafka_bootstrap=broker.bootstrap, data_dir=workdir)
-        with broker_for(settings):  # creates the mesh's topics
+        with broker_for(settings, topics=ALL_TOPICS):  # creates the mesh's topics
             pass
         port = free_port()
         env = {
@@ -106,12 +105,12 @@ def test_a_run_through_the_api_goes_through_all_five_agents(server: Server) -> N
     assert state.passed and state.status == "done"
     assert state.review is not None and state.report is not None
     # the server's graph published its transitions and telemetry to Kafka
-    reports = read_topic(
+    reports = read_mesh_topic(
         AI_REPORTS, server.settings, timeout_s=20,
         until=lambda r: isinstance(r.message, ReportMessage) and r.message.run_id == state.run_id,
     )  # fmt: skip
     assert any(getattr(r.message, "run_id", None) == state.run_id for r in reports)
-    telemetry = read_topic(AI_TELEMETRY, server.settings, timeout_s=5, idle_s=1.0)
+    telemetry = read_mesh_topic(AI_TELEMETRY, server.settings, timeout_s=5, idle_s=1.0)
     agents = {
         r.message.agent for r in telemetry if getattr(r.message, "run_id", None) == state.run_id
     }  # type: ignore[union-attr]

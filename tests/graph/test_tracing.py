@@ -3,7 +3,7 @@ from collections.abc import Iterator
 import pytest
 from langsmith.utils import get_env_var, tracing_is_enabled
 
-from graph.tracing import configure_tracing
+from foundation.langsmith import configure_tracing
 
 
 @pytest.fixture(autouse=True)

@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from graph.settings import Settings
+from foundation.settings import Settings
+from graph.topics import ALL_TOPICS
+from graph.wire import read_mesh_topic
+from kafka_edges.admin import ensure_topics, qualified
 from kafka_edges.broker import EmbeddedBroker
 from kafka_edges.config import common_config, with_logger
-from kafka_edges.reader import Record, read_topic
-from kafka_edges.topics import ensure_topics, qualified
+from kafka_edges.reader import Record
 
 # the test doubles (kafka_stand_in) live next to the tests; pytest may use importlib mode
 HERE = Path(__file__).resolve().parent
@@ -56,7 +58,7 @@ class Mesh:
     def read(
         self, topic: str, count: int | None = None, *, timeout_s: float = 15.0, **kw: object
     ) -> list[Record]:
-        return read_topic(
+        return read_mesh_topic(
             topic, self.settings, count=count, timeout_s=timeout_s, prefix=self.prefix, **kw
         )  # type: ignore[arg-type]
 
@@ -73,5 +75,5 @@ def mesh(kafka_broker: EmbeddedBroker, tmp_path: object) -> Mesh:
     )
     prefix = f"t{tag}."
     admin = AdminClient(with_logger(common_config(settings)))
-    ensure_topics(admin, 2, prefix=prefix)
+    ensure_topics(admin, ALL_TOPICS, 2, prefix=prefix)
     return Mesh(kafka_broker, settings, prefix)

@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kafka_stand_in import stand_in_step
 
-from graph.settings import Settings
-from kafka_edges.worker import NodeWorker
+from foundation.settings import Settings
+from graph.node_worker import NodeWorker
 
 
 def main() -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from graph.settings import Settings
+from foundation.settings import Settings
+from graph.topics import ALL_TOPICS
 from kafka_edges.broker import (
     BrokerUnavailable,
     EmbeddedBroker,
@@ -21,7 +22,6 @@ from kafka_edges.broker import (
     free_port,
 )
 from kafka_edges.config import with_logger
-from kafka_edges.topics import ALL_TOPICS
 
 pytestmark = pytest.mark.broker
 
@@ -35,7 +35,7 @@ def test_session_broker_answers_metadata(kafka_broker: EmbeddedBroker) -> None:
 
 def test_broker_for_starts_an_embedded_broker_with_the_topics() -> None:
     settings = Settings(kafka_bootstrap=None)
-    with broker_for(settings, partitions=2) as info:
+    with broker_for(settings, topics=ALL_TOPICS, partitions=2) as info:
         assert info.embedded and info.broker is not None
         assert info.settings.kafka_bootstrap == info.bootstrap
         topics = (
@@ -114,7 +114,7 @@ def test_cli_worker_with_unreachable_broker_prints_one_line() -> None:
     env = {**os.environ, "AIMESH_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"}
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "kafka_edges.cli", "worker", "--role", "consumer"],
+        [sys.executable, "-m", "app.cli.kafka", "worker", "--role", "consumer"],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=60,
     )  # fmt: skip
     elapsed = time.monotonic() - started
@@ -128,7 +128,7 @@ def test_cli_worker_with_unreachable_broker_prints_one_line() -> None:
 
 def test_cli_broker_prints_its_bootstrap_and_stops_on_sigint() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "kafka_edges.cli", "broker", "--partitions", "1"],
+        [sys.executable, "-m", "app.cli.kafka", "broker", "--partitions", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
     )  # fmt: skip
     try:

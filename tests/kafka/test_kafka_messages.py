@@ -8,11 +8,10 @@ import pytest
 from kafka_stand_in import stand_in_step, stand_in_task
 
 from graph.edges import StepRecord
+from graph.routing import INPUT_TOPIC, input_topic, topic_for_transition
 from graph.state import MeshState
-from kafka_edges.messages import (
-    SCHEMA_VERSION,
-    DeadLetter,
-    MessageDecodeError,
+from graph.topics import AI_REPORTS, AI_REQUESTS, AI_REVIEWS, AI_SOLUTIONS, AI_TOPIC, AI_VERIFIED
+from graph.wire import (
     ReportMessage,
     ReviewMessage,
     SolutionMessage,
@@ -20,24 +19,11 @@ from kafka_edges.messages import (
     TaskRequest,
     TelemetryEvent,
     VerifiedSolutionMessage,
-    dead_letter_for,
-    decode,
     decode_topic,
-    encode,
-    headers_dict,
     message_for_step,
 )
-from kafka_edges.topics import (
-    AI_REPORTS,
-    AI_REQUESTS,
-    AI_REVIEWS,
-    AI_SOLUTIONS,
-    AI_TOPIC,
-    AI_VERIFIED,
-    INPUT_TOPIC,
-    input_topic,
-    topic_for_transition,
-)
+from kafka_edges.codec import SCHEMA_VERSION, MessageDecodeError, decode, encode, headers_dict
+from kafka_edges.dead_letters import DeadLetter, dead_letter_for
 
 
 def _walk(statement: str = "add FAIL_FIRST") -> list[StepRecord]:

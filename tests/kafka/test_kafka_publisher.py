@@ -8,19 +8,14 @@ import pytest
 from conftest import Mesh
 from kafka_stand_in import stand_in_step, stand_in_task
 
+from foundation.settings import Settings
 from graph.edges import EdgeSink, StepRecord
-from graph.settings import Settings
+from graph.kafka_sink import KafkaEdgeSink
 from graph.state import MeshState
+from graph.topics import AI_REPORTS, AI_REQUESTS, AI_SOLUTIONS, AI_TELEMETRY, AI_TOPIC
+from graph.wire import ReportMessage, SolutionMessage, TaskMessage, TaskRequest, TelemetryEvent
 from kafka_edges.broker import EmbeddedBroker
-from kafka_edges.messages import (
-    ReportMessage,
-    SolutionMessage,
-    TaskMessage,
-    TaskRequest,
-    TelemetryEvent,
-)
-from kafka_edges.publisher import KafkaEdgeSink, PublishError
-from kafka_edges.topics import AI_REPORTS, AI_REQUESTS, AI_SOLUTIONS, AI_TELEMETRY, AI_TOPIC
+from kafka_edges.publisher import PublishError
 
 pytestmark = pytest.mark.broker
 

@@ -14,11 +14,11 @@ import pytest
 from conftest import TEST_KAFKA_CONFIG, Mesh
 from kafka_stand_in import stand_in_step, stand_in_task
 
+from graph.kafka_sink import KafkaEdgeSink
+from graph.node_worker import MeshWorkers
 from graph.state import MeshState
-from kafka_edges.messages import ReportMessage, SolutionMessage
-from kafka_edges.publisher import KafkaEdgeSink
-from kafka_edges.topics import AI_REPORTS, AI_SOLUTIONS
-from kafka_edges.worker import MeshWorkers
+from graph.topics import AI_REPORTS, AI_SOLUTIONS
+from graph.wire import ReportMessage, SolutionMessage
 
 pytestmark = pytest.mark.broker
 

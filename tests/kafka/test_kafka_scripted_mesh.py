@@ -8,14 +8,17 @@ from typing import Any
 import pytest
 from conftest import Mesh
 
+from app.services import build_context
+from graph.context import MeshContext
 from graph.edges import StepRecord
+from graph.kafka_sink import KafkaEdgeSink
+from graph.node_worker import MeshWorkers
 from graph.routing import NODES
 from graph.state import MeshState
-from kafka_edges.messages import ReportMessage, TelemetryEvent
-from kafka_edges.publisher import KafkaEdgeSink
-from kafka_edges.topics import AI_REPORTS, AI_TELEMETRY
-from kafka_edges.worker import MeshWorkers
-from nodes.services import Services
+from graph.step import bind_step
+from graph.topics import AI_REPORTS, AI_TELEMETRY
+from graph.wire import ReportMessage, TelemetryEvent
+from nodes import NODE_FUNCTIONS
 
 pytestmark = pytest.mark.broker
 
@@ -33,19 +36,19 @@ class RecordingSink:
 
 
 @pytest.fixture
-def services(mesh: Mesh) -> Services:
-    return Services.from_settings(mesh.settings)
+def services(mesh: Mesh) -> MeshContext:
+    return build_context(mesh.settings)
 
 
 def _in_process(services: Any) -> dict[int, tuple[list[tuple[str, str]], MeshState]]:
-    from graph.runner import compile_mesh
+    from graph.builder import compile_mesh
 
     results = {}
     for index in range(TASKS):
         sink = RecordingSink()
-        graph = compile_mesh(edge_sink=sink)
+        graph = compile_mesh(NODE_FUNCTIONS, edge_sink=sink)
         final = MeshState.model_validate(
-            graph.invoke(MeshState(task_index=index), services.as_config())
+            graph.invoke(MeshState(task_index=index), context=services)
         )
         results[index] = ([(s.node, s.next_node) for s in sink.steps], final)
     return results
@@ -58,7 +61,7 @@ def test_kafka_workers_make_the_same_transitions_as_the_in_process_graph(
     assert any(len(final.attempts) > 1 for _, final in expected.values())  # the retry edge too
 
     with MeshWorkers(
-        NODES, mesh.settings, topic_prefix=mesh.prefix, base_config=services.as_config()
+        NODES, mesh.settings, bind_step(NODE_FUNCTIONS, services), topic_prefix=mesh.prefix
     ) as workers:
         assert workers.wait_joined(30)
         with KafkaEdgeSink(mesh.settings, topic_prefix=mesh.prefix) as sink:

@@ -10,21 +10,16 @@ from confluent_kafka import Producer
 from conftest import Mesh
 from kafka_stand_in import stand_in_step, stand_in_task
 
+from graph.kafka_sink import KafkaEdgeSink
+from graph.node_worker import MeshWorkers, NodeWorker, WorkerError
 from graph.routing import NODES
 from graph.state import MeshState
+from graph.topics import AI_DEAD_LETTER, AI_REPORTS, AI_SOLUTIONS, AI_TELEMETRY, AI_TOPIC
+from graph.wire import ReportMessage, SolutionMessage, TaskMessage, TelemetryEvent
+from kafka_edges.codec import encode
 from kafka_edges.config import with_logger
-from kafka_edges.messages import (
-    DeadLetter,
-    ReportMessage,
-    SolutionMessage,
-    TaskMessage,
-    TelemetryEvent,
-    encode,
-)
-from kafka_edges.publisher import KafkaEdgeSink
+from kafka_edges.dead_letters import DeadLetter
 from kafka_edges.reader import Record
-from kafka_edges.topics import AI_DEAD_LETTER, AI_REPORTS, AI_SOLUTIONS, AI_TELEMETRY, AI_TOPIC
-from kafka_edges.worker import MeshWorkers, NodeWorker, WorkerError
 
 pytestmark = pytest.mark.broker
 
@@ -223,7 +218,7 @@ def test_cli_feed_waits_for_the_reports() -> None:
     import sys
     from pathlib import Path
 
-    from graph.settings import Settings
+    from foundation.settings import Settings
     from kafka_edges.broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
@@ -234,7 +229,7 @@ def test_cli_feed_waits_for_the_reports() -> None:
         with MeshWorkers(NODES, settings, step=stand_in_step, partitions=2) as workers:
             assert workers.wait_joined(30)
             done = subprocess.run(
-                [sys.executable, "-m", "kafka_edges.cli", "feed", "--count", "2", "--wait", "30"],
+                [sys.executable, "-m", "app.cli.kafka", "feed", "--count", "2", "--wait", "30"],
                 capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
                 env={**os.environ, "AIMESH_KAFKA_BOOTSTRAP": broker.bootstrap},
             )  # fmt: skip

@@ -21,14 +21,15 @@ import pytest
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 
-from graph.settings import Settings
+from app.services import build_context
+from foundation.settings import Settings
+from graph.context import MeshContext
 from graph.state import Task
-from learning.db import LearningDB
-from learning.evaluation import MeshEvaluator, task_items
-from learning.registry import PromptRegistry
+from learning.candidates import MeshEvaluator, task_items
 from llm.scripted import CATALOGUE, ScriptedChatModel
 from nodes.prompts import SEED_PROMPTS
-from nodes.services import Services
+from prompt_registry.db import LearningDB
+from prompt_registry.registry import PromptRegistry
 
 MAGIC = "edge cases"
 """What a consumer system prompt must mention for `PromptSensitiveChatModel` to get tricky tasks
@@ -147,15 +148,15 @@ def learning_settings(data_dir: Path) -> Settings:
 
 
 @pytest.fixture
-def sensitive_services(learning_settings: Settings) -> Services:
-    """Services with the prompt-sensitive scripted double and the real local sandbox."""
+def sensitive_services(learning_settings: Settings) -> MeshContext:
+    """MeshContext with the prompt-sensitive scripted double and the real local sandbox."""
     PromptSensitiveChatModel.seen.clear()
-    services = Services.from_settings(learning_settings, use_memory=False)
+    services = build_context(learning_settings, use_memory=False)
     return dataclasses.replace(services, llm=PromptSensitiveChatModel(), prompts=dict(SEED_PROMPTS))
 
 
 @pytest.fixture
-def evaluator(sensitive_services: Services, registry: PromptRegistry) -> MeshEvaluator:
+def evaluator(sensitive_services: MeshContext, registry: PromptRegistry) -> MeshEvaluator:
     return MeshEvaluator(sensitive_services, db=registry.db, registry=registry, attempts=1)
 
 

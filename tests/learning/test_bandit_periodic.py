@@ -11,18 +11,20 @@ from typing import Any
 from langgraph.checkpoint.memory import InMemorySaver
 from typer.testing import CliRunner
 
+from app.cli.learn import learn_app
+from graph.builder import compile_mesh
+from graph.context import MeshContext
 from graph.edges import FanOutSink, StepRecord
-from graph.runner import BatchRunner, compile_mesh
+from graph.runner import BatchRunner
 from graph.state import MeshState, Task
 from learning.bandit import propose_variants, thompson, ucb1
-from learning.cli import learn_app
-from learning.evaluation import MeshEvaluator, producer_items, text_label
+from learning.candidates import MeshEvaluator, producer_items, text_label
 from learning.learner import Learner
 from learning.periodic import PeriodicOptimizer, learner_round
-from learning.registry import PromptRegistry, PromptVersion
-from learning.tracing import RolloutRecorder
+from learning.rollouts import RolloutRecorder
+from nodes import NODE_FUNCTIONS
 from nodes.prompts import CONSUMER_SYSTEM, PRODUCER_SYSTEM
-from nodes.services import Services
+from prompt_registry.registry import PromptRegistry, PromptVersion
 
 C = CONSUMER_SYSTEM
 MAGIC = "edge cases"
@@ -83,12 +85,12 @@ def test_periodic_optimizer_counts_reviewed_tasks() -> None:
 
 
 def test_periodic_optimizer_on_a_running_mesh(
-    sensitive_services: Services,
+    sensitive_services: MeshContext,
     registry: PromptRegistry,
     catalogue: list[Task],
 ) -> None:
     """Every 3 tasks the running mesh triggers one bandit round in the background; the rounds'
-    promotions are read by the following runs (Services built from the registry per run)."""
+    promotions are read by the following runs (MeshContext built from the registry per run)."""
     tasks = catalogue
     round_function = learner_round(
         sensitive_services,
@@ -100,7 +102,7 @@ def test_periodic_optimizer_on_a_running_mesh(
     )
     optimizer = PeriodicOptimizer(3, round_function, background=True)
     recorder = RolloutRecorder(registry.db, registry=registry)
-    graph = compile_mesh(InMemorySaver(), FanOutSink(recorder, optimizer))
+    graph = compile_mesh(NODE_FUNCTIONS, InMemorySaver(), FanOutSink(recorder, optimizer))
     used = []
     for i in range(9):
         services = dataclasses.replace(sensitive_services, prompts=registry.current_all())

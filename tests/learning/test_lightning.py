@@ -12,15 +12,17 @@ import dataclasses
 from typing import Any
 
 import pytest
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 
-from graph.runner import compile_mesh
+from graph.builder import compile_mesh
+from graph.context import MeshContext
 from graph.state import MeshState, Task
-from learning.evaluation import MeshEvaluator
+from learning.candidates import MeshEvaluator
 from learning.learner import Learner, OptimizerLLM
-from learning.registry import PromptRegistry
+from nodes import NODE_FUNCTIONS
 from nodes.prompts import CONSUMER_SYSTEM
-from nodes.services import Services
+from prompt_registry.registry import PromptRegistry
 
 C = CONSUMER_SYSTEM
 pytestmark = pytest.mark.timeout(300)
@@ -32,18 +34,18 @@ def _optimizer(double: Any) -> OptimizerLLM:
     )
 
 
-def _run(services: Services, task: dict[str, Any]) -> MeshState:
-    graph = compile_mesh(InMemorySaver())
-    config = services.as_config(thread_id="next-run")
+def _run(services: MeshContext, task: dict[str, Any]) -> MeshState:
+    graph = compile_mesh(NODE_FUNCTIONS, InMemorySaver())
+    config: RunnableConfig = {"configurable": {"thread_id": "next-run"}}
     state = MeshState(task=Task.model_validate(task), max_attempts=1)
-    return MeshState.model_validate(graph.invoke(state, config))
+    return MeshState.model_validate(graph.invoke(state, config, context=services))
 
 
 def test_apo_promotes_an_improving_prompt_rewards_reach_the_store_and_rollback_works(
     evaluator: MeshEvaluator,
     registry: PromptRegistry,
     split: tuple[list[dict[str, Any]], list[dict[str, Any]]],
-    sensitive_services: Services,
+    sensitive_services: MeshContext,
     optimizer_double: Any,
 ) -> None:
     train, val = split

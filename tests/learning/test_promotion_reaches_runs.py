@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from graph.runner import compile_mesh
-from graph.settings import Settings
+from app.services import build_context
+from foundation.settings import Settings
+from graph.builder import compile_mesh
+from graph.context import MeshContext
 from graph.state import MeshState
+from nodes import NODE_FUNCTIONS
 from nodes.prompts import CONSUMER_SYSTEM, SEED_PROMPTS
-from nodes.services import Services
 
 
-def _consumer_version(services: Services) -> tuple[str, str]:
+def _consumer_version(services: MeshContext) -> tuple[str, str]:
     final = MeshState.model_validate(
-        compile_mesh().invoke(MeshState(task_index=0), services.as_config())
+        compile_mesh(NODE_FUNCTIONS).invoke(MeshState(task_index=0), context=services)
     )
     consumer_prompt = next(
         p
@@ -24,7 +26,7 @@ def _consumer_version(services: Services) -> tuple[str, str]:
 
 
 def test_the_next_run_reads_the_promoted_version_and_rollback_restores(tmp_path: Path) -> None:
-    services = Services.from_settings(Settings(llm="scripted", data_dir=tmp_path), use_memory=False)
+    services = build_context(Settings(llm="scripted", data_dir=tmp_path), use_memory=False)
     assert services.registry is not None
     assert _consumer_version(services)[0] == "v1"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from learning.db import LearningDB
-from learning.registry import PromptRegistry, RegistryError
 from nodes.prompts import CONSUMER_SYSTEM, SEED_PROMPTS, Prompt
+from prompt_registry.db import LearningDB
+from prompt_registry.registry import PromptRegistry, RegistryError
 
 C = CONSUMER_SYSTEM
 

@@ -10,13 +10,15 @@ import time
 
 from langgraph.checkpoint.memory import InMemorySaver
 
+from graph.builder import compile_mesh
+from graph.context import MeshContext
 from graph.edges import FanOutSink, StepRecord
-from graph.runner import BatchRunner, compile_mesh
+from graph.runner import BatchRunner
 from graph.state import MeshState
-from learning.db import LearningDB
-from learning.registry import PromptRegistry
-from learning.tracing import RolloutRecorder, SpanRecord, load_rollouts
-from nodes.services import Services
+from learning.rollouts import RolloutRecorder, SpanRecord, load_rollouts
+from nodes import NODE_FUNCTIONS
+from prompt_registry.db import LearningDB
+from prompt_registry.registry import PromptRegistry
 
 
 class StepList:
@@ -30,13 +32,13 @@ class StepList:
 
 
 def test_each_run_is_one_rollout_with_spans_and_its_reward(
-    scripted_services: Services, db: LearningDB, registry: PromptRegistry
+    scripted_services: MeshContext, db: LearningDB, registry: PromptRegistry
 ) -> None:
     recorder = RolloutRecorder(db, registry=registry)
     finished = []
     recorder.add_listener(finished.append)
     others = StepList()
-    graph = compile_mesh(InMemorySaver(), FanOutSink(recorder, others))
+    graph = compile_mesh(NODE_FUNCTIONS, InMemorySaver(), FanOutSink(recorder, others))
     runner = BatchRunner(graph, recorder.instrument(scripted_services), batch_id="t")
     outcomes = [runner.run_task(i) for i in range(2)]  # the producer invents tasks 1 and 2
 
@@ -78,10 +80,10 @@ def test_each_run_is_one_rollout_with_spans_and_its_reward(
 
 
 def test_rollouts_survive_a_restart(
-    scripted_services: Services, data_dir: object, db: LearningDB
+    scripted_services: MeshContext, data_dir: object, db: LearningDB
 ) -> None:
     recorder = RolloutRecorder(db)
-    graph = compile_mesh(InMemorySaver(), recorder)
+    graph = compile_mesh(NODE_FUNCTIONS, InMemorySaver(), recorder)
     BatchRunner(graph, scripted_services, batch_id="r").run_task(1)
     path = db.path
     db.close()
@@ -117,19 +119,19 @@ def test_recording_is_cheap(db: LearningDB) -> None:
 
 def test_the_light_modules_do_not_import_agent_lightning() -> None:
     code = (
-        "import sys, learning, learning.tracing, learning.registry, learning.periodic, "
-        "learning.learner, learning.cli, learning.evaluation, learning.bandit\n"
+        "import sys, learning, learning.rollouts, prompt_registry.registry, learning.periodic, "
+        "learning.learner, app.cli.learn, learning.candidates, learning.bandit\n"
         "assert 'agentlightning' not in sys.modules, 'imported agentlightning'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_workers_sharing_the_file_record_one_rollout(
-    scripted_services: Services, db: LearningDB
+    scripted_services: MeshContext, db: LearningDB
 ) -> None:
     """Distributed mode: each node may run in another worker process with its own recorder."""
     sink = StepList()
-    graph = compile_mesh(InMemorySaver(), sink)
+    graph = compile_mesh(NODE_FUNCTIONS, InMemorySaver(), sink)
     BatchRunner(graph, scripted_services, batch_id="d").run_task(0)
     steps = sink.steps
     producer_worker, other_worker = RolloutRecorder(db), RolloutRecorder(LearningDB(db.path))

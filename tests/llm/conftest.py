@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from graph.settings import get_settings
+from foundation.settings import get_settings
 from llm.local_model import ensure_model
 
 

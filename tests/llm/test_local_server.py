@@ -13,8 +13,8 @@ import openai
 import pytest
 from typer.testing import CliRunner
 
+from app.cli.model import model_app
 from llm import local_server
-from llm.cli import model_app
 from llm.local_model import CATALOGUE, GGUF_MAGIC
 from llm.local_server import LocalModelServer, ServerError
 

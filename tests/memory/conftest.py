@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from graph.settings import Settings
+from foundation.settings import Settings
 from memory import AgentMemory, MemorySettings
 
 HERE = Path(__file__).parent

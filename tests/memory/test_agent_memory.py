@@ -18,7 +18,7 @@ from memtest import (
     UNRELATED,
 )
 
-from graph.settings import Settings
+from foundation.settings import Settings
 from memory import (
     AgentMemory,
     AgentMemoryError,

@@ -16,9 +16,9 @@ from memtest import (
 )
 from typer.testing import CliRunner
 
-from graph.settings import Settings, get_settings
+from app.cli.memory import memory_app
+from foundation.settings import Settings, get_settings
 from memory import AgentMemory, MemorySettings
-from memory.cli import memory_app
 
 runner = CliRunner()
 

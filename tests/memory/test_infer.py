@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from memtest import FIBONACCI, FIBONACCI_CODE, FIBONACCI_LIKE
 
-from graph.settings import Settings, get_settings
+from foundation.settings import Settings, get_settings
 from llm.local_model import CATALOGUE, ensure_model
 from llm.local_server import LocalModelServer
 from memory import AgentMemory, MemorySettings

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-from graph.runner import compile_mesh
-from graph.settings import Settings
+from foundation.settings import Settings
+from graph.builder import compile_mesh
+from graph.context import MeshContext
 from graph.state import MeshState
 from llm.scripted import ScriptedChatModel
 from memory import AgentMemory
-from nodes.services import Services
+from nodes import NODE_FUNCTIONS
 from sandbox import Sandbox
 
 
-def _services(settings: Settings, sandbox: Sandbox, memory: AgentMemory) -> Services:
-    return Services(settings=settings, llm=ScriptedChatModel(), sandbox=sandbox, memory=memory)
+def _services(settings: Settings, sandbox: Sandbox, memory: AgentMemory) -> MeshContext:
+    return MeshContext(settings=settings, llm=ScriptedChatModel(), sandbox=sandbox, memory=memory)
 
 
 def test_fail_then_pass_stores_a_recipe_that_reaches_the_next_consumer_prompt(
-    scripted_services: Services, memory: AgentMemory
+    scripted_services: MeshContext, memory: AgentMemory
 ) -> None:
     services = _services(scripted_services.settings, scripted_services.sandbox, memory)
-    graph = compile_mesh()
+    graph = compile_mesh(NODE_FUNCTIONS)
     # Catalogue task 2 (reverse_words) fails its first attempt and passes after feedback.
-    first = MeshState.model_validate(graph.invoke(MeshState(task_index=1), services.as_config()))
+    first = MeshState.model_validate(graph.invoke(MeshState(task_index=1), context=services))
     assert [a.execution.passed for a in first.attempts if a.execution] == [False, True]
     recipes = memory.list(kind="fix_recipe")
     assert len(recipes) == 1 and "reverse_words" in recipes[0].text
@@ -29,20 +30,20 @@ def test_fail_then_pass_stores_a_recipe_that_reaches_the_next_consumer_prompt(
     assert [c for c, _, _ in memory.coverage()] == ["strings"]
 
     again = _services(scripted_services.settings, scripted_services.sandbox, memory)
-    second = MeshState.model_validate(graph.invoke(MeshState(task_index=1), again.as_config()))
+    second = MeshState.model_validate(graph.invoke(MeshState(task_index=1), context=again))
     assert second.memory_hits >= 2  # the producer's coverage and the consumer's recall
     consumer_prompt = next(p for p in again.llm.prompts_seen if "Implement `reverse_words`" in p)  # type: ignore[attr-defined]
     assert "From experience (" in consumer_prompt and "Fixes that worked" in consumer_prompt
 
 
 def test_producer_steers_by_what_memory_says_was_done(
-    scripted_services: Services, memory: AgentMemory
+    scripted_services: MeshContext, memory: AgentMemory
 ) -> None:
     for n in range(6):
         memory.record_task(f"t{n}", "strings", 3, f"string task {n}")
     services = _services(scripted_services.settings, scripted_services.sandbox, memory)
     final = MeshState.model_validate(
-        compile_mesh().invoke(MeshState(task_index=0), services.as_config())
+        compile_mesh(NODE_FUNCTIONS).invoke(MeshState(task_index=0), context=services)
     )
     producer_prompt = next(p for p in services.llm.prompts_seen if "Create task #1" in p)  # type: ignore[attr-defined]
     assert "strings (6)" in producer_prompt

@@ -73,7 +73,7 @@ def test_memory_survives_a_restart_offline(tmp_path: Path) -> None:
     # Another process reads what the first one wrote, through the CLI (also offline).
     export = tmp_path / "export.jsonl"
     reader = f"""
-from memory.cli import memory_app
+from app.cli.memory import memory_app
 memory_app(["search", {BINARY_SEARCH_LIKE!r}, "--kind", "fix_recipe", "--json"],
            prog_name="aimesh memory", standalone_mode=False)
 memory_app(["export", {str(export)!r}], prog_name="aimesh memory", standalone_mode=False)

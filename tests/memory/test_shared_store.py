@@ -21,7 +21,7 @@ from memtest import (
     start_python,
 )
 
-from graph.settings import Settings
+from foundation.settings import Settings
 from memory import AgentMemory, MemorySettings
 from memory.chroma_server import ChromaServer
 

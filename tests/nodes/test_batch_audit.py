@@ -1,6 +1,7 @@
 from dashboard.schema import parse_report
 from graph.state import TaskOutcome
-from kafka_edges.messages import BatchAuditMessage, encode
+from graph.wire import BatchAuditMessage
+from kafka_edges.codec import encode
 from nodes.supervisor import audit_batch
 
 

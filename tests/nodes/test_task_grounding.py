@@ -9,9 +9,9 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.runnables import RunnableConfig
 
+from graph.context import MeshContext
 from graph.state import MeshState, Task
 from nodes.producer import grounded, producer
-from nodes.services import Services
 from nodes.task_grounding import (
     Probe,
     ProbeResult,
@@ -112,7 +112,7 @@ def test_an_opaque_value_keeps_its_test_as_written() -> None:
     assert apply_probes(task, [Probe(0, "f(1)")], {0: ProbeResult("opaque", "C", "<C>")}) == task
 
 
-def test_the_sandbox_computes_what_the_model_miscomputed(scripted_services: Services) -> None:
+def test_the_sandbox_computes_what_the_model_miscomputed(scripted_services: MeshContext) -> None:
     reference = (
         "def f(x):\n"
         "    print('noise', x)\n"
@@ -136,14 +136,14 @@ def test_the_sandbox_computes_what_the_model_miscomputed(scripted_services: Serv
     ]
 
 
-def test_tests_the_reference_still_fails_are_dropped(scripted_services: Services) -> None:
+def test_tests_the_reference_still_fails_are_dropped(scripted_services: MeshContext) -> None:
     tests = ["assert f(1) == 2", "assert f(2) == 4", "assert f(3) != 6", "assert f(1) < 0"]
     task = grounded(scripted_services, _task(tests))
     assert task.tests == ["assert f(1) == 2", "assert f(2) == 4"]
 
 
 def test_a_broken_reference_or_too_few_tests_rejects_the_task(
-    scripted_services: Services,
+    scripted_services: MeshContext,
 ) -> None:
     tests = ["assert f(1) == 2", "assert f(2) == 4"]
     with pytest.raises(TaskRejected, match="SyntaxError"):
@@ -153,14 +153,14 @@ def test_a_broken_reference_or_too_few_tests_rejects_the_task(
 
 
 def test_a_reference_returning_one_value_for_every_test_is_rejected(
-    scripted_services: Services,
+    scripted_services: MeshContext,
 ) -> None:
     stub = "def f(x):\n    # Your implementation here\n    pass\n"
     with pytest.raises(TaskRejected, match="returns None for every test"):
         grounded(scripted_services, _task(["assert f(1) == 2", "assert f(2) == 4"], stub))
 
 
-def _produce(services: Services, answer: str, *, ground: bool) -> MeshState:
+def _produce(services: MeshContext, answer: str, *, ground: bool) -> MeshState:
     settings = services.settings.model_copy(
         update={"producer_ground_tests": ground, "producer_max_tries": 1}
     )
@@ -172,7 +172,7 @@ def _produce(services: Services, answer: str, *, ground: bool) -> MeshState:
     return MeshState.model_validate({**MeshState().model_dump(), **producer(MeshState(), config)})
 
 
-def test_the_producer_grounds_a_real_small_model_answer(scripted_services: Services) -> None:
+def test_the_producer_grounds_a_real_small_model_answer(scripted_services: MeshContext) -> None:
     state = _produce(scripted_services, REAL_ANSWER, ground=True)
     assert state.status == "solving" and state.task is not None
     assert "assert sum_even_numbers([10, 15, 20, 25, 30]) == 60" in state.task.tests
@@ -180,7 +180,7 @@ def test_the_producer_grounds_a_real_small_model_answer(scripted_services: Servi
     assert state.task.reference_solution.startswith("from typing import List")
 
 
-def test_without_grounding_the_same_answer_is_rejected(scripted_services: Services) -> None:
+def test_without_grounding_the_same_answer_is_rejected(scripted_services: MeshContext) -> None:
     state = _produce(scripted_services, REAL_ANSWER, ground=False)
     assert state.status == "failed" and state.task is None
     assert "the reference solution fails the tests" in (state.error or "")

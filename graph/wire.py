@@ -1,23 +1,19 @@
-"""Wire schemas: one pydantic model per topic, JSON values, task-id keys, metadata headers.
-
-Every edge message carries the full MeshState, so any worker of the destination role can
-continue the task, plus a small summary for people and dashboards reading the topic.
-"""
+"""The graph's transitions as wire messages: one model per topic, each carrying the full
+MeshState (so any worker of the destination node can continue the task) plus a short summary for
+people and dashboards reading the topic; the telemetry event of a step; the batch audit."""
 
 from __future__ import annotations
 
-import base64
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from datetime import datetime
+from typing import Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
+from foundation.settings import Settings
 from graph.edges import StepRecord
-from graph.state import MeshState
-from kafka_edges.topics import (
+from graph.routing import topic_for_transition
+from graph.state import BatchAudit, MeshState
+from graph.topics import (
     AI_DEAD_LETTER,
     AI_REPORTS,
     AI_REQUESTS,
@@ -26,55 +22,30 @@ from kafka_edges.topics import (
     AI_TELEMETRY,
     AI_TOPIC,
     AI_VERIFIED,
-    topic_for_transition,
 )
-from nodes.prompts import system_prompt
-from nodes.supervisor import BatchAudit
-
-SCHEMA_VERSION = 1
-"""Bumped on a breaking change; workers dead-letter versions they do not understand."""
-
-Headers = list[tuple[str, str | bytes | None]]
-RawHeaders = Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None
-M = TypeVar("M", bound="WireModel")
-
-H_SCHEMA_VERSION = "schema_version"
-H_MESSAGE_TYPE = "message_type"
-H_RUN_ID = "run_id"
-H_TASK_ID = "task_id"
-H_ATTEMPT = "attempt"
-H_SOURCE = "source"
-H_ORIGIN = "origin"
+from kafka_edges.codec import (
+    H_ATTEMPT,
+    H_ORIGIN,
+    H_RUN_ID,
+    H_SOURCE,
+    H_TASK_ID,
+    MessageDecodeError,
+    WireModel,
+    decode,
+    utc_now,
+)
+from kafka_edges.dead_letters import DeadLetter
+from kafka_edges.reader import Record, read_topic
+from prompt_registry import system_prompt
 
 Origin = Literal["worker", "in_process", "feed"]
 """Who published a transition: a NodeWorker (the distributed run: workers continue it), the
 in-process graph (a record of a run happening elsewhere: workers must NOT continue it), or a feeder."""
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def message_key(state: MeshState) -> str:
     """The Kafka key of a state's messages: the task id, or the run id before a task exists."""
     return state.task.task_id if state.task is not None else state.run_id
-
-
-class WireModel(BaseModel):
-    """Base of everything the mesh puts on a topic."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    TOPIC: ClassVar[str]
-    TYPE: ClassVar[str]
-
-    schema_version: int = SCHEMA_VERSION
-
-    def wire_key(self) -> str:
-        raise NotImplementedError
-
-    def wire_headers(self) -> dict[str, str]:
-        return {H_SCHEMA_VERSION: str(self.schema_version), H_MESSAGE_TYPE: self.TYPE}
 
 
 class EdgeMessage(WireModel):
@@ -86,7 +57,7 @@ class EdgeMessage(WireModel):
     attempt: int = Field(ge=0, description="consumer attempts made so far (len(state.attempts))")
     source: str = Field(description="the node that produced the message, or 'feed'")
     origin: Origin = "worker"
-    produced_at: datetime = Field(default_factory=_now)
+    produced_at: datetime = Field(default_factory=utc_now)
     state: MeshState
 
     @model_validator(mode="before")
@@ -314,7 +285,7 @@ class TelemetryEvent(WireModel):
     TYPE: ClassVar[str] = "telemetry"
 
     agent: str
-    timestamp: datetime = Field(default_factory=_now, description="ISO-8601, UTC")
+    timestamp: datetime = Field(default_factory=utc_now, description="ISO-8601, UTC")
     latency_ms: float = Field(ge=0)
     tokens_used: int = Field(ge=0)
     reward_score: float | None = Field(description="the task's reward once reviewed, else null")
@@ -356,71 +327,6 @@ class TelemetryEvent(WireModel):
         }
 
 
-class DeadLetter(WireModel):
-    """`ai_dead_letter`: a message a worker could not handle, why, and the raw bytes."""
-
-    TOPIC: ClassVar[str] = AI_DEAD_LETTER
-    TYPE: ClassVar[str] = "dead_letter"
-
-    reason: Literal[
-        "malformed_json",
-        "not_utf8",
-        "empty_value",
-        "schema_invalid",
-        "unsupported_schema_version",
-        "node_error",
-        "unknown_topic",
-    ]
-    error: str = Field(description="what went wrong, readable")
-    source_topic: str
-    partition: int | None = None
-    offset: int | None = None
-    key: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    raw_value: str | None = Field(
-        None, description="the original value: text, or base64 (see raw_encoding)"
-    )
-    raw_encoding: Literal["utf-8", "base64"] = "utf-8"
-    role: str | None = Field(None, description="the worker role that gave up on it")
-    worker: str | None = None
-    failed_at: datetime = Field(default_factory=_now)
-    task_id: str | None = None
-    run_id: str | None = None
-    attempt: int | None = None
-
-    @staticmethod
-    def encode_raw(value: bytes | None) -> tuple[str | None, Literal["utf-8", "base64"]]:
-        if value is None:
-            return None, "utf-8"
-        try:
-            return value.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            return base64.b64encode(value).decode("ascii"), "base64"
-
-    def raw_bytes(self) -> bytes | None:
-        """The original value, byte for byte (for replaying it)."""
-        if self.raw_value is None:
-            return None
-        if self.raw_encoding == "base64":
-            return base64.b64decode(self.raw_value)
-        return self.raw_value.encode("utf-8")
-
-    def wire_key(self) -> str:
-        return self.key or self.task_id or ""
-
-    def wire_headers(self) -> dict[str, str]:
-        headers = {
-            **super().wire_headers(),
-            "reason": self.reason,
-            "source_topic": self.source_topic,
-        }
-        if self.run_id:
-            headers[H_RUN_ID] = self.run_id
-        if self.attempt is not None:
-            headers[H_ATTEMPT] = str(self.attempt)
-        return headers
-
-
 EDGE_MESSAGE_BY_TOPIC: dict[str, type[EdgeMessage]] = {
     m.TOPIC: m
     for m in (
@@ -445,84 +351,6 @@ def message_for_step(step: StepRecord, origin: Origin = "worker") -> EdgeMessage
     return model.from_state(step.state, source=step.node, origin=origin)
 
 
-# --------------------------------------------------------------------------- the wire
-
-
-@dataclass(frozen=True)
-class WireRecord:
-    """A message as it goes on the wire."""
-
-    key: bytes
-    value: bytes
-    headers: Headers
-
-
-def encode(message: WireModel, extra_headers: dict[str, str] | None = None) -> WireRecord:
-    """JSON value, key = task id (run id before a task exists), metadata headers."""
-    headers = {**message.wire_headers(), **(extra_headers or {})}
-    return WireRecord(
-        key=message.wire_key().encode("utf-8"),
-        value=message.model_dump_json().encode("utf-8"),
-        headers=[(k, v.encode("utf-8")) for k, v in headers.items()],
-    )
-
-
-def headers_dict(headers: RawHeaders) -> dict[str, str]:
-    """Kafka headers as a str dict (later duplicates win; undecodable bytes are replaced)."""
-    result: dict[str, str] = {}
-    items = headers.items() if isinstance(headers, Mapping) else (headers or [])
-    for name, value in items:
-        if isinstance(value, bytes):
-            result[name] = value.decode("utf-8", errors="replace")
-        else:
-            result[name] = "" if value is None else value
-    return result
-
-
-class MessageDecodeError(ValueError):
-    """A message that cannot be used: `reason` is the dead-letter reason, `detail` says why."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-def decode(model: type[M], value: bytes | str | None) -> M:
-    """Parse and validate one value as `model`; MessageDecodeError (with a reason) if unusable."""
-    if value is None or len(value) == 0:
-        raise MessageDecodeError("empty_value", "the message has no value")
-    if isinstance(value, bytes):
-        try:
-            text = value.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise MessageDecodeError(
-                "not_utf8", f"the value is not UTF-8 text ({exc.reason} at byte {exc.start})"
-            ) from None
-    else:
-        text = value
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise MessageDecodeError(
-            "malformed_json", f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    if not isinstance(data, dict):
-        raise MessageDecodeError(
-            "schema_invalid", f"expected a JSON object, got {type(data).__name__}"
-        )
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise MessageDecodeError(
-            "unsupported_schema_version",
-            f"schema_version {version!r} is not supported (this worker reads {SCHEMA_VERSION})",
-        )
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise MessageDecodeError("schema_invalid", _summarize_validation(model, exc)) from None
-
-
 def decode_topic(topic: str, value: bytes | str | None) -> WireModel:
     """Decode a value read from one of the mesh's topics (by its unprefixed name)."""
     model = MODEL_BY_TOPIC.get(topic)
@@ -531,51 +359,6 @@ def decode_topic(topic: str, value: bytes | str | None) -> WireModel:
     return decode(model, value)
 
 
-def _summarize_validation(model: type[BaseModel], exc: ValidationError) -> str:
-    errors = exc.errors(include_url=False)
-    parts = []
-    for error in errors[:3]:
-        where = ".".join(str(p) for p in error["loc"]) or "(message)"
-        parts.append(f"{where}: {error['msg']}")
-    more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
-    return f"not a valid {model.__name__}: " + "; ".join(parts) + more
-
-
-def dead_letter_for(
-    *,
-    reason: str,
-    error: str,
-    topic: str,
-    partition: int | None,
-    offset: int | None,
-    key: bytes | None,
-    value: bytes | None,
-    headers: RawHeaders,
-    role: str | None = None,
-    worker: str | None = None,
-    message: EdgeMessage | None = None,
-) -> DeadLetter:
-    """A DeadLetter for a consumed record (identity taken from the decoded message or headers)."""
-    raw, encoding = DeadLetter.encode_raw(value)
-    hdrs = headers_dict(headers)
-    attempt: int | None = message.attempt if message else None
-    if attempt is None and hdrs.get(H_ATTEMPT, "").isdigit():
-        attempt = int(hdrs[H_ATTEMPT])
-    return DeadLetter.model_validate(
-        {
-            "reason": reason,
-            "error": error,
-            "source_topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "key": key.decode("utf-8", errors="replace") if key is not None else None,
-            "headers": hdrs,
-            "raw_value": raw,
-            "raw_encoding": encoding,
-            "role": role,
-            "worker": worker,
-            "task_id": message.task_id if message else hdrs.get(H_TASK_ID),
-            "run_id": message.run_id if message else hdrs.get(H_RUN_ID),
-            "attempt": attempt,
-        }
-    )
+def read_mesh_topic(topic: str, settings: Settings, **options: Any) -> list[Record]:
+    """`kafka_edges.reader.read_topic` with the mesh's models: records carry decoded messages."""
+    return read_topic(topic, settings, models=MODEL_BY_TOPIC, **options)

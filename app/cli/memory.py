@@ -15,9 +15,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from foundation.settings import Settings
 from memory.agent_memory import KINDS, AgentMemory, MemoryKind, MemoryRecord
 from memory.errors import AgentMemoryError
-from memory.settings import MemorySettings
 
 memory_app = typer.Typer(help="The agents' persistent memory (mem0).", no_args_is_help=True)
 
@@ -42,11 +42,9 @@ def _kind(value: str | None) -> MemoryKind | None:
 @contextlib.contextmanager
 def _open_memory() -> Iterator[AgentMemory]:
     """The memory the settings describe; a readable error and exit code 2 if it cannot open."""
-    from graph.settings import get_settings
-
     try:
         with _err.status("opening memory (loading the embedder)..."):
-            memory = AgentMemory.from_settings(get_settings(), MemorySettings())
+            memory = AgentMemory.from_settings(Settings.load())
     except AgentMemoryError as e:
         _err.print(f"[bold red]error:[/] {e}", highlight=False)
         raise typer.Exit(2) from None
@@ -154,11 +152,11 @@ def serve(
     ] = None,
 ) -> None:
     """Run a Chroma server: the shared memory store for distributed workers (until Ctrl-C)."""
-    from graph.settings import get_settings
     from memory.chroma_server import ChromaServer, ChromaServerError
 
-    ms = MemorySettings()
-    data = path or ms.resolved_dir(get_settings().data_dir) / "chroma"
+    settings = Settings.load()
+    ms = settings.memory
+    data = path or ms.resolved_dir(settings.data_dir) / "chroma"
     server = ChromaServer(data, host=host or ms.chroma_host, port=port or ms.chroma_port)
     try:
         server.start()

@@ -21,14 +21,17 @@ from confluent_kafka import Consumer, Message
 from fastapi import FastAPI
 
 from dashboard.app import create_router
-from graph.runner import GRAPH_NAME
-from graph.settings import Settings, get_settings
-from graph.tracing import configure_tracing
+from foundation.langsmith import configure_tracing
+from foundation.settings import Settings
+from graph.builder import GRAPH_NAME
+from graph.kafka_sink import KafkaEdgeSink
+from graph.topics import AI_TOPIC, ALL_TOPICS
+from graph.wire import TaskMessage
+from kafka_edges.admin import qualified
 from kafka_edges.broker import broker_for
+from kafka_edges.codec import MessageDecodeError, decode
 from kafka_edges.config import consumer_config, group_id, topic_prefix, with_logger
-from kafka_edges.messages import MessageDecodeError, TaskMessage, dead_letter_for, decode
-from kafka_edges.publisher import KafkaEdgeSink
-from kafka_edges.topics import AI_TOPIC, qualified
+from kafka_edges.dead_letters import dead_letter_for
 
 log = logging.getLogger(__name__)
 RUN_NAMESPACE = uuid.UUID("6f1d3c52-7a0e-4d8e-9a43-5b8f7f0f2a11")
@@ -112,12 +115,12 @@ class TaskIntake:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Attach the Kafka intake when a broker is configured (AIMESH_KAFKA_BOOTSTRAP)."""
     configure_tracing()
-    settings = get_settings()
+    settings = Settings.load()
     if not settings.kafka_bootstrap:
         log.warning("AIMESH_KAFKA_BOOTSTRAP is not set: no Kafka intake on this server")
         yield
         return
-    with broker_for(settings):  # checks reachability and creates the topics
+    with broker_for(settings, topics=ALL_TOPICS):  # checks reachability and creates the topics
         intake = TaskIntake(settings, asyncio.get_running_loop())
         app.state.intake = intake
         intake.start()

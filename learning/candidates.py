@@ -3,7 +3,7 @@
 A *task item* is a JSON-able dict: ``{"index": i, "task": <Task as dict> | None}``. With a task,
 the producer only validates it (dataset mode); with None the producer invents task ``index``
 (what the producer's prompt is evaluated on). Every run goes through `compile_mesh` +
-`BatchRunner` with `Services` whose prompts carry the candidate text, and is recorded as a
+`BatchRunner` with `MeshContext` whose prompts carry the candidate text, and is recorded as a
 rollout by a `RolloutRecorder` (SQLite, and the registry's reward statistics).
 """
 
@@ -20,13 +20,16 @@ from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
 
-from graph.runner import BatchRunner, compile_mesh
+from graph.builder import compile_mesh
+from graph.context import MeshContext
+from graph.datasets import humaneval_tasks
+from graph.runner import BatchRunner
 from graph.state import Task
-from learning.db import LearningDB
-from learning.registry import PromptRegistry
-from learning.tracing import RolloutRecorder, RolloutTrace
+from learning.rollouts import RolloutRecorder, RolloutTrace
+from nodes import NODE_FUNCTIONS
 from nodes.prompts import Prompt
-from nodes.services import Services
+from prompt_registry.db import LearningDB
+from prompt_registry.registry import PromptRegistry
 
 TaskItem = dict[str, Any]
 
@@ -65,8 +68,6 @@ def humaneval_split(
 ) -> tuple[list[Task], list[Task]]:
     """Train/validation HumanEval tasks from problems ``offset .. offset+pool`` (pool defaults to
     train+val), split deterministically by `split_tasks`."""
-    from graph.evaluation import humaneval_tasks
-
     size = pool or train + val
     tasks = humaneval_tasks()[offset : offset + size]
     return split_tasks(tasks, train, val)
@@ -107,7 +108,7 @@ class MeshEvaluator:
 
     def __init__(
         self,
-        services: Services,
+        services: MeshContext,
         *,
         db: LearningDB,
         registry: PromptRegistry,
@@ -150,7 +151,7 @@ class MeshEvaluator:
         recorder = RolloutRecorder(self.db, source=source, registry=self.registry, keep=1)
         services = recorder.instrument(dataclasses.replace(self.services, prompts=prompts))
         runner = BatchRunner(
-            compile_mesh(InMemorySaver(), recorder),
+            compile_mesh(NODE_FUNCTIONS, InMemorySaver(), recorder),
             services,
             batch_id=f"{source}-{uuid.uuid4().hex[:8]}",
         )

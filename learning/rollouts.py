@@ -31,12 +31,12 @@ from langchain_core.outputs import LLMResult
 
 from graph.edges import StepRecord
 from graph.state import MeshState, Task
-from learning.db import LearningDB, open_db
 from nodes.prompts import PRODUCER_SYSTEM, REVIEWER_SYSTEM
+from prompt_registry.db import LearningDB, open_db
 
 if TYPE_CHECKING:
-    from learning.registry import PromptRegistry
-    from nodes.services import Services
+    from graph.context import MeshContext
+    from prompt_registry.registry import PromptRegistry
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ class RolloutRecorder:
 
     # -- wiring ------------------------------------------------------------------------------
 
-    def instrument(self, services: Services) -> Services:
+    def instrument(self, services: MeshContext) -> MeshContext:
         """A copy of `services` whose chat model reports its calls to this recorder."""
         llm = services.llm
         callbacks = list(llm.callbacks) if isinstance(llm.callbacks, list) else []

@@ -1,4 +1,4 @@
-"""`aimesh broker`, `aimesh worker`, `aimesh feed`: mount with `kafka_edges.cli.register(app)`.
+"""`aimesh broker`, `aimesh worker`, `aimesh feed`: mount with `app.cli.kafka.register(app)`.
 
 Every broker problem is reported as one readable line on stderr (exit code 2).
 """
@@ -13,16 +13,23 @@ from typing import Annotated
 import typer
 from confluent_kafka.admin import AdminClient
 
+from app.services import build_context
+from foundation.errors import InfrastructureError
+from foundation.settings import Settings
+from graph.kafka_sink import KafkaEdgeSink
+from graph.node_worker import MeshWorkers, NodeWorker, WorkerError
 from graph.routing import NODES
-from graph.settings import Settings, get_settings
 from graph.state import MeshState
+from graph.step import bind_step
+from graph.topics import AI_REPORTS, ALL_TOPICS
+from graph.wire import ReportMessage, read_mesh_topic
+from kafka_edges.admin import DEFAULT_PARTITIONS, ensure_topics
 from kafka_edges.broker import BrokerError, EmbeddedBroker, broker_for, check_reachable
 from kafka_edges.config import common_config, with_logger
-from kafka_edges.messages import ReportMessage
-from kafka_edges.publisher import KafkaEdgeSink, PublishError
-from kafka_edges.reader import Record, read_topic
-from kafka_edges.topics import AI_REPORTS, DEFAULT_PARTITIONS, ensure_topics
-from kafka_edges.worker import MeshWorkers, NodeWorker, WorkerError
+from kafka_edges.publisher import PublishError
+from kafka_edges.reader import Record
+from nodes import NODE_FUNCTIONS
+from sandbox import SandboxError
 
 app = typer.Typer(
     help="Kafka edges: the embedded broker and the node workers.", no_args_is_help=True
@@ -37,7 +44,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _settings(bootstrap: str | None) -> Settings:
-    settings = get_settings()
+    settings = Settings.load()
     if bootstrap:
         settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
     return settings
@@ -71,8 +78,8 @@ def broker_command(
     except BrokerError as exc:
         raise _fail(str(exc)) from None
     try:
-        admin = AdminClient(with_logger(common_config(get_settings(), bootstrap=broker.bootstrap)))
-        ensure_topics(admin, partitions)
+        admin = AdminClient(with_logger(common_config(Settings.load(), bootstrap=broker.bootstrap)))
+        ensure_topics(admin, ALL_TOPICS, partitions)
         typer.echo(f"Kafka broker (embedded tansu, in memory) on {broker.bootstrap}")
         typer.echo(f"export AIMESH_KAFKA_BOOTSTRAP={broker.bootstrap}")
         typer.echo("Ctrl-C to stop (all messages are lost: memory storage).")
@@ -106,12 +113,13 @@ def worker_command(
     settings = _settings(bootstrap)
     try:
         if role == "all":
-            with broker_for(settings, partitions=partitions) as info:
+            with broker_for(settings, topics=ALL_TOPICS, partitions=partitions) as info:
                 if info.embedded:
                     typer.echo(f"embedded Kafka broker on {info.bootstrap}")
                 typer.echo(f"workers for {', '.join(NODES)} (x{concurrency}); Ctrl-C to stop")
+                step = bind_step(NODE_FUNCTIONS, build_context(info.settings))
                 MeshWorkers(
-                    NODES, info.settings, concurrency=concurrency, partitions=partitions
+                    NODES, info.settings, step, concurrency=concurrency, partitions=partitions
                 ).run()
             return
         if not settings.kafka_bootstrap:
@@ -119,13 +127,14 @@ def worker_command(
                 "no Kafka bootstrap servers configured: set AIMESH_KAFKA_BOOTSTRAP or pass "
                 "--bootstrap (start a broker with `aimesh broker`)"
             )
-        worker = NodeWorker(role, settings, concurrency=concurrency, partitions=partitions)
+        step = bind_step(NODE_FUNCTIONS, build_context(settings))
+        worker = NodeWorker(role, settings, step, concurrency=concurrency, partitions=partitions)
         typer.echo(
             f"{role} worker (x{concurrency}) on {worker.bootstrap}, group {worker.group_id}; Ctrl-C to stop"
         )
         stats = worker.run()
         typer.echo(f"{role} worker stopped: {stats.snapshot()}")
-    except (BrokerError, WorkerError) as exc:
+    except (InfrastructureError, SandboxError, WorkerError) as exc:
         raise _fail(str(exc)) from None
 
 
@@ -173,7 +182,7 @@ def feed_command(
             )
         return not pending
 
-    read_topic(AI_REPORTS, settings, timeout_s=wait, until=report_line)
+    read_mesh_topic(AI_REPORTS, settings, timeout_s=wait, until=report_line)
     if pending:
         raise _fail(
             f"no report within {wait:g} s for {len(pending)} task(s): {', '.join(sorted(pending))}"

@@ -18,9 +18,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from graph.settings import Settings
-from learning.registry import PromptRegistry, RegistryError
-from nodes.prompts import CONSUMER_SYSTEM, PRODUCER_SYSTEM
+from app.cli.common import settings_with
+from app.services import build_context
+from foundation.settings import Settings
+from nodes.prompts import CONSUMER_SYSTEM, PRODUCER_SYSTEM, SEED_PROMPTS
+from prompt_registry.registry import PromptRegistry, RegistryError
 
 learn_app = typer.Typer(
     help="Self-learning: optimize prompts on HumanEval through the graph; inspect and roll back "
@@ -35,12 +37,8 @@ def stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
-def _settings(**overrides: Any) -> Settings:
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
-
-
 def _registry(data_dir: Path | None) -> PromptRegistry:
-    return PromptRegistry.in_data_dir(data_dir or Settings().data_dir)
+    return PromptRegistry.in_data_dir(data_dir or Settings.load().data_dir, SEED_PROMPTS)
 
 
 @learn_app.callback(invoke_without_command=True)
@@ -84,7 +82,7 @@ def learn(
                 f"cannot optimize {name!r}: use consumer.system or producer.system"
             )
 
-    from learning.evaluation import humaneval_split, producer_items, task_items
+    from learning.candidates import humaneval_split, producer_items, task_items
     from learning.learner import (
         APOOptions,
         OptimizerLLM,
@@ -95,7 +93,7 @@ def learn(
     from llm.chat import LLMUnavailableError
     from sandbox import SandboxError
 
-    settings = learning_settings(_settings(llm=llm), attempts)
+    settings = learning_settings(settings_with(llm=llm), attempts)
     stop_on_sigterm()
     try:
         with llm_endpoint(settings) as (served, endpoint):
@@ -122,6 +120,7 @@ def learn(
                 learner = open_learner(
                     served,
                     *items[name],
+                    services=build_context(served, use_memory=False),
                     attempts=attempts,
                     min_gain=min_gain,
                     optimizer=optimizer,

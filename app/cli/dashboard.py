@@ -1,6 +1,6 @@
 """`aimesh dashboard`: serve the live dashboard.
 
-The lead's CLI mounts the command function: `app.command("dashboard")(dashboard.cli.dashboard)`.
+The lead's CLI mounts the command function: `app.command("dashboard")(app.cli.dashboard.dashboard)`.
 It also runs on its own: `python -m dashboard --port 8050`.
 """
 
@@ -15,7 +15,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from graph.settings import Settings, get_settings
+from foundation.settings import Settings
+from graph.topics import ALL_TOPICS
 from kafka_edges.broker import BrokerError, broker_for, check_reachable, free_port
 
 _out = Console()
@@ -33,7 +34,7 @@ def _broker(settings: Settings, bootstrap: str | None) -> Iterator[str]:
         check_reachable(explicit, settings.kafka_config, timeout_s=5.0)
         yield explicit
         return
-    with broker_for(settings) as info:
+    with broker_for(settings, topics=ALL_TOPICS) as info:
         _out.print(
             f"embedded Kafka broker at [bold]{info.bootstrap}[/] (memory only); point the mesh at it "
             f"with AIMESH_KAFKA_BOOTSTRAP={info.bootstrap}",
@@ -90,7 +91,7 @@ def dashboard(
         )
         raise typer.Exit(2) from None
 
-    settings = get_settings()
+    settings = Settings.load()
     try:
         port = port or free_port(host)
         _check_port(host, port)

@@ -4,7 +4,7 @@ statistics; exactly one version per prompt name is active; promotions can be rol
 Statuses: ``candidate`` (proposed, not serving), ``active`` (serving), ``rejected`` (lost its
 validation, or was rolled back), ``retired`` (was active, replaced by a promotion).
 
-Version labels: seeds keep the labels from `nodes.prompts.SEED_PROMPTS` ("v1"); learned versions
+Version labels: seeds keep the labels the code gives them ("v1", see `nodes.prompts`); learned versions
 are ``<seed>.<k>`` ("v1.1", "v1.2", ...) so they never collide with a seed added to the code later.
 """
 
@@ -13,14 +13,28 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from learning.db import LearningDB, open_db
-from nodes.prompts import SEED_PROMPTS, Prompt
+from prompt_registry.db import LearningDB, open_db
 
 Status = Literal["candidate", "active", "rejected", "retired"]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One immutable prompt version."""
+
+    name: str
+    version: str
+    text: str
+
+
+def system_prompt(agent: str) -> str:
+    """The name of an agent's system prompt ("consumer" -> "consumer.system")."""
+    return f"{agent}.system"
 
 
 class RegistryError(ValueError):
@@ -65,16 +79,16 @@ class PromptEvent:
 
 
 class PromptRegistry:
-    """Prompt versions in the learning SQLite file, seeded from `SEED_PROMPTS`."""
+    """Prompt versions in the learning SQLite file, seeded with the code's seed prompts."""
 
-    def __init__(self, db: LearningDB | Path | str, seeds: dict[str, Prompt] | None = None) -> None:
+    def __init__(self, db: LearningDB | Path | str, seeds: Mapping[str, Prompt]) -> None:
         self.db = open_db(db)
-        self._seed(SEED_PROMPTS if seeds is None else seeds)
+        self._seed(seeds)
 
     @classmethod
-    def in_data_dir(cls, data_dir: Path) -> PromptRegistry:
+    def in_data_dir(cls, data_dir: Path, seeds: Mapping[str, Prompt]) -> PromptRegistry:
         """The registry of a mesh whose settings say ``data_dir``."""
-        return cls(LearningDB.in_data_dir(data_dir))
+        return cls(LearningDB.in_data_dir(data_dir), seeds)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -292,7 +306,7 @@ class PromptRegistry:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _seed(self, seeds: dict[str, Prompt]) -> None:
+    def _seed(self, seeds: Mapping[str, Prompt]) -> None:
         """Insert the code's seed prompts that are missing. A new seed of a name whose active
         version is itself a seed becomes active; next to a learned active version it waits as a
         candidate (the optimizer decides)."""

@@ -4,34 +4,34 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
 
+from graph.context import MeshContext
 from graph.state import MeshState
-from nodes.services import get_services
 from sandbox import ExecutionResult, SandboxJob
 
 if TYPE_CHECKING:
     from memory import AgentMemory
 
 
-def execute(state: MeshState, config: RunnableConfig) -> dict[str, Any]:
+def execute(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
     """Run the last attempt in the sandbox; the result replaces that attempt in the state."""
-    services = get_services(config)
+    context = runtime.context
     attempt, task = state.last_attempt, state.task
     if attempt is None or task is None:
         raise ValueError("sandbox node needs a task and an attempt")
-    result = services.sandbox.run(
+    result = context.sandbox.run(
         SandboxJob(
             code=attempt.code,
             tests=task.tests,
             setup=task.setup,
             entry_point=task.entry_point,
-            timeout_s=services.settings.sandbox_timeout_s,
-            memory_mb=services.settings.sandbox_memory_mb,
+            timeout_s=context.settings.sandbox_timeout_s,
+            memory_mb=context.settings.sandbox_memory_mb,
         )
     )
-    if services.memory is not None:
-        _remember(services.memory, state, attempt.code, result)
+    if context.memory is not None:
+        _remember(context.memory, state, attempt.code, result)
     return {"attempts": [attempt.model_copy(update={"execution": result})], "status": "tested"}
 
 

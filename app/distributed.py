@@ -9,17 +9,20 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 
+from foundation.errors import InfrastructureError
+from foundation.settings import WIRE_VARIABLE, Settings
+from graph.kafka_sink import KafkaEdgeSink
 from graph.routing import NODES
-from graph.settings import Settings
 from graph.state import MeshState, Task, TaskOutcome
-from kafka_edges.messages import ReportMessage
-from kafka_edges.publisher import KafkaEdgeSink
-from kafka_edges.reader import Record, read_topic
-from kafka_edges.topics import AI_REPORTS
+from graph.topics import AI_REPORTS
+from graph.wire import ReportMessage, read_mesh_topic
+from kafka_edges.reader import Record
 from llm.chat import resolve_provider
+from llm.local_server import LocalModelServer
+from memory.chroma_server import ChromaServer
 
 
-class DistributedRunError(RuntimeError):
+class DistributedRunError(InfrastructureError):
     """The workers did not report every task in time."""
 
 
@@ -29,30 +32,23 @@ def shared_llm_endpoint(settings: Settings) -> Iterator[Settings]:
     if resolve_provider(settings) != "local":
         yield settings
         return
-    from llm.local_server import LocalModelServer
-
     with LocalModelServer.from_settings(settings) as server:
         yield settings.model_copy(update={"llm": "openai", "llm_base_url": server.base_url})
 
 
 @contextlib.contextmanager
-def shared_memory_store(settings: Settings) -> Iterator[dict[str, str]]:
-    """Environment for workers to share one memory: embedded Qdrant admits one process, so
-    unless a shared store is configured already, a Chroma server is started for the run."""
-    from memory import MemorySettings
-
-    memory = MemorySettings()
+def shared_memory_store(settings: Settings) -> Iterator[Settings]:
+    """Settings whose memory every worker process can share: embedded Qdrant admits one
+    process, so unless a shared store is configured already, a Chroma server is started."""
+    memory = settings.memory
     if not memory.enabled or memory.backend == "chroma":
-        yield {}
+        yield settings
         return
-    from memory.chroma_server import ChromaServer
-
     with ChromaServer(memory.resolved_dir(settings.data_dir) / "chroma") as server:
-        yield {
-            "AIMESH_MEMORY_BACKEND": "chroma",
-            "AIMESH_MEMORY_CHROMA_HOST": server.host,
-            "AIMESH_MEMORY_CHROMA_PORT": str(server.port),
-        }
+        shared = memory.model_copy(
+            update={"backend": "chroma", "chroma_host": server.host, "chroma_port": server.port}
+        )
+        yield settings.model_copy(update={"memory": shared})
 
 
 @contextlib.contextmanager
@@ -60,14 +56,11 @@ def worker_processes(settings: Settings, per_role: int) -> Iterator[list[subproc
     """Start `aimesh worker --role R` for every node, sharing one memory store; stop them (and
     the store) on exit."""
     with contextlib.ExitStack() as stack:
-        env = {
-            **os.environ,
-            **_as_environment(settings),
-            **stack.enter_context(shared_memory_store(settings)),
-        }
+        shared = stack.enter_context(shared_memory_store(settings))
+        env = {**os.environ, WIRE_VARIABLE: shared.to_wire()}
         procs: list[subprocess.Popen[bytes]] = []
         stack.callback(_stop_all, procs)
-        command = [sys.executable, "-m", "graph.cli", "worker", "--concurrency", str(per_role)]
+        command = [sys.executable, "-m", "app.cli.main", "worker", "--concurrency", str(per_role)]
         for role in NODES:
             procs.append(
                 subprocess.Popen([*command, "--role", role], env=env, stdout=subprocess.DEVNULL)
@@ -83,20 +76,6 @@ def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-def _as_environment(settings: Settings) -> dict[str, str]:
-    """The settings a worker process must share with this one, as AIMESH_* variables."""
-    values = {
-        "LLM": settings.llm,
-        "LLM_BASE_URL": settings.llm_base_url or "",
-        "LLM_MODEL": settings.llm_model,
-        "SANDBOX": settings.sandbox,
-        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
-        "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
-        "DATA_DIR": str(settings.data_dir),
-    }
-    return {f"AIMESH_{k}": v for k, v in values.items() if v}
 
 
 def run_distributed(
@@ -130,7 +109,7 @@ def run_distributed(
                     on_report(outcome)
             return len(outcomes) == len(runs)
 
-        read_topic(AI_REPORTS, settings, timeout_s=timeout_s, until=collect)
+        read_mesh_topic(AI_REPORTS, settings, timeout_s=timeout_s, until=collect)
     if len(outcomes) < len(runs):
         raise DistributedRunError(
             f"only {len(outcomes)} of {len(runs)} tasks were reported within {timeout_s:.0f}s"

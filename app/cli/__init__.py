@@ -1,0 +1,1 @@
+"""The `aimesh` command line: one module per command group."""

@@ -1,0 +1,180 @@
+"""`aimesh run`: tasks through the closed loop, in process or as distributed workers."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import BaseModel
+from rich.table import Table
+
+from app.cli.common import console, progress, readable_errors, settings_with
+from app.distributed import run_distributed, shared_llm_endpoint
+from app.services import build_context
+from foundation.settings import Settings
+from graph.builder import compile_mesh
+from graph.checkpoint import sqlite_checkpointer
+from graph.context import MeshContext
+from graph.datasets import load_tasks
+from graph.edges import EdgeSink, FanOutSink
+from graph.kafka_sink import KafkaEdgeSink
+from graph.runner import BatchRunner, read_manifest, write_manifest
+from graph.state import Task, TaskOutcome
+from graph.topics import ALL_TOPICS
+from graph.wire import BatchAuditMessage
+from kafka_edges.broker import broker_for
+from learning.periodic import PeriodicOptimizer, learner_round
+from learning.rollouts import RolloutRecorder
+from nodes import NODE_FUNCTIONS
+from nodes.supervisor import audit_batch
+
+
+class RunOptions(BaseModel):
+    """What `aimesh run` was asked to do (recorded in the batch manifest for `--resume`)."""
+
+    tasks: int = 3
+    dataset: Path | None = None
+    attempts: int | None = None
+    sandbox: str | None = None
+    llm: str | None = None
+    kafka: bool = True
+    distributed: bool = False
+    workers: int = 1
+    learn_every: int = 0
+
+    def settings(self) -> Settings:
+        return settings_with(max_attempts=self.attempts, sandbox=self.sandbox, llm=self.llm)
+
+
+def run(
+    tasks: Annotated[int, typer.Option("--tasks", "-n", min=1, help="how many tasks")] = 3,
+    dataset: Annotated[Path | None, typer.Option(help="HumanEval-format JSONL of tasks")] = None,
+    attempts: Annotated[int | None, typer.Option(min=1, max=10, help="consumer attempts")] = None,
+    sandbox: Annotated[str | None, typer.Option(help="local | e2b | docker")] = None,
+    llm: Annotated[str | None, typer.Option(help="auto | openai | local | scripted")] = None,
+    resume: Annotated[str | None, typer.Option(help="batch id to resume")] = None,
+    kafka: Annotated[bool, typer.Option(help="publish every transition to Kafka")] = True,
+    distributed: Annotated[
+        bool, typer.Option(help="run each node as a Kafka consumer-group worker process")
+    ] = False,
+    workers: Annotated[int, typer.Option(min=1, help="workers per node with --distributed")] = 1,
+    learn_every: Annotated[
+        int, typer.Option(min=0, help="run a bandit learning round every N reviewed tasks (0: off)")
+    ] = 0,
+) -> None:
+    """Run tasks through the closed loop and print a results table.
+
+    Every run is recorded as a rollout (spans, reward, prompt versions) in the learning store.
+    """
+    options = RunOptions(
+        tasks=tasks, dataset=dataset, attempts=attempts, sandbox=sandbox, llm=llm, kafka=kafka,
+        distributed=distributed, workers=workers, learn_every=learn_every,
+    )  # fmt: skip
+    with readable_errors():
+        run_batch(options, resume)
+
+
+def run_batch(options: RunOptions, resume: str | None = None) -> None:
+    """Run (or resume) one batch as `options` say, then audit it and print the results."""
+    settings = options.settings()
+    manifest_dir = settings.data_dir / "batches"
+    if resume:
+        recorded = RunOptions.model_validate(read_manifest(manifest_dir / f"{resume}.json"))
+        options = recorded.model_copy(update={"llm": options.llm or recorded.llm})
+        settings = options.settings()
+    given: list[Task | None] = (
+        list(load_tasks(options.dataset, limit=options.tasks))
+        if options.dataset
+        else [None] * options.tasks
+    )
+    with contextlib.ExitStack() as stack:
+        if options.kafka or options.distributed:
+            broker = stack.enter_context(broker_for(settings, topics=ALL_TOPICS))
+            settings = broker.settings
+            kind = "embedded" if broker.embedded else "external"
+            console.print(f"Kafka: {broker.bootstrap} ({kind})")
+        if options.distributed:
+            shared = stack.enter_context(shared_llm_endpoint(settings))
+            batch_id = "distributed-" + time.strftime("%Y%m%d-%H%M%S")
+            outcomes = _distributed_with_progress(shared, given, options.workers)
+        else:
+            context = build_context(settings)
+            sinks = learning_sinks(context, options.learn_every)
+            if options.kafka:
+                sinks.insert(0, stack.enter_context(KafkaEdgeSink(settings)))
+            checkpointer = stack.enter_context(sqlite_checkpointer(settings.checkpoint_db))
+            graph = compile_mesh(NODE_FUNCTIONS, checkpointer, edge_sink=FanOutSink(*sinks))
+            runner = BatchRunner(graph, context, batch_id=resume)
+            write_manifest(
+                manifest_dir / f"{runner.batch_id}.json",
+                **options.model_copy(update={"tasks": len(given)}).model_dump(mode="json"),
+            )
+            console.print(f"batch [bold]{runner.batch_id}[/] (resume: --resume {runner.batch_id})")
+            batch_id = runner.batch_id
+            outcomes = _run_with_progress(runner, given, settings.max_attempts)
+        audit = audit_batch(
+            batch_id, outcomes, settings.task_time_budget_s, settings.task_token_budget
+        )
+        if options.kafka or options.distributed:
+            with KafkaEdgeSink(settings, client="supervisor") as reports:
+                reports.publish(BatchAuditMessage.of(audit))
+    console.print(outcome_table(outcomes))
+    console.print(f"solved {sum(o.passed for o in outcomes)}/{len(outcomes)}")
+    console.print(f"supervisor ({audit.verdict}): {audit.summary}")
+    for anomaly in audit.anomalies:
+        console.print(f"  - {anomaly}")
+
+
+def learning_sinks(context: MeshContext, learn_every: int) -> list[EdgeSink]:
+    """The rollout recorder (every run, with rewards credited to the prompt versions used) and,
+    with `learn_every`, the periodic optimizer."""
+    assert context.registry is not None
+    recorder = RolloutRecorder(context.registry.db, registry=context.registry)
+    sinks: list[EdgeSink] = [recorder]
+    if learn_every:
+        sinks.append(PeriodicOptimizer(learn_every, learner_round(context, context.registry)))
+    return sinks
+
+
+def _distributed_with_progress(
+    settings: Settings, given: list[Task | None], per_role: int
+) -> list[TaskOutcome]:
+    with progress() as bars:
+        bar = bars.add_task("tasks (distributed)", total=len(given))
+        return run_distributed(
+            settings, given, per_role=per_role, on_report=lambda _outcome: bars.advance(bar)
+        )
+
+
+def _run_with_progress(
+    runner: BatchRunner, given: list[Task | None], max_attempts: int
+) -> list[TaskOutcome]:
+    outcomes: list[TaskOutcome] = []
+    with progress() as bars:
+        bar = bars.add_task("tasks", total=len(given))
+
+        def on_node(index: int, node: str) -> None:
+            bars.update(bar, description=f"task {index + 1}: {node}")
+
+        for index, task in enumerate(given):
+            outcomes.append(runner.run_task(index, task, max_attempts, on_node=on_node))
+            bars.advance(bar)
+        bars.update(bar, description="tasks")
+    return outcomes
+
+
+def outcome_table(outcomes: list[TaskOutcome]) -> Table:
+    """The final results as a rich table."""
+    table = Table(title="AI-Mesh results")
+    for column in ("#", "task", "category", "diff", "attempts", "passed", "reward", "audit", "s"):
+        table.add_column(column)
+    for o in outcomes:
+        table.add_row(
+            str(o.index + 1), o.task_id, o.category, str(o.difficulty), str(o.attempts),
+            "[green]yes[/]" if o.passed else "[red]no[/]", f"{o.reward:.2f}", o.verdict,
+            f"{o.seconds:.1f}",
+        )  # fmt: skip
+    return table

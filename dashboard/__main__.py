@@ -1,5 +1,0 @@
-"""`python -m dashboard`: the same as `aimesh dashboard`."""
-
-from dashboard.cli import main
-
-main()

@@ -1,0 +1,1 @@
+"""The leaf layer: the one settings model, infrastructure errors and child-process plumbing."""

