@@ -183,7 +183,7 @@ def _traceback(exc: BaseException, sources: dict[str, str]) -> str:
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     summary = traceback.TracebackException.from_exception(exc)
     summary.stack = traceback.StackSummary.from_list(
-        [frame for frame in summary.stack if frame.filename != __file__]
+        [frame for frame in summary.stack if frame.filename != _traceback.__code__.co_filename]
     )
     return "".join(summary.format())[-TRACEBACK_LIMIT:]
 
