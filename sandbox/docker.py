@@ -16,8 +16,8 @@ import time
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from sandbox.base import ExecutionResult, Sandbox, SandboxError, SandboxJob, first_line
-from sandbox.protocol import OUTPUT_LIMIT, HarnessReport, decode_output, encode_job, harness_source
+from sandbox.base import SandboxError, first_line
+from sandbox.protocol import OUTPUT_LIMIT, HarnessRun, HarnessSandbox, decode_output, harness_source
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -32,14 +32,14 @@ MAX_TASKS = 64
 MAX_OPEN_FILES = 256
 
 
-def _work_dir(job: SandboxJob) -> bytes:
+def _work_dir(payload: bytes) -> bytes:
     """The work dir as a tar archive: read-only harness and job, an empty result owned by nobody."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         folder = tarfile.TarInfo(WORKDIR.lstrip("/"))
         folder.type, folder.mode = tarfile.DIRTYPE, 0o755
         archive.addfile(folder)
-        for name, data in (("harness.py", harness_source()), ("job.bin", encode_job(job))):
+        for name, data in (("harness.py", harness_source()), ("job.bin", payload)):
             member = tarfile.TarInfo(f"{folder.name}/{name}")
             member.size, member.mode = len(data), 0o444
             archive.addfile(member, io.BytesIO(data))
@@ -49,8 +49,9 @@ def _work_dir(job: SandboxJob) -> bytes:
     return buffer.getvalue()
 
 
-class DockerSandbox(Sandbox):
-    """One container per job: no network, no capabilities, nobody, capped memory/pids/files."""
+class DockerSandbox(HarnessSandbox):
+    """One container per harness run: no network, no capabilities, nobody, capped memory/pids/
+    files; same harness and same judging as local."""
 
     name = "docker"
 
@@ -85,11 +86,10 @@ class DockerSandbox(Sandbox):
         except self._sdk.errors.DockerException as exc:
             raise SandboxError(f"cannot pull {IMAGE}: {first_line(exc)}") from None
 
-    def run(self, job: SandboxJob) -> ExecutionResult:
+    def run_harness(self, payload: bytes, *, timeout_s: float, memory_mb: int) -> HarnessRun:
         """Create the container, copy harness and job in, run, read the events back, remove it."""
         import requests
 
-        timeout_s, memory_mb = self.limits(job)
         errors = self._sdk.errors
         try:
             container = self._create(timeout_s, memory_mb)
@@ -98,7 +98,7 @@ class DockerSandbox(Sandbox):
                 f"Docker could not create the container: {first_line(exc)}"
             ) from None
         try:
-            container.put_archive("/", _work_dir(job))
+            container.put_archive("/", _work_dir(payload))
             started = time.monotonic()
             container.start()
             timed_out = False
@@ -117,14 +117,8 @@ class DockerSandbox(Sandbox):
         finally:
             with contextlib.suppress(errors.DockerException):  # the engine may be gone
                 container.remove(force=True)
-        report = HarnessReport.parse(events)
-        if not report.started and not timed_out:
-            raise SandboxError(
-                f"the harness did not start in Docker: {first_line(decode_output(stderr))}"
-            )
-        return report.to_result(
-            job,
-            backend=self.name,
+        return HarnessRun(
+            channel=events,
             stdout=decode_output(stdout),
             stderr=decode_output(stderr),
             exit_code=int(status.get("StatusCode", -1)),

@@ -8,8 +8,8 @@ import time
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from sandbox.base import ExecutionResult, Sandbox, SandboxError, SandboxJob, first_line
-from sandbox.protocol import HarnessReport, decode_output, encode_job, harness_source
+from sandbox.base import SandboxError, first_line
+from sandbox.protocol import HarnessRun, HarnessSandbox, decode_output, harness_source
 
 if TYPE_CHECKING:
     from e2b_code_interpreter import Sandbox as RemoteSandbox
@@ -19,8 +19,9 @@ REQUEST_TIMEOUT_S = 30.0
 SANDBOX_GRACE_S = 60  # the VM outlives the job's own timeout by this much, then E2B reaps it
 
 
-class E2BSandbox(Sandbox):
-    """One E2B sandbox (a Firecracker VM, no internet access) per job; same harness as local."""
+class E2BSandbox(HarnessSandbox):
+    """One E2B sandbox (a Firecracker VM, no internet access) per harness run; same harness and
+    same judging as local."""
 
     name = "e2b"
 
@@ -43,12 +44,14 @@ class E2BSandbox(Sandbox):
             )
         self._sdk: ModuleType = e2b_code_interpreter
 
-    def run(self, job: SandboxJob) -> ExecutionResult:
-        """Create a sandbox, upload harness and job, run, read the events back, kill it."""
+    def run_harness(self, payload: bytes, *, timeout_s: float, memory_mb: int) -> HarnessRun:
+        """Create a sandbox, upload harness and job, run, read the events back, kill it.
+
+        `memory_mb` is not applied: memory is fixed by the E2B template.
+        """
         import httpx
 
         e2b = self._sdk
-        timeout_s, _memory_mb = self.limits(job)  # memory is fixed by the E2B template
         try:
             remote = e2b.Sandbox.create(
                 timeout=int(timeout_s) + SANDBOX_GRACE_S,
@@ -63,18 +66,18 @@ class E2BSandbox(Sandbox):
                 "sandbox (AIMESH_SANDBOX=local)"
             ) from None
         try:
-            return self._run_in(remote, job, timeout_s)
+            return self._run_in(remote, payload, timeout_s)
         except (httpx.HTTPError, e2b.SandboxException) as exc:
             raise SandboxError(f"E2B sandbox failed: {first_line(exc)}") from None
         finally:
             with contextlib.suppress(httpx.HTTPError, e2b.SandboxException):
                 remote.kill()  # if this fails, E2B reaps the VM at its own timeout
 
-    def _run_in(self, remote: RemoteSandbox, job: SandboxJob, timeout_s: float) -> ExecutionResult:
+    def _run_in(self, remote: RemoteSandbox, payload: bytes, timeout_s: float) -> HarnessRun:
         e2b = self._sdk
         files, commands = remote.files, remote.commands
         files.write(f"{WORKDIR}/harness.py", harness_source())
-        files.write(f"{WORKDIR}/job.bin", encode_job(job))
+        files.write(f"{WORKDIR}/job.bin", payload)
         command = "python3 -E -s -S harness.py --result-file result.jsonl < job.bin"
         started = time.monotonic()
         timed_out = False
@@ -89,15 +92,10 @@ class E2BSandbox(Sandbox):
             events = bytes(files.read(f"{WORKDIR}/result.jsonl", format="bytes"))
         except e2b.FileNotFoundException:
             events = b""
-        report = HarnessReport.parse(events)
-        stderr = decode_output((outcome.stderr or "").encode() if outcome else b"")
-        if not report.started and not timed_out:
-            raise SandboxError(f"the harness did not start in E2B: {first_line(stderr)}")
-        return report.to_result(
-            job,
-            backend=self.name,
+        return HarnessRun(
+            channel=events,
             stdout=decode_output((outcome.stdout or "").encode() if outcome else b""),
-            stderr=stderr,
+            stderr=decode_output((outcome.stderr or "").encode() if outcome else b""),
             exit_code=outcome.exit_code if outcome else None,
             timed_out=timed_out,
             duration_s=duration_s,

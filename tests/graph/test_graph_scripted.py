@@ -105,7 +105,7 @@ def test_a_crash_mid_task_resumes_from_the_checkpoint(
         graph = compile_mesh(NODE_FUNCTIONS, saver)
         with pytest.raises(SandboxError):
             BatchRunner(graph, crashing, batch_id="b1").run_task(0)
-        saved = graph.get_state({"configurable": {"thread_id": "b1-0"}}, context=crashing)
+        saved = graph.get_state({"configurable": {"thread_id": "b1-0"}})
         assert saved.next == ("sandbox",)
         task_id = saved.values["task"].task_id
 

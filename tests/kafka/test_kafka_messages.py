@@ -8,7 +8,7 @@ import pytest
 from kafka_stand_in import stand_in_step, stand_in_task
 
 from graph.edges import StepRecord
-from graph.routing import INPUT_TOPIC, input_topic, topic_for_transition
+from graph.routing import ROUTES, input_topic, topic_for_transition
 from graph.state import MeshState
 from graph.topics import AI_REPORTS, AI_REQUESTS, AI_REVIEWS, AI_SOLUTIONS, AI_TOPIC, AI_VERIFIED
 from graph.wire import (
@@ -43,7 +43,7 @@ def _walk(statement: str = "add FAIL_FIRST") -> list[StepRecord]:
 
 
 def test_topic_of_each_transition_is_the_destination_input_topic() -> None:
-    assert INPUT_TOPIC == {
+    assert {node: route.input_topic for node, route in ROUTES.items()} == {
         "producer": AI_REQUESTS,
         "consumer": AI_TOPIC,
         "sandbox": AI_SOLUTIONS,

@@ -132,7 +132,7 @@ def db(data_dir: Path) -> Iterator[LearningDB]:
 
 @pytest.fixture
 def registry(db: LearningDB) -> PromptRegistry:
-    return PromptRegistry(db)
+    return PromptRegistry(db, SEED_PROMPTS)
 
 
 @pytest.fixture

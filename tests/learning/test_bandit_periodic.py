@@ -22,8 +22,8 @@ from learning.candidates import MeshEvaluator, producer_items, text_label
 from learning.learner import Learner
 from learning.periodic import PeriodicOptimizer, learner_round
 from learning.rollouts import RolloutRecorder
-from nodes import NODE_FUNCTIONS
-from nodes.prompts import CONSUMER_SYSTEM, PRODUCER_SYSTEM
+from nodes import NODE_FUNCTIONS, prompts
+from nodes.prompts import CONSUMER_SYSTEM, PRODUCER_SYSTEM, SEED_PROMPTS
 from prompt_registry.registry import PromptRegistry, PromptVersion
 
 C = CONSUMER_SYSTEM
@@ -108,7 +108,7 @@ def test_periodic_optimizer_on_a_running_mesh(
         services = dataclasses.replace(sensitive_services, prompts=registry.current_all())
         runner = BatchRunner(graph, services, batch_id=f"mesh-{i}")
         runner.run_task(0, tasks[i % len(tasks)], max_attempts=1)
-        used.append(services.prompt(C).version)
+        used.append(prompts.current(services, C).version)
         optimizer.wait(60)
     assert optimizer.rounds == 3 and not optimizer.errors
     # v1 already has live rewards, so UCB1 pulls a fresh variant first: the "edge cases" one wins.
@@ -134,7 +134,7 @@ def test_learn_cli_bandit_round_and_registry_commands(data_dir: Path, monkeypatc
     show = runner.invoke(learn_app, ["show", C, "v1.1", "--data-dir", str(data_dir)])
     assert show.exit_code == 0 and "edge cases" in show.output
 
-    registry = PromptRegistry.in_data_dir(data_dir)
+    registry = PromptRegistry.in_data_dir(data_dir, SEED_PROMPTS)
     if registry.get(C, "v1.1").status != "rejected":
         promote = runner.invoke(learn_app, ["promote", C, "v1.1", "--data-dir", str(data_dir)])
         assert promote.exit_code == 0 and "now v1.1" in promote.output

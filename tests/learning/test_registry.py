@@ -86,12 +86,12 @@ def test_reward_statistics(registry: PromptRegistry) -> None:
 
 
 def test_history_survives_a_restart(data_dir: Path) -> None:
-    first = PromptRegistry.in_data_dir(data_dir)
+    first = PromptRegistry.in_data_dir(data_dir, SEED_PROMPTS)
     cand = first.add_candidate(C, "Persisted prompt.")
     first.promote(C, cand.version)
     first.record_reward(C, cand.version, 0.75)
     first.db.close()
-    reopened = PromptRegistry.in_data_dir(data_dir)
+    reopened = PromptRegistry.in_data_dir(data_dir, SEED_PROMPTS)
     assert reopened.current(C) == cand
     assert reopened.get(C, cand.version).n == 1
     assert [v.version for v in reopened.history(C)] == ["v1", "v1.1"]
@@ -100,11 +100,11 @@ def test_history_survives_a_restart(data_dir: Path) -> None:
 
 def test_a_new_code_seed_replaces_a_seed_but_not_a_learned_version(tmp_path: Path) -> None:
     db = LearningDB(tmp_path / "l.sqlite")
-    registry = PromptRegistry(db)
+    registry = PromptRegistry(db, SEED_PROMPTS)
     v2 = Prompt(C, "v2", "A newer seed written by a developer.")
     assert PromptRegistry(db, seeds={**SEED_PROMPTS, C: v2}).current(C) == v2
 
-    other = PromptRegistry(LearningDB(tmp_path / "m.sqlite"))
+    other = PromptRegistry(LearningDB(tmp_path / "m.sqlite"), SEED_PROMPTS)
     learned = other.add_candidate(C, "Learned.")
     other.promote(C, learned.version)
     again = PromptRegistry(other.db, seeds={**SEED_PROMPTS, C: v2})

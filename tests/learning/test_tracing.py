@@ -16,7 +16,7 @@ from graph.edges import FanOutSink, StepRecord
 from graph.runner import BatchRunner
 from graph.state import MeshState
 from learning.rollouts import RolloutRecorder, SpanRecord, load_rollouts
-from nodes import NODE_FUNCTIONS
+from nodes import NODE_FUNCTIONS, prompts
 from prompt_registry.db import LearningDB
 from prompt_registry.registry import PromptRegistry
 
@@ -54,7 +54,7 @@ def test_each_run_is_one_rollout_with_spans_and_its_reward(
     consumer_call = llm[1].attributes
     assert consumer_call["gen_ai.prompt.0.role"] == "system"
     assert (
-        consumer_call["gen_ai.prompt.0.content"] == scripted_services.prompt("consumer.system").text
+        consumer_call["gen_ai.prompt.0.content"] == prompts.current(scripted_services, "consumer.system").text
     )
     assert "```python" in str(consumer_call["gen_ai.completion.0.content"])
     assert trace.spans[-1].kind == "reward"

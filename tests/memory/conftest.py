@@ -25,7 +25,7 @@ def session_memory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentMe
     """One real AgentMemory (embedded Qdrant, real embedder) for the whole session."""
     data_dir = tmp_path_factory.mktemp("memory-session")
     memory = AgentMemory.from_settings(
-        Settings(data_dir=data_dir), MemorySettings(backend="qdrant")
+        Settings(data_dir=data_dir, memory=MemorySettings(backend="qdrant"))
     )
     yield memory
     memory.close()

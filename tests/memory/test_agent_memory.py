@@ -187,19 +187,19 @@ def test_namespaces_are_isolated(memory: AgentMemory) -> None:
 def test_infer_needs_an_llm_endpoint(tmp_path: Path) -> None:
     with pytest.raises(MemoryConfigError, match="AIMESH_LLM_BASE_URL"):
         AgentMemory.from_settings(
-            Settings(data_dir=tmp_path, llm_base_url=None), MemorySettings(infer=True)
+            Settings(data_dir=tmp_path, llm_base_url=None, memory=MemorySettings(infer=True))
         )
 
 
 def test_embedded_store_admits_one_opener_and_is_released_by_close(tmp_path: Path) -> None:
-    settings, memory_settings = Settings(data_dir=tmp_path), MemorySettings()
-    first = AgentMemory.from_settings(settings, memory_settings)
+    settings = Settings(data_dir=tmp_path, memory=MemorySettings())
+    first = AgentMemory.from_settings(settings)
     first.record_task("t1", "search", 3, BINARY_SEARCH)
     with pytest.raises(MemoryStoreBusyError, match="AIMESH_MEMORY_BACKEND=chroma"):
-        AgentMemory.from_settings(settings, memory_settings)
+        AgentMemory.from_settings(settings)
     first.close()
     first.close()  # twice is fine
-    with AgentMemory.from_settings(settings, memory_settings) as second:
+    with AgentMemory.from_settings(settings) as second:
         assert second.coverage() == [("search", 1, 3)]
     assert (tmp_path / "memory" / "qdrant").is_dir()
     assert (tmp_path / "memory" / "history.db").is_file()

@@ -17,8 +17,8 @@ from memtest import (
 from typer.testing import CliRunner
 
 from app.cli.memory import memory_app
-from foundation.settings import Settings, get_settings
-from memory import AgentMemory, MemorySettings
+from foundation.settings import Settings
+from memory import AgentMemory
 
 runner = CliRunner()
 
@@ -27,15 +27,13 @@ runner = CliRunner()
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A data dir with two memories, made the CLI's (AIMESH_DATA_DIR)."""
     data = tmp_path / "data"
-    with AgentMemory.from_settings(Settings(data_dir=data), MemorySettings()) as memory:
+    with AgentMemory.from_settings(Settings(data_dir=data)) as memory:
         memory.record_task("t-1", "search", 3, BINARY_SEARCH)
         memory.record_fix_recipe(
             BINARY_SEARCH, TIMEOUT_ERROR, BINARY_SEARCH_FAILED, BINARY_SEARCH_FIXED
         )
     monkeypatch.setenv("AIMESH_DATA_DIR", str(data))
-    get_settings.cache_clear()
     yield data
-    get_settings.cache_clear()
 
 
 def test_list_shows_counts_and_memories(data_dir: Path) -> None:

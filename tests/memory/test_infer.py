@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from memtest import FIBONACCI, FIBONACCI_CODE, FIBONACCI_LIKE
 
-from foundation.settings import Settings, get_settings
+from foundation.settings import Settings
 from llm.local_model import CATALOGUE, ensure_model
 from llm.local_server import LocalModelServer
 from memory import AgentMemory, MemorySettings
@@ -25,13 +25,13 @@ def test_infer_falls_back_to_verbatim_when_the_llm_cannot_extract(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """mem0's extraction prompt is ~8k tokens: more than the embedded server's 4096 context."""
-    model = ensure_model("0.5b", get_settings().cache_dir)
+    model = ensure_model("0.5b", Settings().cache_dir)
     alias = CATALOGUE["0.5b"].alias
     with LocalModelServer(model, cache_dir=tmp_path, alias=alias) as server:
-        settings = Settings(data_dir=tmp_path / "data", llm_model=alias)
-        with AgentMemory.from_settings(
-            settings, MemorySettings(infer=True), llm_base_url=server.base_url
-        ) as memory:
+        settings = Settings(
+            data_dir=tmp_path / "data", llm_model=alias, memory=MemorySettings(infer=True)
+        )
+        with AgentMemory.from_settings(settings, llm_base_url=server.base_url) as memory:
             assert memory.infer
             critique = "Iterative loop, O(1) memory, clear names."
             with caplog.at_level(logging.WARNING, logger="memory.agent_memory"):

@@ -45,8 +45,9 @@ WRITER = (
     NETWORK_GUARD
     + f"""
 import json, os
+from foundation.settings import Settings
 from memory import AgentMemory
-with AgentMemory.from_settings() as memory:
+with AgentMemory.from_settings(Settings()) as memory:
     memory.record_task("t-1", "search", 3, {BINARY_SEARCH!r})
     memory.record_task("t-2", "strings", 5, "Find the longest palindromic substring.")
     memory.record_fix_recipe(

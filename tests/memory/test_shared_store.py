@@ -27,9 +27,10 @@ from memory.chroma_server import ChromaServer
 
 WORKER = """
 import json, sys
+from foundation.settings import Settings
 from memory import AgentMemory
 worker = sys.argv[1]
-with AgentMemory.from_settings() as memory:
+with AgentMemory.from_settings(Settings()) as memory:
     for i in range(5):
         memory.record_task(f"{worker}-{i}", worker, i + 1, f"Task {i} of worker {worker}.")
     if worker == "w1":
@@ -64,7 +65,7 @@ def test_two_worker_processes_share_one_chroma_store(tmp_path: Path) -> None:
         # A third process (this one) sees what both wrote.
         memory_settings = MemorySettings(backend="chroma", chroma_port=server.port)
         with AgentMemory.from_settings(
-            Settings(data_dir=tmp_path / "reader"), memory_settings
+            Settings(data_dir=tmp_path / "reader", memory=memory_settings)
         ) as memory:
             assert memory.coverage() == [("w1", 5, 5), ("w2", 5, 5)]
             bs = memory.recall(BINARY_SEARCH_LIKE)
@@ -84,6 +85,6 @@ def test_two_worker_processes_share_one_chroma_store(tmp_path: Path) -> None:
         assert server.port is not None
         memory_settings = MemorySettings(backend="chroma", chroma_port=server.port)
         with AgentMemory.from_settings(
-            Settings(data_dir=tmp_path / "reader"), memory_settings
+            Settings(data_dir=tmp_path / "reader", memory=memory_settings)
         ) as memory:
             assert memory.counts() == {"task": 10, "fix_recipe": 1, "best_practice": 1}

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
-from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
 
 from graph.context import MeshContext
 from graph.state import MeshState, Task
@@ -168,8 +168,8 @@ def _produce(services: MeshContext, answer: str, *, ground: bool) -> MeshState:
     double = dataclasses.replace(
         services, settings=settings, llm=FakeListChatModel(responses=[answer])
     )
-    config: RunnableConfig = {"configurable": {"aimesh_services": double}}
-    return MeshState.model_validate({**MeshState().model_dump(), **producer(MeshState(), config)})
+    update = producer(MeshState(), Runtime(context=double))
+    return MeshState.model_validate({**MeshState().model_dump(), **update})
 
 
 def test_the_producer_grounds_a_real_small_model_answer(scripted_services: MeshContext) -> None:

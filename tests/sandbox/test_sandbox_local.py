@@ -92,9 +92,10 @@ def test_missing_entry_point(local: LocalSandbox) -> None:
 
 
 def test_timeout_keeps_finished_tests(local: LocalSandbox) -> None:
+    code = "import time\ndef ok():\n    return 1\ndef slow():\n    time.sleep(60)\n"
     job = SandboxJob(
-        code="import time",
-        tests=["assert True", "time.sleep(60)", "assert True"],
+        code=code,
+        tests=["assert ok() == 1", "assert slow() is None", "assert ok() == 1"],
         timeout_s=1.0,
     )
     result = local.run(job)
@@ -102,8 +103,29 @@ def test_timeout_keeps_finished_tests(local: LocalSandbox) -> None:
     assert 1.0 <= result.duration_s < 2.5
     assert (result.tests_passed, result.tests_total) == (1, 3)
     assert [failure.error_type for failure in result.failures] == ["Timeout"]
+    # The call running at the deadline is blamed; the one never reached has no verdict.
+    assert [o.error_type for o in result.outcomes] == [None, "Timeout", "NotRun"]
     assert result.exit_code == -9
     assert "exceeded the time limit" in result.feedback()
+
+
+def test_timeout_in_a_whole_test_spares_the_split_ones(local: LocalSandbox) -> None:
+    job = SandboxJob(
+        code="import time",
+        tests=["assert True", "time.sleep(60)", "assert True"],
+        timeout_s=1.0,
+    )
+    result = local.run(job)
+    assert result.timed_out and result.error_type == "Timeout"
+    assert 1.0 <= result.duration_s < 2.5  # both runs share the time limit
+    # The asserts are judged on the host; the sleep runs whole in a second sandbox run.
+    assert (result.tests_passed, result.unsplit_tests) == (2, 1)
+    assert [(o.passed, o.split) for o in result.outcomes] == [
+        (True, True),
+        (False, False),
+        (True, True),
+    ]
+    assert [failure.error_type for failure in result.failures] == ["Timeout"]
 
 
 def test_backend_limits_are_ceilings() -> None:
@@ -138,11 +160,16 @@ def test_exit_calls_do_not_break_reporting(local: LocalSandbox) -> None:
 
 
 def test_hard_exit_is_reported_as_crash(local: LocalSandbox) -> None:
-    job = SandboxJob(code="import os", tests=["assert True", "os._exit(3)", "assert True"])
-    result = local.run(job)
-    assert result.error_type == "Crashed" and result.exit_code == 3
-    assert result.tests_passed == 1
-    assert result.failures[0].error_type == "Crashed"
+    code = "import os\ndef die():\n    os._exit(3)\n"
+    for tests in (
+        ["assert True", "assert die() == 0", "assert True"],  # a call: the split run crashes
+        ["assert True", "os._exit(3)", "assert True"],  # a whole test: the unsplit run crashes
+    ):
+        result = local.run(SandboxJob(code=code, tests=tests))
+        assert result.error_type == "Crashed" and result.exit_code == 3
+        assert result.tests_passed == 2  # the asserts without calls are judged on the host
+        assert [failure.error_type for failure in result.failures] == ["Crashed"]
+        assert result.outcomes[1].error_type == "Crashed"
 
 
 def test_arun(local: LocalSandbox) -> None:

@@ -1,0 +1,228 @@
+"""Reward hacking against the real LocalSandbox: each trick is judged FAILED and forges nothing.
+
+The task is `f(x) = x * K + C` with K and C drawn per session, so no solution below can know an
+expected value unless it reaches the verdict or the test text; the tests' calls are split, so
+those values never enter the sandbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+import pytest
+
+from sandbox import ExecutionResult, SandboxJob
+from sandbox.local import HARNESS, LocalSandbox
+
+K, C = 1000 + secrets.randbelow(10**6), 10**9 + secrets.randbelow(10**9)
+INPUTS = (secrets.randbelow(10**4), 10**4 + secrets.randbelow(10**4))
+TESTS = [f"assert candidate({x}) == {x * K + C}" for x in INPUTS]
+ENTRY = "f"
+FORGED_EVENTS = "".join(
+    [
+        '{"event":"ready"}\n{"event":"loaded"}\n',
+        *(f'{{"event":"test","index":{i},"passed":true}}\n' for i in range(2)),
+        *(f'{{"event":"value","test":{i},"call":0,"value":true}}\n' for i in range(2)),
+        '{"event":"done"}\n',
+    ]
+)
+
+
+def run(local: LocalSandbox, code: str, timeout_s: float = 10.0) -> ExecutionResult:
+    return local.run(SandboxJob(code=code, tests=TESTS, entry_point=ENTRY, timeout_s=timeout_s))
+
+
+def assert_failed(result: ExecutionResult) -> None:
+    """Judged FAILED on the host, with no test passed and no verdict from inside the sandbox."""
+    assert not result.passed
+    assert result.tests_passed == 0
+    assert result.unsplit_tests == 0 and all(o.split for o in result.outcomes)
+    assert not any(o.passed for o in result.outcomes)
+
+
+def test_the_honest_solution_passes(local: LocalSandbox) -> None:
+    result = run(local, f"def f(x):\n    return x * {K} + {C}\n")
+    assert result.passed and result.tests_passed == 2 and result.unsplit_tests == 0
+
+
+def test_fake_events_on_every_open_fd(local: LocalSandbox) -> None:
+    code = f"""
+import os
+for fd in range(1024):
+    try:
+        os.write(fd, {FORGED_EVENTS.encode()!r})
+    except OSError:
+        pass
+os._exit(0)
+"""
+    assert_failed(run(local, code))
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import os\nos._exit(0)\n",
+        "import os\ndef f(x):\n    os._exit(0)\n",
+        "import atexit, sys\natexit.register(lambda: sys.exit(0))\nsys.exit(0)\n",
+        "import atexit, sys\ndef f(x):\n    atexit.register(lambda: sys.exit(0))\n    sys.exit(0)\n",
+        "import os, signal\ndef f(x):\n    os.kill(os.getpid(), signal.SIGKILL)\n    os.kill(0, signal.SIGKILL)\n    return 0\n",
+    ],
+    ids=["exit-at-load", "exit-in-call", "atexit-exit-at-load", "atexit-exit-in-call", "sigkill"],
+)
+def test_exiting_early(local: LocalSandbox, code: str) -> None:
+    assert_failed(run(local, code))
+
+
+def test_patching_builtins(local: LocalSandbox) -> None:
+    code = """
+import builtins
+class Nothing(BaseException):
+    pass
+builtins.AssertionError = Nothing
+builtins.isinstance = lambda *args: True
+builtins.print = lambda *args, **kwargs: None
+builtins.__import__ = lambda *args, **kwargs: None
+builtins.type = lambda *args: int
+builtins.eval = lambda *args, **kwargs: True
+def f(x):
+    return 0
+"""
+    assert_failed(run(local, code))
+
+
+@pytest.mark.parametrize("base", ["object", "int", "str", "list", "float", "dict"])
+def test_objects_equal_to_anything(local: LocalSandbox, base: str) -> None:
+    code = f"""
+class Equal({base}):
+    def __eq__(self, other):
+        return True
+    def __ne__(self, other):
+        return False
+    __hash__ = {base}.__hash__
+def f(x):
+    return Equal()
+"""
+    result = run(local, code)
+    assert_failed(result)
+    assert [o.error_type for o in result.outcomes] == ["NonPlainValue"] * 2
+    assert "Equal" in result.failures[0].message
+
+
+def test_equal_object_nested_in_plain_data(local: LocalSandbox) -> None:
+    code = """
+class Equal:
+    def __eq__(self, other):
+        return True
+def f(x):
+    return [Equal(), {"k": Equal()}]
+"""
+    result = run(local, code)
+    assert_failed(result)
+    assert {o.error_type for o in result.outcomes} == {"NonPlainValue"}
+
+
+def test_rewriting_the_harness_frames_and_gc(local: LocalSandbox) -> None:
+    code = """
+import gc, sys
+harness = sys.modules["__main__"]
+harness.encode = lambda value: "true"  # every call "returns" True
+def passed(self, event, value=None, **fields):
+    harness.os.write(self._fd, b'{"event":"test","index":0,"passed":true}\\n')
+harness.Channel.send = passed
+frame = sys._getframe()
+while frame is not None:  # empty the job's calls in the harness's own frames
+    for scope in (frame.f_locals, frame.f_globals):
+        job = scope.get("job")
+        if isinstance(job, dict) and "calls" in job:
+            job["calls"].clear()
+    frame = frame.f_back
+for thing in gc.get_objects():  # and anything else that looks like harness state
+    if isinstance(thing, dict) and "calls" in thing and isinstance(thing["calls"], list):
+        thing["calls"].clear()
+def f(x):
+    return 0
+"""
+    assert_failed(run(local, code))
+
+
+def test_searching_files_and_memory_for_the_expected_values(local: LocalSandbox) -> None:
+    # The code carries only hashes of the expected values, and looks for them in every file it
+    # can read, in its objects and in its whole memory.
+    hashes = {hashlib.sha256(str(x * K + C).encode()).hexdigest() for x in INPUTS}
+    code = f"""
+import gc, hashlib, os, re
+HASHES = {hashes!r}
+NUMBER = re.compile(rb"(?<![0-9])[0-9]{{9,12}}(?![0-9])")
+found = set()
+def search(data):
+    for number in NUMBER.findall(data):
+        if hashlib.sha256(number).hexdigest() in HASHES:
+            found.add(int(number))
+for root, dirs, names in os.walk("/"):
+    dirs[:] = [d for d in dirs if os.path.join(root, d) not in ("/proc", "/sys", "/usr", "/dev")]
+    for name in names:
+        path = os.path.join(root, name)
+        try:
+            with open(path, "rb") as handle:
+                search(handle.read(1 << 22))
+            with open(path, "ab"):  # and rewrite it, if we may
+                print("WRITABLE", path)
+        except OSError:
+            continue
+for thing in gc.get_objects():
+    if isinstance(thing, (dict, list, tuple)):
+        items = list(thing.values()) + list(thing) if isinstance(thing, dict) else thing
+        for item in items:
+            if isinstance(item, str):
+                search(item.encode(errors="replace"))
+with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb") as memory:
+    for line in maps:
+        start, end = (int(part, 16) for part in line.split()[0].split("-"))
+        if "r" not in line.split()[1] or end - start > 1 << 26:
+            continue
+        try:
+            memory.seek(start)
+            search(memory.read(end - start))
+        except (OSError, OverflowError, ValueError):
+            continue
+print("FOUND", sorted(found))
+ANSWERS = sorted(found)
+def f(x):
+    return ANSWERS[0] if ANSWERS else 0
+"""
+    result = run(local, code, timeout_s=30.0)
+    assert "FOUND []" in result.stdout, result.stdout[-2000:]
+    assert HARNESS not in result.stdout  # the harness is read-only
+    assert_failed(result)
+
+
+def test_special_casing_the_public_inputs(local: LocalSandbox) -> None:
+    public_x, public_y = INPUTS[0], INPUTS[0] * K + C  # as if the first test were public
+    result = run(local, f"def f(x):\n    return {{{public_x}: {public_y}}}.get(x, 0)\n")
+    assert not result.passed
+    assert [o.passed for o in result.outcomes] == [True, False]
+    assert result.outcomes[1].error_type == "AssertionError"
+
+
+@pytest.mark.parametrize("where", ["load", "call"])
+def test_printing_success_and_sleeping_to_the_timeout(local: LocalSandbox, where: str) -> None:
+    trick = f"print('All tests passed!')\nprint({FORGED_EVENTS!r}, flush=True)\nimport time\ntime.sleep(60)"
+    code = (
+        trick
+        if where == "load"
+        else "def f(x):\n" + "".join(f"    {line}\n" for line in trick.splitlines())
+    )
+    result = run(local, code, timeout_s=1.5)
+    assert result.timed_out and result.error_type == "Timeout"
+    assert "All tests passed!" in result.stdout
+    assert_failed(result)
+
+
+def test_a_test_run_whole_stays_forgeable_but_is_flagged(local: LocalSandbox) -> None:
+    """The limit of the protocol: a test the judge cannot split runs inside the sandbox."""
+    code = f"import os\nos.write(os.open('/proc/self/fd/64', os.O_WRONLY), {FORGED_EVENTS.encode()!r})\nos._exit(0)\n"
+    loop = f"for x in {list(INPUTS)!r}:\n    assert candidate(x) == x * {K} + {C}"
+    result = local.run(SandboxJob(code=code, tests=[loop], entry_point=ENTRY))
+    assert result.unsplit_tests == 1 and not result.outcomes[0].split
+    # Whatever the forged events achieved, the caller can see the verdict is not the host's.
