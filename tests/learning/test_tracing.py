@@ -54,7 +54,8 @@ def test_each_run_is_one_rollout_with_spans_and_its_reward(
     consumer_call = llm[1].attributes
     assert consumer_call["gen_ai.prompt.0.role"] == "system"
     assert (
-        consumer_call["gen_ai.prompt.0.content"] == prompts.current(scripted_services, "consumer.system").text
+        consumer_call["gen_ai.prompt.0.content"]
+        == prompts.current(scripted_services, "consumer.system").text
     )
     assert "```python" in str(consumer_call["gen_ai.completion.0.content"])
     assert trace.spans[-1].kind == "reward"
