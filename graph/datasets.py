@@ -9,6 +9,7 @@ before it in `check` (they set up data the assert uses). The test file's module-
 from __future__ import annotations
 
 import ast
+import doctest
 import gzip
 import json
 from collections.abc import Iterator
@@ -58,20 +59,43 @@ def humaneval_task(record: dict[str, Any]) -> Task:
         prompt, entry_point, test = record["prompt"], record["entry_point"], record["test"]
     except KeyError as exc:
         raise DatasetError(f"record {record.get('task_id', '?')} lacks field {exc}") from exc
-    setup, tests = split_check(test, entry_point)
+    setup, hidden = split_check(test, entry_point)
     canonical = record.get("canonical_solution")
     return Task(
         task_id=task_id_of(str(record.get("task_id", entry_point))),
         statement=prompt,
         signature=_signature(prompt, entry_point),
         entry_point=entry_point,
-        tests=tests,
+        tests=docstring_examples(prompt, entry_point),
+        hidden_tests=hidden,
         setup=setup,
         category=str(record.get("category", "humaneval")),
         difficulty=int(record.get("difficulty", 5)),
         source="dataset",
         reference_solution=prompt + canonical if canonical else None,
     )
+
+
+def docstring_examples(prompt: str, entry_point: str) -> list[str]:
+    """The prompt's doctest examples that call the entry point, as asserts (the public tests:
+    what the statement itself shows). Examples whose output is not a Python value are skipped."""
+    examples = doctest.DocTestParser().get_examples(prompt)
+    tests: list[str] = []
+    for example in examples:
+        source = example.source.strip()
+        # the docstring's closing quotes directly under an example read as part of its output
+        want = "\n".join(
+            line for line in example.want.splitlines() if line.strip() not in ('"""', "'''")
+        ).strip()
+        if not want or f"{entry_point}(" not in source or "\n" in source:
+            continue
+        test = f"assert {source} == {want}"
+        try:
+            ast.parse(test)
+        except SyntaxError:
+            continue
+        tests.append(test)
+    return tests
 
 
 def split_check(test_code: str, entry_point: str) -> tuple[str, list[str]]:

@@ -23,12 +23,30 @@ class Task(BaseModel):
         description="the function signature, e.g. `def add(a: int, b: int) -> int`"
     )
     entry_point: str
-    tests: list[str] = Field(description="independent test snippets, usually one assert each")
+    tests: list[str] = Field(
+        description="public tests: independent snippets, usually one assert each; their failures "
+        "are shown to the consumer on a retry"
+    )
+    hidden_tests: list[str] = Field(
+        default_factory=list,
+        description="hidden tests: they decide the verdict and the reward, and a retry sees only "
+        "how many passed and their error types (never an input or an expected value)",
+    )
     setup: str = Field("", description="code run before the tests (imports, helpers)")
     category: str = "general"
     difficulty: int = Field(1, ge=1, le=10)
     source: str = "producer"
     reference_solution: str | None = None
+
+    @property
+    def verdict_tests(self) -> list[str]:
+        """The tests that decide pass or fail: the hidden ones, or the public ones if none."""
+        return self.hidden_tests or self.tests
+
+    @property
+    def all_tests(self) -> list[str]:
+        """Public and hidden tests (what a reference solution is validated against)."""
+        return [*self.tests, *self.hidden_tests]
 
 
 class Attempt(BaseModel):
@@ -37,8 +55,33 @@ class Attempt(BaseModel):
     number: int
     code: str
     execution: ExecutionResult | None = None
+    """The verdict: the run on the task's verdict tests (hidden ones when it has them)."""
+    hidden: bool = False
+    """Whether the verdict ran hidden tests (then a retry sees only their counts)."""
+    public: ExecutionResult | None = None
+    """The run on the public tests, when the verdict ran hidden ones (None if the task has no
+    public tests)."""
     tokens: int = 0
     latency_ms: float = 0.0
+
+    def feedback(self) -> str:
+        """What a retry may be told: the public tests' failures in full; of hidden tests only
+        how many passed and their error types."""
+        if self.execution is None:
+            return ""
+        if not self.hidden:
+            return self.execution.feedback()
+        public = self.public.feedback() if self.public is not None else "No public tests."
+        return f"{public}\n{hidden_summary(self.execution)}"
+
+
+def hidden_summary(result: ExecutionResult) -> str:
+    """Of a hidden-test run, only what a retry may see: counts and error types."""
+    if result.error_type and not result.failures:
+        return f"Hidden tests: not run ({result.error_type})."
+    kinds = sorted({f.error_type for f in result.failures})
+    failing = f"; failures: {', '.join(kinds)}" if kinds else ""
+    return f"Hidden tests: {result.tests_passed}/{result.tests_total} passed{failing}."
 
 
 def merge_versions(left: dict[str, str], right: dict[str, str]) -> dict[str, str]:

@@ -29,7 +29,7 @@ def consumer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
     recall = context.memory.recall(task.statement) if context.memory is not None else None
     experience = recall.to_prompt() if recall is not None else ""
     request = prompts.consumer_request(task.statement, task.signature, task.entry_point, experience)
-    last = next((a.execution for a in reversed(state.attempts) if a.execution), None)
+    last = next((a for a in reversed(state.attempts) if a.execution), None)
     if last is not None and context.settings.retry_strategy == "resample":
         request = f"{request}\n{prompts.consumer_resample(last.feedback())}"
     messages: list[BaseMessage] = [SystemMessage(system.text), HumanMessage(request)]
@@ -39,7 +39,7 @@ def consumer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
             if previous.execution is not None:
                 messages += [
                     AIMessage(f"```python\n{previous.code}\n```"),
-                    HumanMessage(prompts.consumer_retry(previous.execution.feedback())),
+                    HumanMessage(prompts.consumer_retry(previous.feedback())),
                 ]
     started = time.perf_counter()
     # A retry samples more freely: at the first attempt's temperature it tends to repeat itself.

@@ -35,7 +35,7 @@ def validate_task(context: MeshContext, task: Task) -> ExecutionResult:
     return context.sandbox.run(
         SandboxJob(
             code=task.reference_solution or "",
-            tests=task.tests,
+            tests=task.all_tests,
             setup=task.setup,
             entry_point=task.entry_point,
             timeout_s=context.settings.sandbox_timeout_s,
@@ -57,13 +57,35 @@ def grounded(context: MeshContext, task: Task) -> Task:
 
 def accepted(context: MeshContext, task: Task) -> Task:
     """The task as the producer emits it: grounded (the default) or, with grounding off, as
-    written if it passes its own tests. Raises TaskRejected otherwise."""
+    written if it passes its own tests; its tests split into public and hidden ones. Raises
+    TaskRejected otherwise."""
     if context.settings.producer_ground_tests:
-        return grounded(context, task)
+        return with_hidden_tests(grounded(context, task))
     result = validate_task(context, task)
     if not result.passed:
         raise TaskRejected(f"the reference solution fails the tests:\n{result.feedback()}")
-    return task
+    return with_hidden_tests(task)
+
+
+def checked_supplied(context: MeshContext, task: Task) -> Task:
+    """A supplied task whose reference passes its verdict tests. Public examples that the
+    reference contradicts are dropped: a dataset's docstring can be wrong (HumanEval/47)."""
+    result = validate_task(context, task)
+    if result.passed:
+        return task
+    failing = {failure.test for failure in result.failures}
+    if task.hidden_tests and result.error_type is None and not failing & set(task.hidden_tests):
+        return task.model_copy(update={"tests": [t for t in task.tests if t not in failing]})
+    raise TaskRejected(f"supplied task fails its own tests: {result.feedback()}")
+
+
+def with_hidden_tests(task: Task) -> Task:
+    """The task with the first half of its tests public (rounded up) and the rest hidden: the
+    verdict then checks that a solution generalises beyond the tests a retry has seen."""
+    public = (len(task.tests) + 1) // 2
+    return task.model_copy(
+        update={"tests": task.tests[:public], "hidden_tests": task.tests[public:]}
+    )
 
 
 def producer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
@@ -75,16 +97,13 @@ def producer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
     prompt = prompts.current(context, prompts.PRODUCER_SYSTEM)
     versions = {prompt.name: prompt.version}
     if state.task is not None:
-        if state.task.reference_solution:
-            result = validate_task(context, state.task)
-            if not result.passed:
-                return {
-                    **started,
-                    "status": "failed",
-                    "prompt_versions": versions,
-                    "error": f"supplied task fails its own tests: {result.feedback()}",
-                }
-        return {**started, "status": "solving", "prompt_versions": versions}
+        if not state.task.reference_solution:
+            return {**started, "status": "solving", "prompt_versions": versions}
+        try:
+            task = checked_supplied(context, state.task)
+        except TaskRejected as exc:
+            return {**started, "status": "failed", "prompt_versions": versions, "error": str(exc)}
+        return {**started, "task": task, "status": "solving", "prompt_versions": versions}
     return {**started, **_invent_task(context, state), "prompt_versions": versions}
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from langgraph.runtime import Runtime
 
 from graph.context import MeshContext
-from graph.state import MeshState
+from graph.state import Attempt, MeshState
 from sandbox import ExecutionResult, SandboxJob
 
 if TYPE_CHECKING:
@@ -20,34 +20,43 @@ def execute(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
     attempt, task = state.last_attempt, state.task
     if attempt is None or task is None:
         raise ValueError("sandbox node needs a task and an attempt")
-    result = context.sandbox.run(
-        SandboxJob(
-            code=attempt.code,
-            tests=task.tests,
-            setup=task.setup,
-            entry_point=task.entry_point,
-            timeout_s=context.settings.sandbox_timeout_s,
-            memory_mb=context.settings.sandbox_memory_mb,
+
+    def run(tests: list[str]) -> ExecutionResult:
+        return context.sandbox.run(
+            SandboxJob(
+                code=attempt.code,
+                tests=tests,
+                setup=task.setup,
+                entry_point=task.entry_point,
+                timeout_s=context.settings.sandbox_timeout_s,
+                memory_mb=context.settings.sandbox_memory_mb,
+            )
         )
-    )
+
+    # hidden tests run in a sandbox of their own: a public run never holds them
+    hidden = bool(task.hidden_tests)
+    verdict = run(task.verdict_tests)
+    public = run(task.tests) if hidden and task.tests else None
+    judged = attempt.model_copy(update={"execution": verdict, "hidden": hidden, "public": public})
     if context.memory is not None:
-        _remember(context.memory, state, attempt.code, result)
-    return {"attempts": [attempt.model_copy(update={"execution": result})], "status": "tested"}
+        _remember(context.memory, state, judged)
+    return {"attempts": [judged], "status": "tested"}
 
 
-def _remember(memory: AgentMemory, state: MeshState, code: str, result: ExecutionResult) -> None:
-    """Store a failure; when a failed attempt is followed by a pass, store the fix recipe."""
-    task = state.task
-    assert task is not None
+def _remember(memory: AgentMemory, state: MeshState, attempt: Attempt) -> None:
+    """Store a failure; when a failed attempt is followed by a pass, store the fix recipe.
+    What is stored is what a retry may see (no hidden test's input or value)."""
+    task, result = state.task, attempt.execution
+    assert task is not None and result is not None
     if not result.passed:
-        memory.record_failure(task.statement, result.feedback(), task_id=task.task_id)
+        memory.record_failure(task.statement, attempt.feedback(), task_id=task.task_id)
         return
     failed = [a for a in state.attempts[:-1] if a.execution is not None and not a.execution.passed]
     if failed and failed[-1].execution is not None:
         memory.record_fix_recipe(
             task.statement,
-            failed[-1].execution.feedback(),
+            failed[-1].feedback(),
             failed[-1].code,
-            code,
+            attempt.code,
             task_id=task.task_id,
         )
