@@ -1,0 +1,74 @@
+"""Public and hidden tests: what a retry may see, and where each kind comes from."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from foundation.settings import MemorySettings, Settings
+from graph.datasets import docstring_examples, humaneval_tasks
+from graph.routing import ROUTES, next_node, topic_for_transition
+from graph.state import Attempt, MeshState, Task
+from nodes.producer import with_hidden_tests
+from sandbox import ExecutionResult, TestFailure
+
+HIDDEN = "assert secret(12345) == 67890"
+
+
+def _failed(test: str, error: str = "AssertionError") -> ExecutionResult:
+    return ExecutionResult(
+        passed=False,
+        tests_passed=1,
+        tests_total=2,
+        failures=[TestFailure(test=test, error_type=error, message="12345 67890")],
+    )
+
+
+def test_a_retry_sees_public_failures_and_only_counts_of_hidden_ones() -> None:
+    public = _failed("assert secret(1) == 2")
+    attempt = Attempt(number=1, code="", execution=_failed(HIDDEN), hidden=True, public=public)
+    shown = attempt.feedback()
+    assert "assert secret(1) == 2" in shown
+    assert "Hidden tests: 1/2 passed; failures: AssertionError." in shown
+    assert "12345" not in shown.replace(public.feedback(), "")
+    alone = Attempt(number=1, code="", execution=_failed(HIDDEN), hidden=True)
+    assert "12345" not in alone.feedback() and "No public tests." in alone.feedback()
+
+
+def test_humaneval_examples_are_public_and_check_is_hidden() -> None:
+    tasks = {t.task_id: t for t in humaneval_tasks()}
+    truncate = tasks["HumanEval-2"]
+    assert truncate.tests == ["assert truncate_number(3.5) == 0.5"]
+    assert truncate.hidden_tests and truncate.verdict_tests == truncate.hidden_tests
+    assert not set(truncate.tests) & set(truncate.hidden_tests)
+    assert sum(1 for t in tasks.values() if t.tests) >= 60
+    assert (
+        docstring_examples('def f(x):\n    """\n    >>> f(1)\n    not python\n    """\n', "f") == []
+    )
+
+
+def test_the_producer_hides_the_second_half_of_its_tests() -> None:
+    task = Task(statement="s", signature="def f(x)", entry_point="f", tests=list("abcde"))
+    split = with_hidden_tests(task)
+    assert split.tests == ["a", "b", "c"] and split.hidden_tests == ["d", "e"]
+    assert split.all_tests == list("abcde")
+
+
+def test_settings_travel_whole_to_worker_processes() -> None:
+    settings = Settings(
+        llm="scripted",
+        llm_api_key=SecretStr("k"),
+        memory=MemorySettings(backend="chroma", chroma_port=9999),
+    )
+    back = Settings.from_wire(settings.to_wire())
+    assert back == settings
+    assert back.llm_api_key is not None and back.llm_api_key.get_secret_value() == "k"
+
+
+def test_the_routing_table_gives_edges_topics_and_successors() -> None:
+    state = MeshState()
+    assert next_node("consumer", state) == "sandbox"
+    assert next_node("supervisor", state) == "__end__"
+    assert topic_for_transition("__end__") == "ai_reports"
+    assert [route.input_topic for route in ROUTES.values()] == [
+        "ai_requests", "ai_topic", "ai_solutions", "ai_verified_solutions", "ai_reviews",
+    ]  # fmt: skip
