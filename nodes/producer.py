@@ -80,12 +80,10 @@ def checked_supplied(context: MeshContext, task: Task) -> Task:
 
 
 def with_hidden_tests(task: Task) -> Task:
-    """The task with the first half of its tests public (rounded up) and the rest hidden: the
-    verdict then checks that a solution generalises beyond the tests a retry has seen."""
-    public = (len(task.tests) + 1) // 2
-    return task.model_copy(
-        update={"tests": task.tests[:public], "hidden_tests": task.tests[public:]}
-    )
+    """The task with every other test hidden (the 2nd, 4th, ...), the rest public: the verdict
+    then checks that a solution generalises beyond the tests a retry has seen. Interleaving
+    keeps the kinds of case a model writes in order (typical first, edge cases last) in both."""
+    return task.model_copy(update={"tests": task.tests[::2], "hidden_tests": task.tests[1::2]})
 
 
 def producer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:

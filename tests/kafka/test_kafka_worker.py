@@ -203,7 +203,7 @@ def test_graceful_stop_finishes_the_current_message(mesh: Mesh) -> None:
 
 def test_unknown_role_and_missing_nodes_are_readable(mesh: Mesh) -> None:
     with pytest.raises(WorkerError, match="unknown role 'chef'"):
-        NodeWorker("chef", mesh.settings)
+        NodeWorker("chef", mesh.settings, stand_in_step)
 
 
 def _first(records: list[Record]) -> Record:
