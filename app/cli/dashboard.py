@@ -1,7 +1,7 @@
 """`aimesh dashboard`: serve the live dashboard.
 
 The lead's CLI mounts the command function: `app.command("dashboard")(app.cli.dashboard.dashboard)`.
-It also runs on its own: `python -m dashboard --port 8050`.
+It runs as `aimesh dashboard --port 8050`.
 """
 
 from __future__ import annotations

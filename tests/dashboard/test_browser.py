@@ -1,6 +1,6 @@
 """The dashboard in a real headless Chromium, fed by a real (embedded) Kafka broker.
 
-Starts tansu, runs `python -m dashboard` against it (as `aimesh dashboard` would), opens the
+Starts tansu, runs `aimesh dashboard` (as `python -m app.cli.main dashboard`) against it (as `aimesh dashboard` would), opens the
 page, publishes a batch of mesh traffic (the mesh's own TelemetryEvent and ReportMessage wire
 format, plus a flat report and a malformed message) and checks that the page shows it.
 Saves a screenshot to artifacts/dashboard.png. Needs scripts/install_browser.sh.
@@ -72,11 +72,11 @@ def broker() -> Iterator[EmbeddedBroker]:
 def dashboard(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`python -m dashboard` on a free port; yields (url, process)."""
+    """`aimesh dashboard` on a free port; yields (url, process)."""
     port = free_port()
     log = (tmp_path / "dashboard.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "dashboard", "--port", str(port), "--bootstrap", broker.bootstrap],
+        [sys.executable, "-m", "app.cli.main", "dashboard", "--port", str(port), "--bootstrap", broker.bootstrap],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,

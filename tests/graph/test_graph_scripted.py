@@ -157,5 +157,6 @@ def test_a_retry_sees_the_verdict_and_the_failed_code_only_when_repairing(
     )
     assert [a.execution.passed for a in final.attempts if a.execution] == [False, True]
     retry = [p for p in services.llm.prompts_seen if "Implement `reverse_words`" in p][-1]  # type: ignore[attr-defined]
-    assert "failed in the sandbox" in retry and "FAILED" in retry
+    assert "failed in the sandbox" in retry and "Hidden tests: 0/1 passed" in retry
+    assert "hello" not in retry  # the hidden test's input never reaches the prompt
     assert (final.attempts[0].code in retry) is (strategy == "repair")

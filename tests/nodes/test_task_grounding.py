@@ -175,7 +175,7 @@ def _produce(services: MeshContext, answer: str, *, ground: bool) -> MeshState:
 def test_the_producer_grounds_a_real_small_model_answer(scripted_services: MeshContext) -> None:
     state = _produce(scripted_services, REAL_ANSWER, ground=True)
     assert state.status == "solving" and state.task is not None
-    assert "assert sum_even_numbers([10, 15, 20, 25, 30]) == 60" in state.task.tests
+    assert "assert sum_even_numbers([10, 15, 20, 25, 30]) == 60" in state.task.all_tests
     assert state.task.reference_solution is not None
     assert state.task.reference_solution.startswith("from typing import List")
 
