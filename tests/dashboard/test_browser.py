@@ -76,7 +76,16 @@ def dashboard(
     port = free_port()
     log = (tmp_path / "dashboard.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli.main", "dashboard", "--port", str(port), "--bootstrap", broker.bootstrap],
+        [
+            sys.executable,
+            "-m",
+            "app.cli.main",
+            "dashboard",
+            "--port",
+            str(port),
+            "--bootstrap",
+            broker.bootstrap,
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
