@@ -1,11 +1,13 @@
 """The LangGraph server's http app (langgraph.json "http"): the live dashboard, and a Kafka intake
-that turns every new task published to `ai_topic` by any client into a run on this server.
+that turns every task published to `ai_server_tasks` by any client into a run on this server.
 
-The intake is a consumer-group member (`<group prefix>-server`): it decodes each record, skips
-the mesh's own traffic (transitions recorded by an in-process graph, retries of running tasks),
-starts a run for each new task on a thread derived from the task's run id (a redelivered
-record finds its run already there), and commits only after the run was created. Malformed
-records go to the dead-letter topic with the reason.
+The intake is a consumer-group member (`<group prefix>-server`): it decodes each record, starts a
+run for each task on a thread derived from the task's run id (a redelivered record finds its run
+already there), and commits only after the run was created. A run that fails to start is retried
+with backoff from the same offset (nothing behind it is committed first); malformed records go to
+the dead-letter topic with the reason. A crashed intake thread is restarted, and
+`/aimesh/health` says so. The node workers never read `ai_server_tasks`, so a task published
+once runs once whichever of the server and the workers are attached.
 """
 
 from __future__ import annotations
@@ -17,16 +19,17 @@ import threading
 import uuid
 from collections.abc import AsyncIterator
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, Message, TopicPartition
 from fastapi import FastAPI
 
 from dashboard.app import create_router
+from foundation.backoff import Backoff
 from foundation.langsmith import configure_tracing
 from foundation.settings import Settings
 from graph.builder import GRAPH_NAME
 from graph.kafka_sink import KafkaEdgeSink
-from graph.topics import AI_TOPIC, ALL_TOPICS
-from graph.wire import TaskMessage
+from graph.topics import AI_SERVER_TASKS, ALL_TOPICS
+from graph.wire import ServerTaskMessage
 from kafka_edges.admin import qualified
 from kafka_edges.broker import broker_for
 from kafka_edges.codec import MessageDecodeError, decode
@@ -43,15 +46,17 @@ def thread_id_for(run_id: str) -> str:
 
 
 class TaskIntake:
-    """Consumes `ai_topic` in a background thread and starts a server run per new task."""
+    """Consumes `ai_server_tasks` in a background thread and starts a server run per task."""
 
     def __init__(self, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
         self.settings = settings
         self.loop = loop
-        self.topic = qualified(AI_TOPIC, topic_prefix(settings))
+        self.topic = qualified(AI_SERVER_TASKS, topic_prefix(settings))
         self.started_runs = 0
+        self.restarts = 0
+        self.last_error: str | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._consume, name="aimesh-intake", daemon=True)
+        self._thread = threading.Thread(target=self._supervise, name="aimesh-intake", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -60,10 +65,27 @@ class TaskIntake:
         self._stop.set()
         self._thread.join(timeout=10)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _supervise(self) -> None:
+        """Run the consume loop; restart it (with backoff) whenever it dies."""
+        backoff = Backoff()
+        while not self._stop.is_set():
+            try:
+                self._consume()
+            except Exception as exc:
+                self.restarts += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("Kafka intake failed (%s); restarting", self.last_error)
+                self._stop.wait(backoff.next())
+
     def _consume(self) -> None:
         conf = consumer_config(self.settings, group_id(self.settings, "server"), client="server")
         consumer = Consumer(with_logger(conf))
         consumer.subscribe([self.topic])
+        backoff = Backoff()
         try:
             with KafkaEdgeSink(self.settings, client="server-dlq") as dead_letters:
                 while not self._stop.is_set():
@@ -72,13 +94,19 @@ class TaskIntake:
                         continue
                     if self._handle(record, dead_letters):
                         consumer.commit(message=record, asynchronous=False)
+                        backoff.reset()
+                        continue
+                    # not started: read this record again after a pause, commit nothing past it
+                    partition, offset = record.partition() or 0, record.offset() or 0
+                    consumer.seek(TopicPartition(self.topic, partition, offset))
+                    self._stop.wait(backoff.next())
         finally:
             consumer.close()
 
     def _handle(self, record: Message, dead_letters: KafkaEdgeSink) -> bool:
         """True when the record is dealt with (run started, skipped, or dead-lettered)."""
         try:
-            message = decode(TaskMessage, record.value())
+            message = decode(ServerTaskMessage, record.value())
         except MessageDecodeError as exc:
             dead_letters.send_dead_letter(
                 dead_letter_for(
@@ -88,17 +116,16 @@ class TaskIntake:
                 )
             )  # fmt: skip
             return True
-        if message.origin == "in_process" or message.state.attempts:
-            return True  # the mesh's own traffic: a recorded transition or a retry
         future = asyncio.run_coroutine_threadsafe(self._start_run(message), self.loop)
         try:
             future.result(timeout=60)
-        except Exception:
-            log.exception("could not start a run for task %s; will retry", message.task_id)
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("could not start a run for task %s (%s); retrying", message.task_id, exc)
             return False
         return True
 
-    async def _start_run(self, message: TaskMessage) -> None:
+    async def _start_run(self, message: ServerTaskMessage) -> None:
         from langgraph_sdk import get_client
 
         client = get_client(url=None)
@@ -136,6 +163,15 @@ app.include_router(create_router(), prefix="/dashboard")
 
 @app.get("/aimesh/health")
 def health() -> dict[str, object]:
-    """Whether the Kafka intake is attached, and how many runs it started."""
+    """Whether the Kafka intake is attached and running, how many runs it started, and its
+    restarts and last error."""
     intake: TaskIntake | None = getattr(app.state, "intake", None)
-    return {"intake": intake is not None, "started_runs": intake.started_runs if intake else 0}
+    if intake is None:
+        return {"intake": False, "alive": False, "started_runs": 0, "restarts": 0}
+    return {
+        "intake": intake.alive,
+        "alive": intake.alive,
+        "started_runs": intake.started_runs,
+        "restarts": intake.restarts,
+        "last_error": intake.last_error,
+    }

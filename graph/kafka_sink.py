@@ -12,6 +12,7 @@ from graph.state import MeshState, Task
 from graph.wire import (
     EdgeMessage,
     Origin,
+    ServerTaskMessage,
     TaskMessage,
     TaskRequest,
     TelemetryEvent,
@@ -65,6 +66,14 @@ class KafkaEdgeSink(KafkaPublisher):
         request = TaskRequest.from_state(state, source="feed")
         self.publish(request)
         return request
+
+    def feed_server_task(self, state: MeshState) -> ServerTaskMessage:
+        """Put a ready task on the LangGraph server's intake (`ai_server_tasks`)."""
+        if state.task is None:
+            raise ValueError("feed_server_task needs a state with a task")
+        message = ServerTaskMessage.from_state(state, source="feed")
+        self.publish(message)
+        return message
 
     def feed_task(self, task: Task | MeshState, **state_fields: Any) -> TaskMessage:
         """Put a ready task straight on `ai_topic` for the consumer workers (skips the producer)."""

@@ -7,6 +7,9 @@ from kafka_edges.dead_letters import DEAD_LETTER_TOPIC
 
 AI_REQUESTS = "ai_requests"
 """Task requests for the producer."""
+AI_SERVER_TASKS = "ai_server_tasks"
+"""Tasks for the LangGraph server's intake: each becomes one run on the server (workers never
+read it, so a task published once runs once whichever of them are attached)."""
 AI_TOPIC = "ai_topic"
 """Tasks waiting for a solution (first attempts and retries with the sandbox's feedback)."""
 AI_SOLUTIONS = "ai_solutions"
@@ -24,6 +27,7 @@ AI_DEAD_LETTER = DEAD_LETTER_TOPIC
 
 ALL_TOPICS: tuple[str, ...] = (
     AI_REQUESTS,
+    AI_SERVER_TASKS,
     AI_TOPIC,
     AI_SOLUTIONS,
     AI_VERIFIED,

@@ -18,6 +18,7 @@ from graph.topics import (
     AI_REPORTS,
     AI_REQUESTS,
     AI_REVIEWS,
+    AI_SERVER_TASKS,
     AI_SOLUTIONS,
     AI_TELEMETRY,
     AI_TOPIC,
@@ -167,6 +168,13 @@ class TaskMessage(EdgeMessage):
             "retry": bool(state.attempts),
             "feedback": feedback,
         }
+
+
+class ServerTaskMessage(TaskMessage):
+    """`ai_server_tasks`: a task for the LangGraph server's intake (one server run each)."""
+
+    TOPIC: ClassVar[str] = AI_SERVER_TASKS
+    TYPE: ClassVar[str] = "server_task"
 
 
 class SolutionMessage(EdgeMessage):
@@ -340,6 +348,7 @@ EDGE_MESSAGE_BY_TOPIC: dict[str, type[EdgeMessage]] = {
 }
 MODEL_BY_TOPIC: dict[str, type[WireModel]] = {
     **EDGE_MESSAGE_BY_TOPIC,
+    AI_SERVER_TASKS: ServerTaskMessage,
     AI_TELEMETRY: TelemetryEvent,
     AI_DEAD_LETTER: DeadLetter,
 }

@@ -1,5 +1,6 @@
 """The real `langgraph dev` server on this project's langgraph.json, offline, with the embedded
-broker attached: a run through the API, a run triggered by a task on `ai_topic`, the dashboard."""
+broker attached: a run through the API, a run triggered by a task on `ai_server_tasks`, the
+dashboard."""
 
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ def test_a_task_published_to_ai_topic_becomes_a_server_run(server: Server) -> No
         reference_solution="def square(n: int) -> int:\n    return n * n\n",
     )
     with KafkaEdgeSink(server.settings, origin="feed") as sink:
-        sent = sink.feed_task(MeshState(task=task, max_attempts=1))
+        sent = sink.feed_server_task(MeshState(task=task, max_attempts=1))
     client = get_sync_client(url=server.url)
     thread_id = thread_id_for(sent.run_id)
     deadline = time.monotonic() + 60
