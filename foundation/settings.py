@@ -103,6 +103,18 @@ class Settings(BaseSettings):
     local_model: str = Field("0.5b", description="0.5b, 1.5b, or a path to any GGUF file")
     local_model_threads: int = 2
 
+    # The prompt optimizer (learning): its own model, separate from the actor
+    optimizer_base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible endpoint of the prompt optimizer (APO's gradients and "
+        "edits); unset: the actor's endpoint when that is remote, else the embedded local "
+        "`optimizer_local_model`",
+    )
+    optimizer_model: str | None = Field(None, description="the optimizer's model name")
+    optimizer_local_model: str = Field(
+        "1.5b", description="0.5b, 1.5b or a GGUF path: the local optimizer model"
+    )
+
     # The loop
     max_attempts: int = Field(3, ge=1, le=10)
     producer_max_tries: int = Field(3, ge=1, le=10)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import time
 from collections.abc import Iterator
@@ -20,8 +21,13 @@ from pydantic import SecretStr
 
 from foundation.settings import Settings
 from graph.context import MeshContext
+from graph.state import Task
 from learning.bandit import Policy, choose, propose_variants
 from learning.candidates import MeshEvaluator, Score, TaskItem, text_label
+from learning.hygiene import training_leak
+from llm.chat import resolve_provider
+from llm.local_model import ensure_model, model_alias
+from llm.local_server import LocalModelServer
 from nodes.prompts import SEED_PROMPTS
 from prompt_registry.registry import PromptRegistry
 
@@ -137,6 +143,7 @@ class Learner:
         self.batch = max(1, min(batch, len(train)))
         self.arms = max(2, arms)
         self.rng = random.Random(seed)
+        self.train_tasks = [Task.model_validate(i["task"]) for i in train if i.get("task")]
         self.rounds_run = 0
         self.last_apo: Any = None
         """The last APO run (`learning.lightning.APOResult`: evaluations, agent-lightning store)."""
@@ -228,6 +235,14 @@ class Learner:
             for text, e in result.full_val.items()
             if text != active.text and text.strip()
         }
+        leaks = {text: training_leak(text, self.train_tasks) for text in scored}
+        for text, reason in leaks.items():
+            if reason is not None:  # kept as rejected, with why, never promoted
+                version = self.registry.add_candidate(
+                    name, text, active.version, source="apo", note=f"hygiene: {reason}"
+                ).version
+                self.registry.reject(name, version, f"hygiene: {reason}")
+                del scored[text]
         registered: dict[str, str] = {}
         for text, score in scored.items():
             prompt = self.registry.add_candidate(
@@ -367,50 +382,61 @@ def learning_settings(settings: Settings, attempts: int = 1) -> Settings:
 def llm_endpoint(
     settings: Settings, n_ctx: int = 8192
 ) -> Iterator[tuple[Settings, OptimizerLLM | None]]:
-    """Settings pointing the mesh at a concrete LLM, and the OpenAI-compatible endpoint APO can use.
+    """Settings pointing the mesh (the actor) at a concrete LLM, and the optimizer's endpoint.
 
-    local: starts the embedded llama.cpp server (with an `n_ctx` context, room for APO's gradient
-    prompts) for the duration; openai: the configured endpoint; scripted: no optimizer endpoint.
+    The actor: local starts the embedded llama.cpp server for the duration; openai uses the
+    configured endpoint; scripted has no endpoint (and no optimizer unless one is configured).
+    The optimizer is its own model (`optimizer_base_url`, else the actor's remote endpoint, else
+    a second local server with `optimizer_local_model`, `n_ctx` tokens for APO's prompts).
     """
-    from llm.chat import resolve_provider
-
     provider = resolve_provider(settings)
-    if provider == "scripted":
-        yield settings, None
-        return
-    if provider == "openai":
-        secret = settings.llm_api_key
-        import os
+    with contextlib.ExitStack() as stack:
+        served = settings
+        if provider == "local":
+            server = stack.enter_context(_local_server(settings, settings.local_model, n_ctx))
+            served = settings.model_copy(
+                update={
+                    "llm": "openai",
+                    "llm_base_url": server.base_url,
+                    "llm_api_key": SecretStr("local"),
+                    "llm_model": server.alias,
+                }
+            )
+        yield served, stack.enter_context(_optimizer(settings, served, provider, n_ctx))
 
-        key = secret.get_secret_value() if secret else os.environ.get("OPENAI_API_KEY", "none")
-        yield (
-            settings,
-            OptimizerLLM(
-                settings.llm_base_url or "https://api.openai.com/v1",
-                settings.llm_model,
-                key,
-                settings.llm_timeout_s,
-            ),
-        )
-        return
-    from llm.local_model import ensure_model, model_alias
-    from llm.local_server import LocalModelServer
 
-    server = LocalModelServer(
-        ensure_model(settings.local_model, settings.cache_dir),
+@contextlib.contextmanager
+def _optimizer(
+    settings: Settings, served: Settings, provider: str, n_ctx: int
+) -> Iterator[OptimizerLLM | None]:
+    """The optimizer's endpoint (see `llm_endpoint`)."""
+    timeout = settings.llm_timeout_s
+    if settings.optimizer_base_url:
+        model = settings.optimizer_model or settings.llm_model
+        yield OptimizerLLM(settings.optimizer_base_url, model, _api_key(settings), timeout)
+    elif provider == "scripted":
+        yield None
+    elif provider == "openai":
+        model = settings.optimizer_model or settings.llm_model
+        url = settings.llm_base_url or "https://api.openai.com/v1"
+        yield OptimizerLLM(url, model, _api_key(settings), timeout)
+    elif settings.optimizer_local_model == settings.local_model:
+        yield OptimizerLLM(str(served.llm_base_url), served.llm_model, "local", timeout)
+    else:
+        with _local_server(settings, settings.optimizer_local_model, n_ctx) as server:
+            yield OptimizerLLM(server.base_url, server.alias, "local", timeout)
+
+
+def _local_server(settings: Settings, model: str, n_ctx: int) -> LocalModelServer:
+    return LocalModelServer(
+        ensure_model(model, settings.cache_dir),
         cache_dir=settings.cache_dir,
-        alias=model_alias(settings.local_model),
+        alias=model_alias(model),
         threads=settings.local_model_threads,
         n_ctx=n_ctx,
     )
-    with server:
-        alias = model_alias(settings.local_model)
-        served = settings.model_copy(
-            update={
-                "llm": "openai",
-                "llm_base_url": server.base_url,
-                "llm_api_key": SecretStr("local"),
-                "llm_model": alias,
-            }
-        )
-        yield served, OptimizerLLM(server.base_url, alias, "local", settings.llm_timeout_s)
+
+
+def _api_key(settings: Settings) -> str:
+    secret = settings.llm_api_key
+    return secret.get_secret_value() if secret else os.environ.get("OPENAI_API_KEY", "none")

@@ -24,6 +24,7 @@ from agentlightning.algorithm.apo import APO
 from agentlightning.execution.shared_memory import SharedMemoryExecutionStrategy
 from openai.types.chat import ChatCompletion
 
+from foundation.errors import InfrastructureError
 from learning.candidates import MeshEvaluator, TaskItem
 from learning.rollouts import to_agl_spans
 
@@ -182,16 +183,22 @@ class MeshAPO(APO):
         return results, average
 
 
+class OptimizerUnavailableError(InfrastructureError):
+    """The prompt optimizer's endpoint cannot be reached (an outage, not an empty answer)."""
+
+
 class BoundedChatClient:
     """Stands in for `AsyncOpenAI` inside APO: caps every completion at `max_tokens` (llama.cpp's
-    server would otherwise generate until its context is full) and turns a failed call (context
-    overflow, server error) into an empty answer, which APO treats as "no critique / no edit"."""
+    server would otherwise generate until its context is full) and turns a refused request
+    (context overflow) into an empty answer, which APO treats as "no critique / no edit". An
+    unreachable or failing endpoint is an outage: it is kept in `outage` and raised."""
 
     def __init__(self, client: openai.AsyncOpenAI, max_tokens: int = 512) -> None:
         self._client = client
         self.max_tokens = max_tokens
         self.calls = 0
         self.failures = 0
+        self.outage: OptimizerUnavailableError | None = None
         self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
 
     async def _create(self, **kwargs: Any) -> ChatCompletion:
@@ -200,6 +207,11 @@ class BoundedChatClient:
         try:
             completion: ChatCompletion = await self._client.chat.completions.create(**kwargs)
             return completion
+        except (openai.APIConnectionError, openai.InternalServerError) as exc:
+            self.outage = OptimizerUnavailableError(
+                f"the prompt optimizer's endpoint failed: {exc}"
+            )
+            raise self.outage from None
         except openai.APIError as exc:
             self.failures += 1
             log.warning("optimizer LLM call failed (%s); treated as an empty answer", exc)
@@ -307,6 +319,8 @@ def run_apo(
     )
     started = time.perf_counter()
     trainer.fit(MeshAgent(evaluator, resource_name), train_dataset=train, val_dataset=val)
+    if bounded.outage is not None:  # raised inside APO's tasks, which may have swallowed it
+        raise bounded.outage
     full_val = {
         e.text: e for e in apo.evaluations if e.mode == "val" and e.n == len(val) == e.expected
     }

@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from langchain_core.language_models import BaseChatModel
+
 from foundation.settings import Settings
 from graph.context import MeshContext
 from graph.edges import StepRecord
@@ -110,6 +112,13 @@ class PeriodicOptimizer:
             thread.join(timeout)
 
 
+def at_temperature(llm: BaseChatModel, temperature: float) -> BaseChatModel:
+    """The same chat model sampling at `temperature` (a model without that setting as is)."""
+    if "temperature" in type(llm).model_fields:
+        return llm.model_copy(update={"temperature": temperature})
+    return llm
+
+
 def recent_tasks(db: LearningDB, limit: int = 200) -> list[Task]:
     """Distinct tasks of the mesh's recently finished rollouts (newest first)."""
     seen: dict[str, Task] = {}
@@ -135,8 +144,11 @@ def learner_round(
     services and recent tasks (from the learning store; pass `tasks` to choose them) split
     deterministically into `train`/`val`, and runs one round per prompt in `prompts`."""
     settings: Settings = learning_settings(services.settings, attempts)
-    # No memory: evaluations must not feed (or be fed by) the live agents' experience.
-    evaluation_services = dataclasses.replace(services, settings=settings, memory=None)
+    # No memory: evaluations must not feed (or be fed by) the live agents' experience; the
+    # model samples at the settings' temperature (0), not at the live mesh's.
+    evaluation_services = dataclasses.replace(
+        services, settings=settings, llm=at_temperature(services.llm, 0.0), memory=None
+    )
     db = registry.db
 
     def run() -> list[RoundReport]:

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from app.cli.common import settings_with
 from app.services import build_context
+from foundation.errors import InfrastructureError
 from foundation.settings import Settings
 from nodes.prompts import CONSUMER_SYSTEM, PRODUCER_SYSTEM, SEED_PROMPTS
 from prompt_registry.registry import PromptRegistry, RegistryError
@@ -90,7 +91,6 @@ def learn(
         llm_endpoint,
         open_learner,
     )
-    from llm.chat import LLMUnavailableError
     from sandbox import SandboxError
 
     settings = learning_settings(settings_with(llm=llm), attempts)
@@ -140,7 +140,7 @@ def learn(
                     report = learner.run_round(name, algorithm)  # type: ignore[arg-type]
                     reports.append(report)
                     console.print(_round_line(report))
-    except (LLMUnavailableError, SandboxError, RegistryError, FileNotFoundError) as exc:
+    except (InfrastructureError, SandboxError, RegistryError, FileNotFoundError) as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
     console.print(_rounds_table(reports))

@@ -14,6 +14,7 @@ from rich.table import Table
 from app.cli.common import console, progress, readable_errors, settings_with
 from app.distributed import run_distributed, shared_llm_endpoint
 from app.services import build_context
+from foundation.errors import InfrastructureError
 from foundation.settings import Settings
 from graph.builder import compile_mesh
 from graph.checkpoint import sqlite_checkpointer
@@ -85,6 +86,7 @@ def run_batch(options: RunOptions, resume: str | None = None) -> None:
         recorded = RunOptions.model_validate(read_manifest(manifest_dir / f"{resume}.json"))
         options = recorded.model_copy(update={"llm": options.llm or recorded.llm})
         settings = options.settings()
+    learning_error: str | None = None
     given: list[Task | None] = (
         list(load_tasks(options.dataset, limit=options.tasks))
         if options.dataset
@@ -102,7 +104,7 @@ def run_batch(options: RunOptions, resume: str | None = None) -> None:
             outcomes = _distributed_with_progress(shared, given, options.workers)
         else:
             context = build_context(settings)
-            sinks = learning_sinks(context, options.learn_every)
+            sinks, optimizer = learning_sinks(context, options.learn_every)
             if options.kafka:
                 sinks.insert(0, stack.enter_context(KafkaEdgeSink(settings)))
             checkpointer = stack.enter_context(sqlite_checkpointer(settings.checkpoint_db))
@@ -115,6 +117,8 @@ def run_batch(options: RunOptions, resume: str | None = None) -> None:
             console.print(f"batch [bold]{runner.batch_id}[/] (resume: --resume {runner.batch_id})")
             batch_id = runner.batch_id
             outcomes = _run_with_progress(runner, given, settings.max_attempts)
+            if optimizer is not None:
+                learning_error = _finish_learning(optimizer)
         audit = audit_batch(
             batch_id, outcomes, settings.task_time_budget_s, settings.task_token_budget
         )
@@ -126,17 +130,39 @@ def run_batch(options: RunOptions, resume: str | None = None) -> None:
     console.print(f"supervisor ({audit.verdict}): {audit.summary}")
     for anomaly in audit.anomalies:
         console.print(f"  - {anomaly}")
+    if learning_error:
+        raise LearningRoundError(learning_error)
 
 
-def learning_sinks(context: MeshContext, learn_every: int) -> list[EdgeSink]:
+def learning_sinks(
+    context: MeshContext, learn_every: int
+) -> tuple[list[EdgeSink], PeriodicOptimizer | None]:
     """The rollout recorder (every run, with rewards credited to the prompt versions used) and,
-    with `learn_every`, the periodic optimizer."""
+    with `learn_every`, the periodic optimizer (also returned, to be awaited)."""
     assert context.registry is not None
     recorder = RolloutRecorder(context.registry.db, registry=context.registry)
-    sinks: list[EdgeSink] = [recorder]
-    if learn_every:
-        sinks.append(PeriodicOptimizer(learn_every, learner_round(context, context.registry)))
-    return sinks
+    if not learn_every:
+        return [recorder], None
+    optimizer = PeriodicOptimizer(learn_every, learner_round(context, context.registry))
+    return [recorder, optimizer], optimizer
+
+
+def _finish_learning(optimizer: PeriodicOptimizer) -> str | None:
+    """Wait for a learning round still running and report the rounds; what failed, if any."""
+    with console.status("waiting for the running learning round"):
+        optimizer.wait()
+    decisions = ", ".join(f"{r.prompt} {r.decision}" for r in optimizer.reports) or "none"
+    console.print(
+        f"learning: {optimizer.rounds} round(s) ({decisions}), {optimizer.skipped} skipped"
+    )
+    if not optimizer.errors:
+        return None
+    error = optimizer.errors[0]
+    return f"{len(optimizer.errors)} learning round(s) failed: {type(error).__name__}: {error}"
+
+
+class LearningRoundError(InfrastructureError):
+    """A periodic learning round failed (reported once the batch is done)."""
 
 
 def _distributed_with_progress(
