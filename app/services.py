@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from foundation.settings import Settings
 from graph.context import MeshContext
+from graph.edges import StepRecord
+from graph.state import MeshState
+from graph.step import StepFunction, bind_step
+from learning.rollouts import RolloutRecorder
 from llm.chat import make_chat_model
 from memory import AgentMemory
+from nodes import NODE_FUNCTIONS
 from nodes.prompts import SEED_PROMPTS
 from prompt_registry import PromptRegistry
 from sandbox import make_sandbox
@@ -28,3 +35,26 @@ def build_context(settings: Settings, *, use_memory: bool | None = None) -> Mesh
         registry=PromptRegistry.in_data_dir(settings.data_dir, SEED_PROMPTS),
         memory=AgentMemory.from_settings(settings) if wanted else None,
     )
+
+
+def recorded(context: MeshContext, source: str = "mesh") -> tuple[MeshContext, RolloutRecorder]:
+    """The context with its chat model traced, and the recorder that keeps each run as a rollout
+    (node and LLM spans, rewards credited to the prompt versions used) in the learning store.
+    The recorder is an EdgeSink: hand it every step."""
+    assert context.registry is not None, "rollouts are kept next to the prompt registry"
+    recorder = RolloutRecorder(context.registry.db, source=source, registry=context.registry)
+    return recorder.instrument(context), recorder
+
+
+def recorded_step(settings: Settings, source: str = "worker") -> StepFunction:
+    """The step a node worker runs: the nodes with the services the settings describe, each
+    step recorded as part of its rollout (LLM spans included) in the learning store."""
+    context, recorder = recorded(build_context(settings), source=source)
+    step = bind_step(NODE_FUNCTIONS, context)
+
+    def recorded_step(node: str, state: MeshState) -> tuple[dict[str, Any], StepRecord]:
+        update, record = step(node, state)
+        recorder.on_step(record)
+        return update, record
+
+    return recorded_step

@@ -94,12 +94,26 @@ def _clip(text: str, limit: int = MAX_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 15] + " ...[truncated]"
 
 
+LEARNABLE, TOO_EASY, UNSOLVED = 1.0, 0.5, 0.25
+"""What a published task is worth to the loop, by how the consumer fared on it."""
+
+
+def task_worth(state: MeshState) -> float:
+    """A produced task's worth (after Absolute Zero's learnability reward): solved after a
+    retry, it taught the loop something (1.0); solved at once, it was too easy (0.5); never
+    solved, it was too hard or ambiguous (0.25)."""
+    if not state.passed:
+        return UNSOLVED
+    return LEARNABLE if len(state.attempts) > 1 else TOO_EASY
+
+
 def prompt_rewards(state: MeshState, spans: Sequence[SpanRecord]) -> dict[str, float]:
     """The reward each prompt used in a finished run earned.
 
     consumer (and any other prompt that shapes the solution): the mesh reward, when the consumer
-    ran. producer: only when it invented the task with the LLM; 1/tries when the task was
-    published, 0 when it failed. reviewer: none (its critique does not change the score).
+    ran. producer: only when it invented the task with the LLM; what the task was worth
+    (`task_worth`) divided by the tries it took, 0 when it failed. reviewer: none (its critique
+    does not change the score).
     """
     mesh = state.review.reward if state.review else 0.0
     solved_something = bool(state.attempts)
@@ -117,7 +131,8 @@ def prompt_rewards(state: MeshState, spans: Sequence[SpanRecord]) -> dict[str, f
         if name == PRODUCER_SYSTEM:
             if producer_used_llm:
                 published = state.task is not None and solved_something
-                rewards[name] = round(1.0 / max(1, producer_calls), 4) if published else 0.0
+                worth = task_worth(state) if published else 0.0
+                rewards[name] = round(worth / max(1, producer_calls), 4)
             continue
         if solved_something:
             rewards[name] = mesh

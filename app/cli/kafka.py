@@ -13,14 +13,13 @@ from typing import Annotated
 import typer
 from confluent_kafka.admin import AdminClient
 
-from app.services import build_context
+from app.services import recorded_step
 from foundation.errors import InfrastructureError
 from foundation.settings import Settings
 from graph.kafka_sink import KafkaEdgeSink
 from graph.node_worker import MeshWorkers, NodeWorker, WorkerError
 from graph.routing import NODES
 from graph.state import MeshState
-from graph.step import bind_step
 from graph.topics import AI_REPORTS, ALL_TOPICS
 from graph.wire import ReportMessage, read_mesh_topic
 from kafka_edges.admin import DEFAULT_PARTITIONS, ensure_topics
@@ -28,7 +27,6 @@ from kafka_edges.broker import BrokerError, EmbeddedBroker, broker_for, check_re
 from kafka_edges.config import common_config, with_logger
 from kafka_edges.publisher import PublishError
 from kafka_edges.reader import Record
-from nodes import NODE_FUNCTIONS
 from sandbox import SandboxError
 
 app = typer.Typer(
@@ -117,7 +115,7 @@ def worker_command(
                 if info.embedded:
                     typer.echo(f"embedded Kafka broker on {info.bootstrap}")
                 typer.echo(f"workers for {', '.join(NODES)} (x{concurrency}); Ctrl-C to stop")
-                step = bind_step(NODE_FUNCTIONS, build_context(info.settings))
+                step = recorded_step(info.settings)
                 MeshWorkers(
                     NODES, info.settings, step, concurrency=concurrency, partitions=partitions
                 ).run()
@@ -127,7 +125,7 @@ def worker_command(
                 "no Kafka bootstrap servers configured: set AIMESH_KAFKA_BOOTSTRAP or pass "
                 "--bootstrap (start a broker with `aimesh broker`)"
             )
-        step = bind_step(NODE_FUNCTIONS, build_context(settings))
+        step = recorded_step(settings)
         worker = NodeWorker(role, settings, step, concurrency=concurrency, partitions=partitions)
         typer.echo(
             f"{role} worker (x{concurrency}) on {worker.bootstrap}, group {worker.group_id}; Ctrl-C to stop"

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from app.cli.common import console, progress, readable_errors, settings_with
 from app.distributed import run_distributed, shared_llm_endpoint
-from app.services import build_context
+from app.services import build_context, recorded
 from foundation.errors import InfrastructureError
 from foundation.settings import Settings
 from graph.builder import compile_mesh
@@ -83,8 +83,8 @@ def run_batch(options: RunOptions, resume: str | None = None) -> None:
     settings = options.settings()
     manifest_dir = settings.data_dir / "batches"
     if resume:
-        recorded = RunOptions.model_validate(read_manifest(manifest_dir / f"{resume}.json"))
-        options = recorded.model_copy(update={"llm": options.llm or recorded.llm})
+        saved = RunOptions.model_validate(read_manifest(manifest_dir / f"{resume}.json"))
+        options = saved.model_copy(update={"llm": options.llm or saved.llm})
         settings = options.settings()
     learning_error: str | None = None
     given: list[Task | None] = (
@@ -103,8 +103,8 @@ def run_batch(options: RunOptions, resume: str | None = None) -> None:
             batch_id = "distributed-" + time.strftime("%Y%m%d-%H%M%S")
             outcomes = _distributed_with_progress(shared, given, options.workers)
         else:
-            context = build_context(settings)
-            sinks, optimizer = learning_sinks(context, options.learn_every)
+            context, recorder = recorded(build_context(settings))
+            sinks, optimizer = learning_sinks(context, recorder, options.learn_every)
             if options.kafka:
                 sinks.insert(0, stack.enter_context(KafkaEdgeSink(settings)))
             checkpointer = stack.enter_context(sqlite_checkpointer(settings.checkpoint_db))
@@ -135,12 +135,11 @@ def run_batch(options: RunOptions, resume: str | None = None) -> None:
 
 
 def learning_sinks(
-    context: MeshContext, learn_every: int
+    context: MeshContext, recorder: RolloutRecorder, learn_every: int
 ) -> tuple[list[EdgeSink], PeriodicOptimizer | None]:
     """The rollout recorder (every run, with rewards credited to the prompt versions used) and,
     with `learn_every`, the periodic optimizer (also returned, to be awaited)."""
     assert context.registry is not None
-    recorder = RolloutRecorder(context.registry.db, registry=context.registry)
     if not learn_every:
         return [recorder], None
     optimizer = PeriodicOptimizer(learn_every, learner_round(context, context.registry))

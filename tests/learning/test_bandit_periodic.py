@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from typer.testing import CliRunner
 
@@ -152,10 +153,13 @@ def test_the_producer_prompt_is_evaluated_on_tasks_it_invents(
 ) -> None:
     text = registry.current(PRODUCER_SYSTEM).text + "\nKeep tests deterministic."
     score, traces = evaluator.evaluate(producer_items(2), PRODUCER_SYSTEM, text)
-    assert score.n == 2 and score.reward == 1.0  # published on the first try
+    # published on the first try: each scores what its task was worth (learning.rollouts.task_worth)
+    worth = [t.rewards[PRODUCER_SYSTEM] for t in traces]
+    assert score.n == 2 and set(worth) <= {0.25, 0.5, 1.0}
+    assert score.reward == pytest.approx(sum(worth) / 2)
     assert all(t.task is not None and t.task.source == "producer" for t in traces)
     assert {t.prompt_versions[PRODUCER_SYSTEM] for t in traces} == {text_label(text)}
     report = Learner(
         evaluator, registry, producer_items(2), producer_items(2, start=2), batch=2
     ).run_round(PRODUCER_SYSTEM, "bandit")
-    assert report.prompt == PRODUCER_SYSTEM and report.val_before.reward == 1.0
+    assert report.prompt == PRODUCER_SYSTEM and report.val_before.reward >= 0.25
