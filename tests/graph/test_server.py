@@ -26,6 +26,7 @@ from graph.state import MeshState, Task
 from graph.topics import AI_REPORTS, AI_TELEMETRY, ALL_TOPICS
 from graph.wire import ReportMessage, read_mesh_topic
 from kafka_edges.broker import EmbeddedBroker, broker_for, free_port
+from prompt_registry import LearningDB
 
 pytestmark = pytest.mark.timeout(240)
 PROJECT = Path(__file__).resolve().parents[2]
@@ -116,9 +117,15 @@ def test_a_run_through_the_api_goes_through_all_five_agents(server: Server) -> N
         r.message.agent for r in telemetry if getattr(r.message, "run_id", None) == state.run_id
     }  # type: ignore[union-attr]
     assert agents == {"producer", "consumer", "sandbox", "reviewer", "supervisor"}
+    # and recorded the run as a rollout, LLM calls included
+    db = LearningDB.in_data_dir(server.settings.data_dir)
+    [rollout] = db.query("SELECT * FROM rollouts WHERE rollout_id = ?", (state.run_id,))
+    assert rollout["source"] == "server"
+    spans = db.query("SELECT kind FROM spans WHERE rollout_id = ?", (rollout["rollout_id"],))
+    assert {"llm", "node", "reward"} <= {span["kind"] for span in spans}
 
 
-def test_a_task_published_to_ai_topic_becomes_a_server_run(server: Server) -> None:
+def test_a_task_published_to_ai_server_tasks_becomes_a_server_run(server: Server) -> None:
     task = Task(
         statement="Return the square of n.",
         signature="def square(n: int) -> int",
