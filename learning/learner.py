@@ -25,6 +25,7 @@ from graph.state import Task
 from learning.bandit import Policy, choose, propose_variants
 from learning.candidates import MeshEvaluator, Score, TaskItem, text_label
 from learning.hygiene import training_leak
+from learning.significance import paired_gain_p
 from llm.chat import resolve_provider
 from llm.local_model import ensure_model, model_alias
 from llm.local_server import LocalModelServer
@@ -112,6 +113,7 @@ class Learner:
         val: held-out items every promotion is decided on.
         min_gain: a candidate is promoted only if its validation reward exceeds the active
             version's by more than this (and its pass rate is not lower).
+        alpha: ... and only if a paired sign test on the validation tasks gives p <= alpha.
         optimizer: the LLM APO uses for gradients and edits (required for APO only).
     """
 
@@ -129,6 +131,7 @@ class Learner:
         batch: int = 3,
         arms: int = 3,
         seed: int = 0,
+        alpha: float = 0.05,
     ) -> None:
         if not train or not val:
             raise ValueError("learning needs at least one training and one validation task")
@@ -137,6 +140,7 @@ class Learner:
         self.train = train
         self.val = val
         self.min_gain = min_gain
+        self.alpha = alpha
         self.optimizer = optimizer
         self.apo = apo or APOOptions()
         self.policy: Policy = policy
@@ -180,18 +184,30 @@ class Learner:
 
     # -- the gate ----------------------------------------------------------------------------
 
+    def _text(self, name: str, version: str) -> str:
+        return self.registry.get(name, version).text
+
     def _decide(
         self, name: str, candidate: str, cand: Score, active: str, base: Score, algorithm: str
     ) -> Decision:
         """Promote `candidate` iff its validation reward beats the active version's by more than
-        `min_gain` and it solves at least as many validation tasks; otherwise mark it rejected.
-        (The reward has a wall-clock efficiency term, so a margin keeps timing noise from
-        promoting a prompt that writes the same code.)"""
+        `min_gain`, it solves at least as many validation tasks, and the gain is significant (a
+        paired sign test on the same tasks, p <= `alpha`); otherwise mark it rejected. (The
+        reward has a wall-clock efficiency term, so a margin keeps timing noise from promoting a
+        prompt that writes the same code.)"""
+        if len(cand.rewards) != cand.n or len(base.rewards) != base.n:
+            cand, base = (
+                self.validate(name, self._text(name, candidate)),
+                self.validate(name, self._text(name, active)),
+            )
+        p = paired_gain_p(cand.rewards, base.rewards)
         detail = (
             f"{algorithm}: validation reward {cand.reward:.4f} (pass {cand.pass_rate:.2f}) vs "
-            f"{active} {base.reward:.4f} (pass {base.pass_rate:.2f}) on {cand.n} tasks"
+            f"{active} {base.reward:.4f} (pass {base.pass_rate:.2f}) on {cand.n} tasks, "
+            f"paired sign test p={p:.3f}"
         )
-        if cand.reward > base.reward + self.min_gain and cand.pass_rate >= base.pass_rate:
+        gain = cand.reward > base.reward + self.min_gain and cand.pass_rate >= base.pass_rate
+        if gain and p <= self.alpha:
             self.registry.promote(name, candidate, detail)
             return "promoted"
         self.registry.reject(name, candidate, detail)

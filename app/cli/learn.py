@@ -56,6 +56,9 @@ def learn(
     attempts: Annotated[int, typer.Option(min=1, max=10, help="consumer attempts per task")] = 1,
     offset: Annotated[int, typer.Option(min=0, help="first HumanEval problem of the pool")] = 0,
     min_gain: Annotated[float, typer.Option(help="promotion margin on validation reward")] = 0.01,
+    alpha: Annotated[
+        float, typer.Option(help="promotion needs a paired sign test p <= alpha on validation")
+    ] = 0.05,
     branch_factor: Annotated[int, typer.Option(min=1, help="APO edits per round")] = 2,
     beam_width: Annotated[int, typer.Option(min=1, help="APO beam width")] = 1,
     gradient_batch: Annotated[int, typer.Option(min=1, help="APO rollouts per gradient")] = 3,
@@ -123,6 +126,7 @@ def learn(
                     services=build_context(served, use_memory=False),
                     attempts=attempts,
                     min_gain=min_gain,
+                    alpha=alpha,
                     optimizer=optimizer,
                     apo=APOOptions(
                         beam_width=beam_width,

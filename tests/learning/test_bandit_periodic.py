@@ -60,7 +60,8 @@ def test_bandit_promotes_the_better_variant_and_rejects_a_tie(
 ) -> None:
     train, val = split
     evaluator.cache = True
-    learner = Learner(evaluator, registry, train, val, batch=3, arms=3)
+    # the mechanics: one tricky validation task of three can never be significant, so alpha=1
+    learner = Learner(evaluator, registry, train, val, batch=3, arms=3, alpha=1.0)
     reports = [learner.run_round(C, "bandit") for _ in range(5)]
     decisions = [r.decision for r in reports]
     assert "promoted" in decisions, reports
@@ -99,7 +100,7 @@ def test_periodic_optimizer_on_a_running_mesh(
         train=3,
         val=3,
         tasks=lambda: tasks,
-        learner_options={"batch": 3, "arms": 3},
+        learner_options={"batch": 3, "arms": 3, "alpha": 1.0},  # 3 validation tasks: mechanics
     )
     optimizer = PeriodicOptimizer(3, round_function, background=True)
     recorder = RolloutRecorder(registry.db, registry=registry)

@@ -52,7 +52,8 @@ def test_apo_promotes_an_improving_prompt_rewards_reach_the_store_and_rollback_w
     seed = registry.current(C)
     improved = seed.text + "\nCheck the edge cases of the task before you answer."
     double = optimizer_double(improved)
-    learner = Learner(evaluator, registry, train, val, optimizer=_optimizer(double))
+    # the mechanics: a gain on one validation task of three cannot be significant, so alpha=1
+    learner = Learner(evaluator, registry, train, val, optimizer=_optimizer(double), alpha=1.0)
 
     report = learner.run_round(C, "apo")
 
@@ -154,3 +155,25 @@ def test_an_edit_that_is_code_not_a_prompt_is_dropped_before_validation(
     assert report.decision == "no-candidate" and report.active_after == "v1"
     assert len(report.detail["invalid_edits"]) == 2 * 2  # 2 branches x 2 attempts
     assert [v.version for v in registry.history(C)] == ["v1"]
+
+
+def test_a_gain_that_is_not_significant_is_not_promoted(
+    evaluator: MeshEvaluator,
+    registry: PromptRegistry,
+    split: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    optimizer_double: Any,
+) -> None:
+    """The same improving edit as above, at the default alpha (0.05): one better task of three
+    is a sign test p of 0.5, so the candidate is kept as rejected, with the p-value."""
+    train, val = split
+    improved = registry.current(C).text + "\nCheck the edge cases of the task before you answer."
+    learner = Learner(
+        evaluator, registry, train, val, optimizer=_optimizer(optimizer_double(improved))
+    )
+    report = learner.run_round(C, "apo")
+    assert report.decision == "rejected", report
+    assert report.val_candidate is not None
+    assert report.val_candidate.reward > report.val_before.reward  # a gain, but not significant
+    assert registry.current(C).version == "v1"
+    [event] = [e for e in registry.events(C) if e.event == "rejected"]
+    assert "paired sign test p=0.500" in event.detail
