@@ -43,6 +43,7 @@ from learning.learner import (
     llm_endpoint,
     open_learner,
 )
+from learning.splits import humaneval_split_tasks
 from nodes.prompts import CONSUMER_SYSTEM
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -150,11 +151,8 @@ def chart(result: dict[str, Any], path: Path) -> None:
 
 
 def test_items(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Problems right after the train+val pool: never seen by the optimizer or the gate."""
-    from graph.datasets import humaneval_tasks
-
-    start = args.offset + args.train + args.val
-    return task_items(humaneval_tasks()[start : start + args.test])
+    """The committed test split: never seen by the optimizer or the gate."""
+    return task_items(humaneval_split_tasks("test", limit=args.test))
 
 
 def test_check(learner: Any, args: argparse.Namespace, seed: str, final: str) -> dict[str, Any]:

@@ -22,10 +22,10 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from graph.builder import compile_mesh
 from graph.context import MeshContext
-from graph.datasets import humaneval_tasks
 from graph.runner import BatchRunner
 from graph.state import Task
 from learning.rollouts import RolloutRecorder, RolloutTrace
+from learning.splits import humaneval_split_tasks
 from nodes import NODE_FUNCTIONS
 from nodes.prompts import Prompt
 from prompt_registry.db import LearningDB
@@ -63,14 +63,17 @@ def split_tasks(tasks: Sequence[Task], train: int, val: int) -> tuple[list[Task]
     return ordered[:train], ordered[train : train + val]
 
 
-def humaneval_split(
-    train: int, val: int, pool: int | None = None, offset: int = 0
-) -> tuple[list[Task], list[Task]]:
-    """Train/validation HumanEval tasks from problems ``offset .. offset+pool`` (pool defaults to
-    train+val), split deterministically by `split_tasks`."""
-    size = pool or train + val
-    tasks = humaneval_tasks()[offset : offset + size]
-    return split_tasks(tasks, train, val)
+def humaneval_split(train: int, val: int, offset: int = 0) -> tuple[list[Task], list[Task]]:
+    """`train` tasks of the committed train split and `val` of the validation split (from
+    position `offset` of each): the test split is never learned from (`learning.splits`)."""
+    train_tasks = humaneval_split_tasks("train")[offset : offset + train]
+    val_tasks = humaneval_split_tasks("val")[offset : offset + val]
+    if len(train_tasks) < train or len(val_tasks) < val:
+        raise ValueError(
+            f"asked for {train} train and {val} validation tasks from position {offset}; "
+            "the committed splits hold 40 of each"
+        )
+    return train_tasks, val_tasks
 
 
 @dataclass

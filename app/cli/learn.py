@@ -54,7 +54,9 @@ def learn(
         typer.Option(help="prompt(s) to optimize: consumer.system (default), producer.system"),
     ] = None,
     attempts: Annotated[int, typer.Option(min=1, max=10, help="consumer attempts per task")] = 1,
-    offset: Annotated[int, typer.Option(min=0, help="first HumanEval problem of the pool")] = 0,
+    offset: Annotated[
+        int, typer.Option(min=0, help="position in the committed train/validation splits")
+    ] = 0,
     min_gain: Annotated[float, typer.Option(help="promotion margin on validation reward")] = 0.01,
     alpha: Annotated[
         float, typer.Option(help="promotion needs a paired sign test p <= alpha on validation")
