@@ -12,9 +12,10 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
+from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -22,8 +23,11 @@ from app.cli.common import settings_with
 from app.services import build_context
 from foundation.errors import InfrastructureError
 from foundation.settings import Settings
+from learning.candidates import humaneval_split, producer_items, task_items
+from learning.learner import APOOptions, RoundReport, learning_settings, llm_endpoint, open_learner
 from nodes.prompts import CONSUMER_SYSTEM, PRODUCER_SYSTEM, SEED_PROMPTS
 from prompt_registry.registry import PromptRegistry, RegistryError
+from sandbox import SandboxError
 
 learn_app = typer.Typer(
     help="Self-learning: optimize prompts on HumanEval through the graph; inspect and roll back "
@@ -68,7 +72,8 @@ def learn(
     batch: Annotated[int, typer.Option(min=1, help="bandit: training tasks per pull")] = 3,
     llm: Annotated[str | None, typer.Option(help="auto | openai | local | scripted")] = None,
     optimizer_base_url: Annotated[
-        str | None, typer.Option(help="APO's OpenAI-compatible endpoint (default: the mesh's LLM)")
+        str | None,
+        typer.Option(help="APO's OpenAI-compatible endpoint [default: AIMESH_OPTIMIZER_BASE_URL]"),
     ] = None,
     optimizer_model: Annotated[str | None, typer.Option(help="APO's model name")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the rounds here")] = None,
@@ -77,75 +82,28 @@ def learn(
     promote only what beats the active version (else keep it as rejected)."""
     if ctx.invoked_subcommand is not None:
         return
-    if algorithm not in ("apo", "bandit"):
-        raise typer.BadParameter("--algorithm must be apo or bandit")
-    if policy not in ("ucb1", "thompson"):
-        raise typer.BadParameter("--policy must be ucb1 or thompson")
-    names = prompt or [CONSUMER_SYSTEM]
-    for name in names:
-        if name not in (CONSUMER_SYSTEM, PRODUCER_SYSTEM):
-            raise typer.BadParameter(
-                f"cannot optimize {name!r}: use consumer.system or producer.system"
-            )
-
-    from learning.candidates import humaneval_split, producer_items, task_items
-    from learning.learner import (
-        APOOptions,
-        OptimizerLLM,
-        learning_settings,
-        llm_endpoint,
-        open_learner,
+    try:
+        options = LearnOptions(
+            rounds=rounds, algorithm=algorithm, train=train, val=val,
+            prompts=prompt or [CONSUMER_SYSTEM], attempts=attempts, offset=offset,
+            min_gain=min_gain, alpha=alpha, policy=policy, batch=batch,
+            apo=APOOptions(
+                beam_width=beam_width, branch_factor=branch_factor,
+                gradient_batch_size=gradient_batch,
+            ),
+        )  # fmt: skip
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        raise typer.BadParameter(f"{error['loc'][0]}: {error['msg']}") from None
+    settings = learning_settings(
+        settings_with(
+            llm=llm, optimizer_base_url=optimizer_base_url, optimizer_model=optimizer_model
+        ),
+        attempts,
     )
-    from sandbox import SandboxError
-
-    settings = learning_settings(settings_with(llm=llm), attempts)
     stop_on_sigterm()
     try:
-        with llm_endpoint(settings) as (served, endpoint):
-            optimizer = endpoint
-            if optimizer_base_url:
-                optimizer = OptimizerLLM(
-                    optimizer_base_url, optimizer_model or settings.llm_model, "none"
-                )
-            elif optimizer is not None and optimizer_model:
-                optimizer.model = optimizer_model
-            if algorithm == "apo" and optimizer is None:
-                console.print(
-                    "[bold red]error:[/] APO needs an LLM for its textual gradients: pass "
-                    "--optimizer-base-url, use a real LLM, or --algorithm bandit"
-                )
-                raise typer.Exit(2)
-            train_tasks, val_tasks = humaneval_split(train, val, offset=offset)
-            items = {
-                CONSUMER_SYSTEM: (task_items(train_tasks), task_items(val_tasks)),
-                PRODUCER_SYSTEM: (producer_items(train), producer_items(val, start=train)),
-            }
-            reports = []
-            for name in names:
-                learner = open_learner(
-                    served,
-                    *items[name],
-                    services=build_context(served, use_memory=False),
-                    attempts=attempts,
-                    min_gain=min_gain,
-                    alpha=alpha,
-                    optimizer=optimizer,
-                    apo=APOOptions(
-                        beam_width=beam_width,
-                        branch_factor=branch_factor,
-                        gradient_batch_size=gradient_batch,
-                    ),
-                    policy=policy,
-                    batch=batch,
-                )
-                console.print(
-                    f"[bold]{name}[/]: {algorithm}, {len(items[name][0])} training / "
-                    f"{len(items[name][1])} validation tasks, model {served.llm_model}"
-                )
-                for _ in range(rounds):
-                    report = learner.run_round(name, algorithm)  # type: ignore[arg-type]
-                    reports.append(report)
-                    console.print(_round_line(report))
+        reports = run_learning(options, settings)
     except (InfrastructureError, SandboxError, RegistryError, FileNotFoundError) as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -154,6 +112,71 @@ def learn(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps([r.as_dict() for r in reports], indent=2, default=str))
         console.print(f"rounds written to {json_out}")
+
+
+class LearnOptions(BaseModel):
+    """What `aimesh learn` was asked to do."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    rounds: int
+    algorithm: Literal["apo", "bandit"]
+    train: int
+    val: int
+    prompts: list[Literal["consumer.system", "producer.system"]]
+    attempts: int
+    offset: int
+    min_gain: float
+    alpha: float
+    policy: Literal["ucb1", "thompson"]
+    batch: int
+    apo: APOOptions
+
+
+def run_learning(options: LearnOptions, settings: Settings) -> list[RoundReport]:
+    """Run the rounds on the committed HumanEval splits (or tasks the producer invents, for its
+    prompt), one learner per prompt; every round's report."""
+    train_tasks, val_tasks = humaneval_split(options.train, options.val, offset=options.offset)
+    items = {
+        CONSUMER_SYSTEM: (task_items(train_tasks), task_items(val_tasks)),
+        PRODUCER_SYSTEM: (
+            producer_items(options.train),
+            producer_items(options.val, start=options.train),
+        ),
+    }
+    reports = []
+    with llm_endpoint(settings) as (served, optimizer):
+        if options.algorithm == "apo" and optimizer is None:
+            raise OptimizerMissingError(
+                "APO needs an LLM for its textual gradients: pass --optimizer-base-url, use a "
+                "real LLM, or --algorithm bandit"
+            )
+        for name in options.prompts:
+            learner = open_learner(
+                served,
+                *items[name],
+                services=build_context(served, use_memory=False),
+                attempts=options.attempts,
+                min_gain=options.min_gain,
+                alpha=options.alpha,
+                optimizer=optimizer,
+                apo=options.apo,
+                policy=options.policy,
+                batch=options.batch,
+            )
+            console.print(
+                f"[bold]{name}[/]: {options.algorithm}, {len(items[name][0])} training / "
+                f"{len(items[name][1])} validation tasks, model {served.llm_model}"
+            )
+            for _ in range(options.rounds):
+                report = learner.run_round(name, options.algorithm)
+                reports.append(report)
+                console.print(_round_line(report))
+    return reports
+
+
+class OptimizerMissingError(InfrastructureError):
+    """APO was asked for without an optimizer model."""
 
 
 def _round_line(report: Any) -> str:
