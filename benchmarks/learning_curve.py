@@ -35,9 +35,9 @@ from app.cli.learn import stop_on_sigterm
 from app.services import build_context
 from benchmarks.common import saved_figure
 from foundation.settings import Settings
+from learning.apo_options import APOOptions
 from learning.candidates import humaneval_split, task_items
 from learning.learner import (
-    APOOptions,
     RoundReport,
     learning_settings,
     llm_endpoint,

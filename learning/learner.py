@@ -8,6 +8,7 @@ candidate stays in the registry as rejected.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -22,6 +23,7 @@ from pydantic import SecretStr
 from foundation.settings import Settings
 from graph.context import MeshContext
 from graph.state import Task
+from learning.apo_options import APOOptions
 from learning.bandit import Policy, choose, propose_variants
 from learning.candidates import MeshEvaluator, Score, TaskItem, text_label
 from learning.hygiene import training_leak
@@ -62,17 +64,6 @@ class OptimizerLLM:
         return openai.AsyncOpenAI(
             base_url=self.base_url, api_key=self.api_key, timeout=self.timeout_s, max_retries=1
         )
-
-
-@dataclass
-class APOOptions:
-    """APO's knobs for one round (see `learning.lightning.run_apo`)."""
-
-    beam_width: int = 1
-    branch_factor: int = 2
-    beam_rounds: int = 1
-    gradient_batch_size: int = 3
-    diversity_temperature: float = 1.0
 
 
 @dataclass
@@ -223,22 +214,12 @@ class Learner:
         from learning.lightning import BoundedChatClient, run_apo
 
         active = self.registry.current(name)
-        client = BoundedChatClient(self.optimizer.client(), self.optimizer.max_tokens)
+        knobs = dataclasses.replace(self.apo, max_tokens=self.optimizer.max_tokens)
+        client = BoundedChatClient(self.optimizer.client(), knobs.max_tokens)
         result = run_apo(
-            self.evaluator,
-            name,
-            active.text,
-            self.train,
-            self.val,
-            client,
-            self.optimizer.model,
-            beam_width=self.apo.beam_width,
-            branch_factor=self.apo.branch_factor,
-            beam_rounds=self.apo.beam_rounds,
-            gradient_batch_size=min(self.apo.gradient_batch_size, len(self.train)),
-            diversity_temperature=self.apo.diversity_temperature,
-            max_tokens=self.optimizer.max_tokens,
-        )
+            self.evaluator, name, active.text, self.train, self.val, client,
+            self.optimizer.model, knobs,
+        )  # fmt: skip
         self.last_apo = result
         seed_eval = result.full_validation(active.text)
         base = (
@@ -251,25 +232,8 @@ class Learner:
             for text, e in result.full_val.items()
             if text != active.text and text.strip()
         }
-        leaks = {text: training_leak(text, self.train_tasks) for text in scored}
-        for text, reason in leaks.items():
-            if reason is not None:  # kept as rejected, with why, never promoted
-                version = self.registry.add_candidate(
-                    name, text, active.version, source="apo", note=f"hygiene: {reason}"
-                ).version
-                self.registry.reject(name, version, f"hygiene: {reason}")
-                del scored[text]
-        registered: dict[str, str] = {}
-        for text, score in scored.items():
-            prompt = self.registry.add_candidate(
-                name,
-                text,
-                active.version,
-                source="apo",
-                note=f"APO validation reward {score.reward:.4f}, pass rate {score.pass_rate:.2f}",
-            )
-            self.registry.adopt_rewards(name, text_label(text), prompt.version)
-            registered[text] = prompt.version
+        scored = self._hygienic(name, active.version, scored)
+        registered = self._register(name, active.version, scored)
         detail = {
             "evaluations": [asdict(e) for e in result.evaluations],
             "apo_seconds": result.seconds,
@@ -306,6 +270,30 @@ class Learner:
             rejected=rejected,
             detail=detail,
         )
+
+    def _hygienic(self, name: str, parent: str, scored: dict[str, Score]) -> dict[str, Score]:
+        """The candidates that read as general instructions; the others are kept as rejected,
+        with the reason (`learning.hygiene`), and never promoted."""
+        clean = {}
+        for text, score in scored.items():
+            reason = training_leak(text, self.train_tasks)
+            if reason is None:
+                clean[text] = score
+                continue
+            note = f"hygiene: {reason}"
+            version = self.registry.add_candidate(name, text, parent, source="apo", note=note)
+            self.registry.reject(name, version.version, note)
+        return clean
+
+    def _register(self, name: str, parent: str, scored: dict[str, Score]) -> dict[str, str]:
+        """Each APO candidate added to the registry (with the rewards its runs earned), by text."""
+        registered: dict[str, str] = {}
+        for text, score in scored.items():
+            note = f"APO validation reward {score.reward:.4f}, pass rate {score.pass_rate:.2f}"
+            prompt = self.registry.add_candidate(name, text, parent, source="apo", note=note)
+            self.registry.adopt_rewards(name, text_label(text), prompt.version)
+            registered[text] = prompt.version
+        return registered
 
     # -- bandit --------------------------------------------------------------------------------
 

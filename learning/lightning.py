@@ -25,6 +25,7 @@ from agentlightning.execution.shared_memory import SharedMemoryExecutionStrategy
 from openai.types.chat import ChatCompletion
 
 from foundation.errors import InfrastructureError
+from learning.apo_options import APOOptions
 from learning.candidates import MeshEvaluator, TaskItem
 from learning.rollouts import to_agl_spans
 
@@ -271,36 +272,31 @@ def run_apo(
     val: list[TaskItem],
     client: openai.AsyncOpenAI | BoundedChatClient,
     model: str,
-    *,
-    beam_width: int = 1,
-    branch_factor: int = 2,
-    beam_rounds: int = 1,
-    gradient_batch_size: int = 3,
-    diversity_temperature: float = 1.0,
-    max_tokens: int = 512,
-    edit_attempts: int = 2,
-    rollout_timeout_s: float = 3600.0,
+    options: APOOptions | None = None,
 ) -> APOResult:
     """One agent-lightning APO run over prompt `resource_name`, starting from `seed_text`:
     textual gradients from training rollouts, edits, every candidate validated on the whole
     validation set (val_batch_size = len(val)). Runs a `Trainer` with the shared-memory strategy
     (algorithm on this thread, one runner thread polling every 50 ms)."""
+    knobs = options or APOOptions()
     bounded = (
-        client if isinstance(client, BoundedChatClient) else BoundedChatClient(client, max_tokens)
+        client
+        if isinstance(client, BoundedChatClient)
+        else BoundedChatClient(client, knobs.max_tokens)
     )
     apo = MeshAPO(
         bounded,
         gradient_model=model,
         apply_edit_model=model,
-        diversity_temperature=diversity_temperature,
-        gradient_batch_size=gradient_batch_size,
+        diversity_temperature=knobs.diversity_temperature,
+        gradient_batch_size=min(knobs.gradient_batch_size, len(train)),
         val_batch_size=len(val),
-        beam_width=beam_width,
-        branch_factor=branch_factor,
-        beam_rounds=beam_rounds,
-        rollout_batch_timeout=rollout_timeout_s,
+        beam_width=knobs.beam_width,
+        branch_factor=knobs.branch_factor,
+        beam_rounds=knobs.beam_rounds,
+        rollout_batch_timeout=knobs.rollout_timeout_s,
         run_initial_validation=True,
-        edit_attempts=edit_attempts,
+        edit_attempts=knobs.edit_attempts,
     )
     tracer = _tracer()
     store = agl.InMemoryLightningStore()

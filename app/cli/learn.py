@@ -23,8 +23,9 @@ from app.cli.common import settings_with
 from app.services import build_context
 from foundation.errors import InfrastructureError
 from foundation.settings import Settings
+from learning.apo_options import APOOptions
 from learning.candidates import humaneval_split, producer_items, task_items
-from learning.learner import APOOptions, RoundReport, learning_settings, llm_endpoint, open_learner
+from learning.learner import RoundReport, learning_settings, llm_endpoint, open_learner
 from nodes.prompts import CONSUMER_SYSTEM, PRODUCER_SYSTEM, SEED_PROMPTS
 from prompt_registry.registry import PromptRegistry, RegistryError
 from sandbox import SandboxError
