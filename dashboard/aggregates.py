@@ -384,24 +384,62 @@ class Aggregator:
             return snap
 
     def _build(self, now: float) -> dict[str, Any]:
+        return {
+            "version": self._version,
+            "generated_at": now,
+            "source": dict(self._source),
+            "totals": self._totals(now),
+            "verdicts": {v: self._verdicts[v] for v in ("ok", "warn", "flag")},
+            "reward": self._reward_series(),
+            "throughput": self._throughput(now),
+            "agents": self._agent_rows(),
+            "prompt_versions": self._prompt_rows(),
+            "reports": sorted(self._report_list, key=lambda r: r["at"], reverse=True),
+            "failures": sorted(self._failures, key=lambda f: f["at"], reverse=True),
+            "rejected": list(self._rejected),
+        }
+
+    def _totals(self, now: float) -> dict[str, Any]:
         passed, failed = self._outcomes["passed"], self._outcomes["failed"]
         decided = passed + failed
         # a few seconds of clock skew between a producer and this process still count as recent
         recent = sum(1 for at in self._finish_times if now - RATE_WINDOW_S <= at <= now + 5.0)
         in_progress = sum(1 for t in self._open.values() if now - t.last_seen <= IN_PROGRESS_IDLE_S)
+        mean_reward = self._reward_sum / self._reward_count if self._reward_count else None
+        return {
+            "events": self._events,
+            "duplicates": self._duplicates,
+            "reports": self._reports,
+            "tasks_finished": self._finished,
+            "tasks_passed": passed,
+            "tasks_failed": failed,
+            "tasks_unknown": self._outcomes["unknown"],
+            "tasks_in_progress": in_progress,
+            "pass_rate": passed / decided if decided else None,
+            "tasks_per_min": recent * 60.0 / RATE_WINDOW_S,
+            "mean_reward": mean_reward,
+            "tokens": self._tokens,
+            "memory_hits": self._memory_hits,
+            "rejected": self._rejected_total,
+        }
+
+    def _reward_series(self) -> list[dict[str, Any]]:
         points = sorted(self._reward_points)
         rewards = [r for _, r, _ in points]
-        reward_series = []
+        series = []
         for i, (at, reward, task_id) in enumerate(points):
             window = rewards[max(0, i + 1 - REWARD_MEAN_WINDOW) : i + 1]
-            reward_series.append(
+            series.append(
                 {"t": at, "reward": reward, "mean": sum(window) / len(window), "task_id": task_id}
             )
+        return series
+
+    def _throughput(self, now: float) -> list[dict[str, Any]]:
         current_minute = int(now // 60)
-        throughput = []
+        rows = []
         for minute in range(current_minute - THROUGHPUT_MINUTES + 1, current_minute + 1):
             bucket = self._minutes.get(minute, Counter())
-            throughput.append(
+            rows.append(
                 {
                     "t": minute * 60,
                     "passed": bucket["passed"],
@@ -409,10 +447,13 @@ class Aggregator:
                     "unknown": bucket["unknown"],
                 }
             )
-        agents = []
+        return rows
+
+    def _agent_rows(self) -> list[dict[str, Any]]:
+        rows = []
         for name, a in sorted(self._agents.items()):
             recent_lat = list(a.latency_recent)
-            agents.append(
+            rows.append(
                 {
                     "agent": name,
                     "steps": a.steps,
@@ -428,11 +469,14 @@ class Aggregator:
                     "last_seen": a.last_seen,
                 }
             )
+        return rows
+
+    def _prompt_rows(self) -> list[dict[str, Any]]:
         current: dict[str, tuple[float, str]] = {}
         for (agent_name, version), p in self._prompts.items():
             if agent_name not in current or p.last_seen > current[agent_name][0]:
                 current[agent_name] = (p.last_seen, version)
-        prompts = [
+        return [
             {
                 "agent": agent_name,
                 "version": version,
@@ -445,34 +489,3 @@ class Aggregator:
                 self._prompts.items(), key=lambda kv: (kv[0][0], -kv[1].last_seen)
             )
         ]
-        return {
-            "version": self._version,
-            "generated_at": now,
-            "source": dict(self._source),
-            "totals": {
-                "events": self._events,
-                "duplicates": self._duplicates,
-                "reports": self._reports,
-                "tasks_finished": self._finished,
-                "tasks_passed": passed,
-                "tasks_failed": failed,
-                "tasks_unknown": self._outcomes["unknown"],
-                "tasks_in_progress": in_progress,
-                "pass_rate": passed / decided if decided else None,
-                "tasks_per_min": recent * 60.0 / RATE_WINDOW_S,
-                "mean_reward": self._reward_sum / self._reward_count
-                if self._reward_count
-                else None,
-                "tokens": self._tokens,
-                "memory_hits": self._memory_hits,
-                "rejected": self._rejected_total,
-            },
-            "verdicts": {v: self._verdicts[v] for v in ("ok", "warn", "flag")},
-            "reward": reward_series,
-            "throughput": throughput,
-            "agents": agents,
-            "prompt_versions": prompts,
-            "reports": sorted(self._report_list, key=lambda r: r["at"], reverse=True),
-            "failures": sorted(self._failures, key=lambda f: f["at"], reverse=True),
-            "rejected": list(self._rejected),
-        }
