@@ -33,6 +33,7 @@ from graph.edges import StepRecord
 from graph.state import MeshState, Task
 from nodes.prompts import PRODUCER_SYSTEM, REVIEWER_SYSTEM
 from prompt_registry.db import LearningDB, open_db
+from sandbox import ExecutionResult
 
 if TYPE_CHECKING:
     from graph.context import MeshContext
@@ -139,6 +140,13 @@ def prompt_rewards(state: MeshState, spans: Sequence[SpanRecord]) -> dict[str, f
     return rewards
 
 
+def _error_types(result: ExecutionResult) -> list[str]:
+    """The kinds of failure of a run: its own error, else each failing test's."""
+    if result.error_type:
+        return [result.error_type]
+    return sorted({failure.error_type for failure in result.failures})
+
+
 def _node_attributes(step: StepRecord) -> dict[str, AttrValue]:
     state = step.state
     attrs: dict[str, AttrValue] = {
@@ -172,7 +180,10 @@ def _node_attributes(step: StepRecord) -> dict[str, AttrValue]:
             }
         )
         if not result.passed:
-            attrs["aimesh.sandbox.feedback"] = _clip(result.feedback(), 600)
+            # what a retry may see: the optimizer reads these spans, and no hidden test's input
+            # or expected value may reach a prompt
+            attrs["aimesh.sandbox.feedback"] = _clip(last.feedback(), 600)
+            attrs["aimesh.sandbox.error_types"] = ",".join(_error_types(result))
     elif step.node == "reviewer" and state.review is not None:
         attrs["aimesh.review.reward"] = state.review.reward
         for key, value in state.review.scores.model_dump().items():
