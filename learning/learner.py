@@ -28,10 +28,11 @@ from learning.bandit import Policy, choose, propose_variants
 from learning.candidates import MeshEvaluator, Score, TaskItem, text_label
 from learning.hygiene import training_leak
 from learning.significance import paired_gain_p
+from learning.skills import choose_exemplars, distill_rules
 from llm.chat import resolve_provider
 from llm.local_model import ensure_model, model_alias
 from llm.local_server import LocalModelServer
-from nodes.prompts import SEED_PROMPTS
+from nodes.prompts import CONSUMER_RULES, SEED_PROMPTS, SKILLS
 from prompt_registry.registry import PromptRegistry
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Algorithm = Literal["apo", "bandit"]
+Algorithm = Literal["apo", "bandit", "skills"]
 Decision = Literal["promoted", "rejected", "explored", "no-candidate"]
 
 
@@ -157,6 +158,8 @@ class Learner:
             report = self._apo_round(name)
         elif algorithm == "bandit":
             report = self._bandit_round(name)
+        elif algorithm == "skills":
+            report = self._skills_round(name)
         else:
             raise ValueError(f"unknown algorithm {algorithm!r}")
         report.seconds = round(time.perf_counter() - started, 1)
@@ -343,6 +346,36 @@ class Learner:
             rejected=[] if decision == "promoted" else [challenger.version],
             detail=detail,
         )
+
+    # -- skills --------------------------------------------------------------------------------
+
+    def _skills_round(self, name: str) -> RoundReport:
+        """Distil a skill from the training runs with the active prompts (rules from their
+        recurring failures, or exemplars from their rewarded solutions: `learning.skills`) and
+        promote it only through the validation gate."""
+        if name not in SKILLS:
+            raise ValueError(f"{name!r} is not a skill; skills are {', '.join(SKILLS)}")
+        active = self.registry.current(name)
+        _, traces = self.evaluator.evaluate(self.train, name, active.text, source="learn-train")
+        text = distill_rules(traces) if name == CONSUMER_RULES else choose_exemplars(traces)
+        base = self.validate(name, active.text)
+        if not text or text == active.text:
+            return RoundReport(
+                self.rounds_run, "skills", name, active.version, base, None, None,
+                "no-candidate", active.version, base,
+            )  # fmt: skip
+        note = f"distilled from {len(traces)} training runs"
+        candidate = self.registry.add_candidate(
+            name, text, active.version, source="skills", note=note
+        )
+        cand = self.validate(name, text)
+        decision = self._decide(name, candidate.version, cand, active.version, base, "skills")
+        return RoundReport(
+            self.rounds_run, "skills", name, active.version, base, candidate.version, cand,
+            decision, self.registry.current(name).version,
+            cand if decision == "promoted" else base,
+            rejected=[] if decision == "promoted" else [candidate.version],
+        )  # fmt: skip
 
 
 # -- wiring helpers ------------------------------------------------------------------------------

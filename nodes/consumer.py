@@ -25,14 +25,14 @@ def consumer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
     task = state.task
     if task is None:
         raise ValueError("consumer needs a task")
-    system = prompts.current(context, prompts.CONSUMER_SYSTEM)
+    system, versions = prompts.consumer_system(context)
     recall = context.memory.recall(task.statement) if context.memory is not None else None
     experience = recall.to_prompt() if recall is not None else ""
     request = prompts.consumer_request(task.statement, task.signature, task.entry_point, experience)
     last = next((a for a in reversed(state.attempts) if a.execution), None)
     if last is not None and context.settings.retry_strategy == "resample":
         request = f"{request}\n{prompts.consumer_resample(last.feedback())}"
-    messages: list[BaseMessage] = [SystemMessage(system.text), HumanMessage(request)]
+    messages: list[BaseMessage] = [SystemMessage(system), HumanMessage(request)]
     if context.settings.retry_strategy == "repair":
         # Each failed attempt becomes a turn: the code the model wrote, then the sandbox's verdict.
         for previous in state.attempts:
@@ -56,5 +56,5 @@ def consumer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
         "tokens_used": reply.tokens,
         "memory_hits": recall.hits if recall is not None else 0,
         "status": "solving",
-        "prompt_versions": {system.name: system.version},
+        "prompt_versions": versions,
     }

@@ -41,7 +41,16 @@ _SEED_PROMPTS: tuple[Prompt, ...] = (
     ),
 )
 
-SEED_PROMPTS: dict[str, Prompt] = {p.name: p for p in _SEED_PROMPTS}
+CONSUMER_RULES = "consumer.rules"
+"""A skill: short rules distilled from the loop's repeated failures (empty: none yet)."""
+CONSUMER_EXEMPLARS = "consumer.exemplars"
+"""A skill: worked examples chosen from rewarded solutions of training tasks (empty: none yet)."""
+SKILLS = (CONSUMER_RULES, CONSUMER_EXEMPLARS)
+
+SEED_PROMPTS: dict[str, Prompt] = {
+    **{p.name: p for p in _SEED_PROMPTS},
+    **{name: Prompt(name, "v0", "") for name in SKILLS},
+}
 
 
 TASK_CATEGORIES: tuple[str, ...] = (
@@ -145,3 +154,16 @@ def current(context: MeshContext, name: str) -> Prompt:
     """The version of prompt `name` this run uses: fixed in the context, else the registry's
     active one (read at each call, so a promotion reaches the next run), else the seed."""
     return context.prompt(name, SEED_PROMPTS)
+
+
+def consumer_system(context: MeshContext) -> tuple[str, dict[str, str]]:
+    """The consumer's system text: its prompt, then the skills learned so far (rules, worked
+    examples); and the version of each part, for the run's record."""
+    parts = [current(context, name) for name in (CONSUMER_SYSTEM, *SKILLS)]
+    system, rules, exemplars = parts
+    text = system.text
+    if rules.text.strip():
+        text += f"\n\nRules learned from earlier mistakes:\n{rules.text.strip()}"
+    if exemplars.text.strip():
+        text += f"\n\nExamples of solutions that were judged correct:\n{exemplars.text.strip()}"
+    return text, {part.name: part.version for part in parts}

@@ -26,7 +26,7 @@ from foundation.settings import Settings
 from learning.apo_options import APOOptions
 from learning.candidates import humaneval_split, producer_items, task_items
 from learning.learner import RoundReport, learning_settings, llm_endpoint, open_learner
-from nodes.prompts import CONSUMER_SYSTEM, PRODUCER_SYSTEM, SEED_PROMPTS
+from nodes.prompts import CONSUMER_SYSTEM, PRODUCER_SYSTEM, SEED_PROMPTS, SKILLS
 from prompt_registry.registry import PromptRegistry, RegistryError
 from sandbox import SandboxError
 
@@ -51,12 +51,17 @@ def _registry(data_dir: Path | None) -> PromptRegistry:
 def learn(
     ctx: typer.Context,
     rounds: Annotated[int, typer.Option(min=1, help="learning rounds")] = 3,
-    algorithm: Annotated[str, typer.Option(help="apo | bandit")] = "apo",
+    algorithm: Annotated[
+        str, typer.Option(help="apo | bandit (prompts) | skills (consumer.rules/exemplars)")
+    ] = "apo",
     train: Annotated[int, typer.Option(min=1, help="training tasks")] = 6,
     val: Annotated[int, typer.Option(min=1, help="held-out validation tasks")] = 8,
     prompt: Annotated[
         list[str] | None,
-        typer.Option(help="prompt(s) to optimize: consumer.system (default), producer.system"),
+        typer.Option(
+            help="what to optimize: consumer.system (default), producer.system; with skills: "
+            "consumer.rules, consumer.exemplars"
+        ),
     ] = None,
     attempts: Annotated[int, typer.Option(min=1, max=10, help="consumer attempts per task")] = 1,
     offset: Annotated[
@@ -121,10 +126,12 @@ class LearnOptions(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     rounds: int
-    algorithm: Literal["apo", "bandit"]
+    algorithm: Literal["apo", "bandit", "skills"]
     train: int
     val: int
-    prompts: list[Literal["consumer.system", "producer.system"]]
+    prompts: list[
+        Literal["consumer.system", "producer.system", "consumer.rules", "consumer.exemplars"]
+    ]
     attempts: int
     offset: int
     min_gain: float
@@ -145,6 +152,8 @@ def run_learning(options: LearnOptions, settings: Settings) -> list[RoundReport]
             producer_items(options.val, start=options.train),
         ),
     }
+    for skill in SKILLS:  # skills shape the consumer's answers: learned on its tasks
+        items[skill] = items[CONSUMER_SYSTEM]
     reports = []
     with llm_endpoint(settings) as (served, optimizer):
         if options.algorithm == "apo" and optimizer is None:
