@@ -47,6 +47,8 @@ def test_a_task_goes_through_all_five_agents(scripted_services: MeshContext) -> 
     assert final.prompt_versions == {
         "producer.system": "v2",
         "consumer.system": "v1",
+        "consumer.rules": "v0",  # the skills: none learned yet
+        "consumer.exemplars": "v0",
         "reviewer.system": "v1",
     }
     assert final.tokens_used > 0
