@@ -61,7 +61,9 @@ def test_each_run_is_one_rollout_with_spans_and_its_reward(
     assert trace.spans[-1].kind == "reward"
     assert trace.reward == outcomes[0].reward and trace.passed == outcomes[0].passed
     # the producer's task was solved at once: too easy to teach anything (see task_worth)
-    assert trace.rewards == {"consumer.system": outcomes[0].reward, "producer.system": 0.5}
+    # the consumer's prompt and skills earn the mesh's reward
+    consumer = dict.fromkeys(("consumer.system", "consumer.rules", "consumer.exemplars"))
+    assert trace.rewards == {**{k: outcomes[0].reward for k in consumer}, "producer.system": 0.5}
     assert trace.prompt_versions["consumer.system"] == "v1"
 
     rows = db.query("SELECT * FROM rollouts ORDER BY started")
