@@ -77,6 +77,8 @@ def test_each_run_is_one_rollout_with_spans_and_its_reward(
     )
     assert {(r["name"], r["version"]) for r in rewards} == {
         ("consumer.system", "v1"),
+        ("consumer.rules", "v0"),
+        ("consumer.exemplars", "v0"),
         ("producer.system", "v2"),
     }
     v1 = registry.get("consumer.system", "v1")
