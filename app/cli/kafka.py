@@ -17,7 +17,7 @@ from app.services import build_context
 from foundation.errors import InfrastructureError
 from foundation.settings import Settings
 from graph.kafka_sink import KafkaEdgeSink
-from graph.node_worker import MeshWorkers, NodeWorker, WorkerError
+from graph.node_worker import MeshWorkers, NodeWorker, WorkerError, WorkerOptions
 from graph.routing import NODES
 from graph.state import MeshState
 from graph.step import bind_step
@@ -118,17 +118,19 @@ def worker_command(
                     typer.echo(f"embedded Kafka broker on {info.bootstrap}")
                 typer.echo(f"workers for {', '.join(NODES)} (x{concurrency}); Ctrl-C to stop")
                 step = bind_step(NODE_FUNCTIONS, build_context(info.settings))
-                MeshWorkers(
-                    NODES, info.settings, step, concurrency=concurrency, partitions=partitions
-                ).run()
+                options = WorkerOptions(concurrency=concurrency, partitions=partitions)
+                MeshWorkers(NODES, info.settings, step, options).run()
             return
         if not settings.kafka_bootstrap:
             raise _fail(
                 "no Kafka bootstrap servers configured: set AIMESH_KAFKA_BOOTSTRAP or pass "
                 "--bootstrap (start a broker with `aimesh broker`)"
             )
+        # the broker first: building the services (model, memory) takes seconds
+        check_reachable(settings.kafka_bootstrap, settings.kafka_config)
         step = bind_step(NODE_FUNCTIONS, build_context(settings))
-        worker = NodeWorker(role, settings, step, concurrency=concurrency, partitions=partitions)
+        options = WorkerOptions(concurrency=concurrency, partitions=partitions)
+        worker = NodeWorker(role, settings, step, options)
         typer.echo(
             f"{role} worker (x{concurrency}) on {worker.bootstrap}, group {worker.group_id}; Ctrl-C to stop"
         )
