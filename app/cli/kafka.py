@@ -1,4 +1,5 @@
-"""`aimesh broker`, `aimesh worker`, `aimesh feed`: mount with `app.cli.kafka.register(app)`.
+"""`aimesh broker`, `aimesh worker`, `aimesh feed`, `aimesh recover`: mount with
+`app.cli.kafka.register(app)`.
 
 Every broker problem is reported as one readable line on stderr (exit code 2).
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from typing import Annotated
 
 import typer
@@ -24,10 +26,18 @@ from graph.step import bind_step
 from graph.topics import AI_REPORTS, ALL_TOPICS
 from graph.wire import ReportMessage, read_mesh_topic
 from kafka_edges.admin import DEFAULT_PARTITIONS, ensure_topics
-from kafka_edges.broker import BrokerError, EmbeddedBroker, broker_for, check_reachable
+from kafka_edges.broker import (
+    BrokerError,
+    EmbeddedBroker,
+    EmbeddedBrokerError,
+    broker_for,
+    check_reachable,
+)
 from kafka_edges.config import common_config, with_logger
+from kafka_edges.ledger import DeliveryLedger
 from kafka_edges.publisher import PublishError
 from kafka_edges.reader import Record
+from kafka_edges.recovery import republish_in_flight
 from nodes import NODE_FUNCTIONS
 from sandbox import SandboxError
 
@@ -71,21 +81,79 @@ def broker_command(
         str | None, typer.Option(help="host name clients should use (default: --host)")
     ] = None,
     partitions: Annotated[int, typer.Option(help="partitions per mesh topic")] = DEFAULT_PARTITIONS,
+    port_wait: Annotated[
+        float, typer.Option(help="seconds to keep retrying a --port that is in use")
+    ] = 60.0,
 ) -> None:
-    """Start the embedded Kafka broker (tansu, in memory), create the topics, run until Ctrl-C."""
+    """Start the embedded Kafka broker (tansu, in memory), create the topics, run until Ctrl-C.
+
+    With `--port`, a port still held (e.g. by a broker that is shutting down) is retried with
+    backoff for up to `--port-wait` seconds, with one line saying so.
+    """
     try:
-        broker = EmbeddedBroker(host, port, advertised_host=advertised_host).start()
+        broker = _start_broker(host, port, advertised_host, port_wait)
     except BrokerError as exc:
         raise _fail(str(exc)) from None
     try:
-        admin = AdminClient(with_logger(common_config(Settings.load(), bootstrap=broker.bootstrap)))
-        ensure_topics(admin, ALL_TOPICS, partitions)
+        settings = Settings.load()
+        admin = AdminClient(with_logger(common_config(settings, bootstrap=broker.bootstrap)))
+        ensure_topics(admin, ALL_TOPICS, partitions, prefix=settings.kafka_topic_prefix)
         typer.echo(f"Kafka broker (embedded tansu, in memory) on {broker.bootstrap}")
         typer.echo(f"export AIMESH_KAFKA_BOOTSTRAP={broker.bootstrap}")
         typer.echo("Ctrl-C to stop (all messages are lost: memory storage).")
+        typer.echo("After restarting it, `aimesh recover` re-publishes the runs in flight.")
         _wait_for_signal()
     finally:
         broker.stop()
+
+
+def _start_broker(
+    host: str, port: int, advertised_host: str | None, port_wait_s: float
+) -> EmbeddedBroker:
+    deadline = time.monotonic() + port_wait_s
+    delay = 0.5
+    announced = False
+    while True:
+        try:
+            return EmbeddedBroker(host, port, advertised_host=advertised_host).start()
+        except EmbeddedBrokerError as exc:
+            if not port or "in use" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+            if not announced:
+                typer.echo(f"port {port} is in use; retrying for up to {port_wait_s:g} s", err=True)
+                announced = True
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+@app.command("recover")
+def recover_command(
+    bootstrap: Annotated[
+        str | None, typer.Option(help="Kafka bootstrap servers (default: AIMESH_KAFKA_BOOTSTRAP)")
+    ] = None,
+    older_than: Annotated[
+        float, typer.Option(help="only runs whose last transition is at least this old (s)")
+    ] = 0.0,
+) -> None:
+    """Re-publish the last transition of every unfinished run from the delivery ledger.
+
+    Run it after a memory-only broker restarted (and the workers rejoined): the tasks in flight
+    when it died continue; a transition that was not lost is recognised as a duplicate.
+    """
+    settings = _settings(bootstrap)
+    if not settings.kafka_bootstrap:
+        raise _fail(
+            "no Kafka bootstrap servers configured: set AIMESH_KAFKA_BOOTSTRAP or pass --bootstrap"
+        )
+    try:
+        check_reachable(settings.kafka_bootstrap, settings.kafka_config)
+        admin = AdminClient(with_logger(common_config(settings)))
+        ensure_topics(admin, ALL_TOPICS, prefix=settings.kafka_topic_prefix)
+        with DeliveryLedger(settings.delivery_ledger_db) as ledger:
+            count = republish_in_flight(settings, ledger, older_than_s=older_than)
+    except (BrokerError, PublishError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"re-published {count} in-flight transition(s) from {settings.delivery_ledger_db}")
 
 
 @app.command("worker")
@@ -159,7 +227,10 @@ def feed_command(
         )
     try:
         check_reachable(settings.kafka_bootstrap, settings.kafka_config)
-        with KafkaEdgeSink(settings) as sink:
+        with (
+            DeliveryLedger(settings.delivery_ledger_db) as ledger,
+            KafkaEdgeSink(settings, ledger=ledger) as sink,
+        ):
             runs = [
                 sink.feed_request(
                     MeshState(task_index=first_index + i, max_attempts=settings.max_attempts)
@@ -196,6 +267,7 @@ def register(parent: typer.Typer) -> None:
     parent.command("broker")(broker_command)
     parent.command("worker")(worker_command)
     parent.command("feed")(feed_command)
+    parent.command("recover")(recover_command)
 
 
 if __name__ == "__main__":  # pragma: no cover
