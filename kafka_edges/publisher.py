@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from foundation.errors import InfrastructureError
 from foundation.settings import Settings
@@ -38,6 +38,8 @@ _FENCED = {
     KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
     KafkaError._FATAL,
     KafkaError._MSG_TIMED_OUT,
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
 }
 
 RECORD_OVERHEAD_BYTES = 64 * 1024
@@ -216,8 +218,10 @@ class KafkaPublisher:
                 if not permanent:
                     self._reset_producer()
                 raise error
+            # whatever failed, the next try uses a new producer: one fenced by a restarted
+            # broker (unknown producer id, sequence or epoch) never recovers by itself
+            self._reset_producer()
             if any(_fenced(out.error) for out in failed):
-                self._reset_producer()
                 last_error += "; producer recreated"
             log.warning(
                 "retrying %d unconfirmed message(s) (%s), try %d/%d",
@@ -240,14 +244,17 @@ class KafkaPublisher:
                 self._produce(producer, out)
             try:
                 producer.flush(self.delivery_timeout_s + 2.0)
-            except KafkaException as exc:  # a fatal producer error can surface here
+            except Exception as exc:
+                # a fenced or fatally failed producer surfaces here, as a KafkaException or as
+                # a SystemError ("on_delivery returned a result with an exception set")
                 error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                log.debug("flush failed: %s: %s", type(exc).__name__, exc)
                 for out in pending:
                     if not out.delivered:
                         out.done, out.error = True, error
             if any(not out.done for out in pending):
                 # not even a failure report in time: drop them locally before re-sending
-                with contextlib.suppress(KafkaException):
+                with contextlib.suppress(Exception):
                     producer.purge(in_queue=True, in_flight=True, blocking=True)
                     producer.poll(0)
 
@@ -264,8 +271,11 @@ class KafkaPublisher:
                 return
             except BufferError:  # local queue full: let deliveries drain
                 producer.poll(0.1)
-            except KafkaException as exc:
-                out.done, out.error = True, exc.args[0] if exc.args else None
+            except Exception as exc:  # KafkaException, or a SystemError of a broken producer
+                out.done = True
+                out.error = (
+                    exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                )
                 return
         out.done = True
 
@@ -278,7 +288,7 @@ class KafkaPublisher:
         with self._lock:
             producer, self._producer = self._producer, None
         if producer is not None:
-            with contextlib.suppress(KafkaException, RuntimeError):
+            with contextlib.suppress(Exception):  # a broken producer may raise anything here
                 producer.purge()
                 producer.flush(0)
 
