@@ -150,6 +150,7 @@ class WorkerStats:
     publish_retries: int = 0
     commit_failures: int = 0
     consumer_restarts: int = 0
+    producer_restarts: int = 0
     assignments: dict[int, list[str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -542,10 +543,12 @@ class GroupWorker(Generic[T]):
         if not outputs:
             return
         tries = 0
+        resets = member.publisher.producer_resets
         while True:
             tries += 1
             try:
                 member.publisher.publish_many(outputs)
+                self.stats.bump("producer_restarts", member.publisher.producer_resets - resets)
                 return
             except PublishError as exc:
                 if exc.permanent:

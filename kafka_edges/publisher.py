@@ -155,6 +155,8 @@ class KafkaPublisher:
         self.bootstrap = str(self._conf["bootstrap.servers"])
         self._lock = threading.Lock()
         self._producer: Producer | None = Producer(self._conf)
+        self.producer_resets = 0
+        """How many times a failed try made this publisher replace its producer."""
 
     def send_dead_letter(
         self, dead: DeadLetter, extra_headers: Mapping[str, str] | None = None
@@ -287,6 +289,7 @@ class KafkaPublisher:
     def _reset_producer(self) -> None:
         with self._lock:
             producer, self._producer = self._producer, None
+            self.producer_resets += 1
         if producer is not None:
             with contextlib.suppress(Exception):  # a broken producer may raise anything here
                 producer.purge()
