@@ -61,6 +61,11 @@ __all__ = [
 ]
 
 
+LEDGER_MAX_AGE_S = 7 * 24 * 3600.0
+"""Handled keys older than a week are forgotten when a worker opens the ledger (tansu keeps
+records in memory only; on a real cluster keep this above the topics' retention)."""
+
+
 def is_infrastructure_failure(exc: BaseException) -> bool:
     """Node errors that are retried (with backoff, message kept) instead of dead-lettered:
     every InfrastructureError (model server, memory store, LLM endpoint, broker) and every
@@ -154,7 +159,10 @@ class NodeWorker(GroupWorker[EdgeMessage]):
             raise WorkerError(f"unknown role {role!r}; expected one of {', '.join(NODES)}")
         options = options or WorkerOptions()
         self.role = role
-        self.ledger = ledger or DeliveryLedger(settings.delivery_ledger_db)
+        if ledger is None:
+            ledger = DeliveryLedger(settings.delivery_ledger_db)
+            ledger.prune(LEDGER_MAX_AGE_S)
+        self.ledger = ledger
         handler = MeshHandler(
             role,
             step,

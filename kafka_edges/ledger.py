@@ -158,6 +158,20 @@ class DeliveryLedger:
             for stream, topic, key, value, headers, at in rows
         ]
 
+    def prune(self, max_age_s: float) -> int:
+        """Forget processed keys and finished streams older than `max_age_s`; return how many.
+
+        A redelivery older than that would be handled again: keep it well above how long a
+        record can wait on the broker (its retention) and how long a run can take.
+        """
+        cutoff = time.time() - max_age_s
+        with self._lock:
+            done = self._db.execute("DELETE FROM processed WHERE at < ?", (cutoff,)).rowcount
+            done += self._db.execute(
+                "DELETE FROM in_flight WHERE done = 1 AND at < ?", (cutoff,)
+            ).rowcount
+        return int(done)
+
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
