@@ -350,6 +350,8 @@ class GroupWorker(Generic[T]):
                     self._process(member, msg)
                 except _Stopping:
                     return
+                except Exception as exc:  # the loop's own trouble (e.g. the ledger is locked)
+                    self._retry_later(member, msg, exc)
         except BaseException as exc:
             log.error(
                 "%s worker member %d failed: %s: %s", self.name, index, type(exc).__name__, exc
@@ -361,6 +363,28 @@ class GroupWorker(Generic[T]):
             if member is not None:
                 _close_consumer(member.consumer)
                 member.publisher.close()
+
+    def _retry_later(self, member: _Member, msg: Message, exc: Exception) -> None:
+        """Keep a record whose handling broke outside the handler: rewind to it, back off."""
+        self.stats.bump("transient_errors")
+        self._log_once(
+            f"loop:{type(exc).__name__}",
+            "%s worker: %s[%s]@%s kept for a retry: %s: %s",
+            self.name,
+            msg.topic(),
+            msg.partition(),
+            msg.offset(),
+            type(exc).__name__,
+            exc,
+        )
+        try:
+            where = TopicPartition(
+                msg.topic() or self.topic, msg.partition() or 0, msg.offset() or 0
+            )
+            member.consumer.seek(where)
+        except KafkaException as seek_error:  # not ours any more: its new owner gets it
+            log.info("%s worker: cannot rewind: %s", self.name, seek_error)
+        self._stop.wait(self.options.retry.delay_s(1))
 
     def _new_consumer(self, index: int) -> Consumer:
         consumer = Consumer(
@@ -472,6 +496,11 @@ class GroupWorker(Generic[T]):
             item = self.handler.decode(record)
         except MessageDecodeError as exc:
             self._dead_letter(member, record, exc.reason, exc.detail, Identity())
+            self._commit(member, msg)
+            return
+        except Exception as exc:  # e.g. RecursionError on absurdly nested JSON
+            detail = f"cannot decode the record: {type(exc).__name__}: {exc}"
+            self._dead_letter(member, record, "schema_invalid", detail, Identity())
             self._commit(member, msg)
             return
         triage = self.handler.triage(item)

@@ -225,7 +225,7 @@ class KafkaPublisher:
             self._reset_producer()
             if any(_fenced(out.error) for out in failed):
                 last_error += "; producer recreated"
-            log.warning(
+            log.info(  # the caller reports a failure that outlasts the tries, once
                 "retrying %d unconfirmed message(s) (%s), try %d/%d",
                 len(failed),
                 last_error,

@@ -255,6 +255,7 @@ def test_5mb_and_malformed_records_are_dead_lettered_and_the_worker_goes_on(mesh
     )
     _raw_produce(mesh, AI_TOPIC, encode(big).value, key=b"five-mb")
     _raw_produce(mesh, AI_TOPIC, b'{"schema_version": 1, "task_id": oops', key=b"bad-json")
+    _raw_produce(mesh, AI_TOPIC, b"[" * 200_000, key=b"deep")  # RecursionError in json.loads
     # a small task whose output (its code) is above the limit
     with KafkaEdgeSink(mesh.settings, topic_prefix=mesh.prefix) as sink:
         bloat = sink.feed_task(stand_in_task("BLOAT small input"))
@@ -266,7 +267,7 @@ def test_5mb_and_malformed_records_are_dead_lettered_and_the_worker_goes_on(mesh
     ) as worker:
         dead = [
             r.message
-            for r in mesh.read(AI_DEAD_LETTER, 3, timeout_s=30)
+            for r in mesh.read(AI_DEAD_LETTER, 4, timeout_s=30)
             if isinstance(r.message, DeadLetter)
         ]
         solutions = mesh.read(AI_SOLUTIONS, 1, timeout_s=20)
@@ -277,6 +278,8 @@ def test_5mb_and_malformed_records_are_dead_lettered_and_the_worker_goes_on(mesh
     assert five.source_topic == mesh.topic(AI_TOPIC) and five.offset is not None
     assert five.partition is not None and "above the 1,000,000-byte limit" in five.error
     assert by_key["bad-json"].reason == "malformed_json"
+    assert by_key["deep"].reason in ("malformed_json", "schema_invalid")
+    assert by_key["deep"].raw_truncated and by_key["deep"].raw_size == 200_000
     refused = by_key[bloat.task_id]
     assert (
         refused.reason == "output_refused" and "exceeds the 1,000,000-byte limit" in refused.error
@@ -285,7 +288,7 @@ def test_5mb_and_malformed_records_are_dead_lettered_and_the_worker_goes_on(mesh
     assert [r.message.state.task.statement for r in solutions] == ["small and fine"]  # type: ignore[union-attr]
     snap = worker.stats.snapshot()
     print(f"dead letters {sorted(by_key)}; stats {snap}")
-    assert snap["dead_lettered"] == 3 and snap["processed"] == 1 and snap["oversized"] == 1
+    assert snap["dead_lettered"] == 4 and snap["processed"] == 1 and snap["oversized"] == 1
 
 
 def test_publishing_above_the_limit_is_refused_at_once_with_size_and_limit(mesh: Mesh) -> None:
