@@ -271,6 +271,7 @@ def test_5mb_and_malformed_records_are_dead_lettered_and_the_worker_goes_on(mesh
             if isinstance(r.message, DeadLetter)
         ]
         solutions = mesh.read(AI_SOLUTIONS, 1, timeout_s=20)
+        _wait(lambda: worker.stats.processed >= 1, 10)
     by_key = {d.key: d for d in dead}
     five = by_key["five-mb"]
     assert five.reason == "too_large" and five.raw_truncated
@@ -326,6 +327,7 @@ def test_an_infrastructure_outage_at_a_node_dead_letters_nothing(mesh: Mesh) -> 
     options = WorkerOptions(topic_prefix=mesh.prefix, retry=RetryPolicy(max_tries=1, backoff_s=0.1))
     with NodeWorker("consumer", mesh.settings, step, options) as worker:
         solutions = mesh.read(AI_SOLUTIONS, 3, timeout_s=30)
+        _wait(lambda: worker.stats.processed >= 3, 10)
         snap = worker.stats.snapshot()
     print(f"outage of {len(failures)} failures; stats {snap}")
     assert {r.message.run_id for r in solutions if isinstance(r.message, SolutionMessage)} == {
@@ -401,7 +403,8 @@ def test_a_dead_letter_that_cannot_be_published_does_not_wedge_the_worker(mesh: 
         topic_prefix=mesh.prefix, dead_letters=DeadLetterPolicy(max_raw_bytes=10_000_000)
     )
     with NodeWorker("consumer", mesh.settings, stand_in_step, options) as worker:
-        solutions = mesh.read(AI_SOLUTIONS, 1, timeout_s=20)
+        solutions = mesh.read(AI_SOLUTIONS, 1, timeout_s=40)
+        _wait(lambda: worker.stats.processed + worker.stats.dead_letters_lost >= 2, 20)
         snap = worker.stats.snapshot()
     print(f"unpublishable dead letter: {snap}")
     assert len(solutions) == 1
