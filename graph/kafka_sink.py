@@ -27,7 +27,8 @@ class KafkaEdgeSink(KafkaPublisher):
 
     `origin="in_process"` (the default, for `compile_mesh(edge_sink=...)`) marks the
     transitions as a record of a run the in-process graph is doing itself: node workers on
-    the same topics skip them. NodeWorker's own sinks use `origin="worker"`.
+    the same topics skip them. NodeWorkers publish their transitions with `origin="worker"`
+    (`graph.node_worker.MeshHandler`).
 
     With a `ledger`, what it feeds is recorded as its run's first record in flight, so
     `aimesh recover` can re-publish it if a memory-only broker loses it.
