@@ -134,6 +134,13 @@ def recover_command(
     older_than: Annotated[
         float, typer.Option(help="only runs whose last transition is at least this old (s)")
     ] = 0.0,
+    settle: Annotated[
+        float,
+        typer.Option(
+            help="seconds to wait first, so running workers notice the new broker and reset "
+            "their positions (about their session timeout: 6 s by default)"
+        ),
+    ] = 8.0,
 ) -> None:
     """Re-publish the last transition of every unfinished run from the delivery ledger.
 
@@ -149,6 +156,7 @@ def recover_command(
         check_reachable(settings.kafka_bootstrap, settings.kafka_config)
         admin = AdminClient(with_logger(common_config(settings)))
         ensure_topics(admin, ALL_TOPICS, prefix=settings.kafka_topic_prefix)
+        time.sleep(max(0.0, settle))
         with DeliveryLedger(settings.delivery_ledger_db) as ledger:
             count = republish_in_flight(settings, ledger, older_than_s=older_than)
     except (BrokerError, PublishError) as exc:
