@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -218,12 +219,11 @@ def _first(records: list[Record]) -> Record:
     return records[0]
 
 
-def test_cli_feed_waits_for_the_reports() -> None:
+def test_cli_feed_waits_for_the_reports(tmp_path: Path) -> None:
     """`feed --wait` against stand-in workers (own broker: the CLI uses unprefixed topics)."""
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     from foundation.settings import Settings
     from kafka_edges.broker import EmbeddedBroker
@@ -244,7 +244,8 @@ def test_cli_feed_waits_for_the_reports() -> None:
             done = subprocess.run(
                 [sys.executable, "-m", "app.cli.kafka", "feed", "--count", "2", "--wait", "30"],
                 capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
-                env={**os.environ, "AIMESH_KAFKA_BOOTSTRAP": broker.bootstrap},
+                env={**os.environ, "AIMESH_KAFKA_BOOTSTRAP": broker.bootstrap,
+                     "AIMESH_DATA_DIR": str(tmp_path)},
             )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
