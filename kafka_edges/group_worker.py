@@ -20,9 +20,8 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from types import FrameType, TracebackType
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -30,90 +29,32 @@ from confluent_kafka.admin import AdminClient
 from foundation.settings import Settings
 from kafka_edges.admin import DEFAULT_PARTITIONS, ensure_topics, qualified
 from kafka_edges.broker import BrokerError, check_reachable
-from kafka_edges.codec import MessageDecodeError, RawHeaders, WireModel
+from kafka_edges.codec import MessageDecodeError, WireModel
 from kafka_edges.config import common_config, consumer_config, require_bootstrap, with_logger
 from kafka_edges.config import topic_prefix as settings_topic_prefix
 from kafka_edges.dead_letters import DeadLetter, dead_letter_for
 from kafka_edges.delivery_policy import DeadLetterPolicy, RetryPolicy
 from kafka_edges.publisher import KafkaPublisher, PublishError
+from kafka_edges.record_handler import ConsumedRecord, Identity, RecordHandler, Triage
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+__all__ = [
+    "ConsumedRecord",
+    "GroupWorker",
+    "Identity",
+    "RecordHandler",
+    "Triage",
+    "WorkerError",
+    "WorkerOptions",
+    "WorkerStats",
+]
+
 
 class WorkerError(RuntimeError):
     """A worker cannot run (bad role, bad options, a member that died)."""
-
-
-class Triage(Enum):
-    """What to do with a decoded record."""
-
-    HANDLE = "handle"
-    OBSERVE = "observe"  # not for this worker to act on (commit it)
-    DUPLICATE = "duplicate"  # already handled (commit it)
-
-
-@dataclass(frozen=True)
-class ConsumedRecord:
-    """A record as consumed, with its coordinates."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: RawHeaders
-
-    @property
-    def size(self) -> int:
-        items = self.headers.items() if isinstance(self.headers, Mapping) else (self.headers or [])
-        headers = sum(len(n) + len(v or b"") for n, v in items)
-        return len(self.key or b"") + len(self.value or b"") + headers
-
-    @property
-    def where(self) -> str:
-        return f"{self.topic}[{self.partition}]@{self.offset}"
-
-
-@dataclass(frozen=True)
-class Identity:
-    """What a dead letter names about the message it gave up on (when known)."""
-
-    task_id: str | None = None
-    run_id: str | None = None
-    attempt: int | None = None
-
-
-class RecordHandler(Protocol[T]):
-    """What a GroupWorker asks of the application, per record."""
-
-    name: str
-    """Names the worker in logs, dead letters and client ids (e.g. the node's role)."""
-
-    def decode(self, record: ConsumedRecord) -> T:
-        """The record's message; MessageDecodeError (with its reason) if it cannot be used."""
-        ...
-
-    def triage(self, item: T) -> Triage:
-        """Handle it, or skip it as not ours / already handled."""
-        ...
-
-    def handle(self, item: T) -> Sequence[WireModel]:
-        """Do the work; the messages to publish (confirmed) before the record is committed."""
-        ...
-
-    def is_transient(self, exc: BaseException) -> bool:
-        """True: the failure is the infrastructure's (retry, keep the record)."""
-        ...
-
-    def delivered(self, item: T, outputs: Sequence[WireModel]) -> None:
-        """The outputs are confirmed (or the record was dead-lettered: `outputs` empty)."""
-        ...
-
-    def identity(self, item: T) -> Identity:
-        """What a dead letter of this item should name."""
-        ...
 
 
 @dataclass(frozen=True)
