@@ -47,6 +47,7 @@ from kafka_edges.group_worker import (
     restore_signals,
 )
 from kafka_edges.ledger import DeliveryLedger
+from kafka_edges.recovery import BrokerResetWatch, republish_in_flight
 from sandbox.base import SandboxError
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,21 @@ def is_infrastructure_failure(exc: BaseException) -> bool:
     every InfrastructureError (model server, memory store, LLM endpoint, broker) and every
     sandbox backend failure; the rest are the message's fault."""
     return infrastructure_failure(exc) or isinstance(exc, SandboxError)
+
+
+def recovery_watch(
+    settings: Settings, options: WorkerOptions, ledger: DeliveryLedger, topic: str
+) -> BrokerResetWatch:
+    """A watch that re-publishes the ledger's runs in flight when the broker forgets its topics."""
+    prefix = settings_topic_prefix(settings, options.topic_prefix)
+
+    def recover() -> None:
+        count = republish_in_flight(settings, ledger, bootstrap=options.bootstrap)
+        log.warning("re-published %d in-flight transition(s) after the broker reset", count)
+
+    return BrokerResetWatch(
+        settings, qualified(topic, prefix), recover, bootstrap=options.bootstrap
+    )
 
 
 class MeshHandler:
@@ -142,7 +158,9 @@ class NodeWorker(GroupWorker[EdgeMessage]):
 
     `ledger`: the durable record of handled inputs (default: `settings.delivery_ledger_db`,
     shared by every worker on the host); `continue_in_process`: also act on the in-process
-    graph's transitions (normally only observed).
+    graph's transitions (normally only observed); `recover_on_broker_reset`: when the broker
+    forgets its topics (a restarted memory-only broker), re-publish the ledger's runs in flight
+    (what `aimesh recover` does).
     """
 
     def __init__(
@@ -154,6 +172,7 @@ class NodeWorker(GroupWorker[EdgeMessage]):
         *,
         ledger: DeliveryLedger | None = None,
         continue_in_process: bool = False,
+        recover_on_broker_reset: bool = False,
     ) -> None:
         if role not in NODES:
             raise WorkerError(f"unknown role {role!r}; expected one of {', '.join(NODES)}")
@@ -179,6 +198,23 @@ class NodeWorker(GroupWorker[EdgeMessage]):
             group_id=default_group_id(settings, role),
             topics_to_create=ALL_TOPICS,
         )
+        self.watch = (
+            recovery_watch(settings, options, self.ledger, self.input_topic)
+            if recover_on_broker_reset
+            else None
+        )
+
+    def start(self) -> Self:
+        started = not self._threads
+        super().start()
+        if started and self.watch is not None:
+            self.watch.start()
+        return self
+
+    def stop(self) -> None:
+        super().stop()
+        if self.watch is not None:
+            self.watch.stop()
 
 
 class MeshWorkers:
@@ -193,8 +229,14 @@ class MeshWorkers:
         *,
         ledger: DeliveryLedger | None = None,
         continue_in_process: bool = False,
+        recover_on_broker_reset: bool = False,
     ) -> None:
         self.ledger = ledger or DeliveryLedger(settings.delivery_ledger_db)
+        self.watch = (
+            recovery_watch(settings, options or WorkerOptions(), self.ledger, ALL_TOPICS[0])
+            if recover_on_broker_reset
+            else None
+        )
         self.workers = [
             NodeWorker(
                 role,
@@ -210,11 +252,15 @@ class MeshWorkers:
     def start(self) -> Self:
         for worker in self.workers:
             worker.start()
+        if self.watch is not None:
+            self.watch.start()
         return self
 
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
+        if self.watch is not None:
+            self.watch.stop()
 
     def join(self, timeout_s: float | None = None) -> bool:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s

@@ -175,6 +175,13 @@ def worker_command(
         int, typer.Option(help="partitions for topics this worker creates")
     ] = DEFAULT_PARTITIONS,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every message")] = False,
+    recover: Annotated[
+        bool,
+        typer.Option(
+            help="when the broker forgets its topics (a restarted memory-only broker), "
+            "re-publish the runs in flight from the delivery ledger"
+        ),
+    ] = True,
 ) -> None:
     """Run a node as a Kafka consumer-group worker (`--role all`: every node, in one process).
 
@@ -195,7 +202,9 @@ def worker_command(
                 typer.echo(f"workers for {', '.join(NODES)} (x{concurrency}); Ctrl-C to stop")
                 step = bind_step(NODE_FUNCTIONS, build_context(info.settings))
                 options = WorkerOptions(concurrency=concurrency, partitions=partitions)
-                MeshWorkers(NODES, info.settings, step, options).run()
+                MeshWorkers(
+                    NODES, info.settings, step, options, recover_on_broker_reset=recover
+                ).run()
             return
         if not settings.kafka_bootstrap:
             raise _fail(
@@ -206,7 +215,7 @@ def worker_command(
         check_reachable(settings.kafka_bootstrap, settings.kafka_config)
         step = bind_step(NODE_FUNCTIONS, build_context(settings))
         options = WorkerOptions(concurrency=concurrency, partitions=partitions)
-        worker = NodeWorker(role, settings, step, options)
+        worker = NodeWorker(role, settings, step, options, recover_on_broker_reset=recover)
         typer.echo(
             f"{role} worker (x{concurrency}) on {worker.bootstrap}, group {worker.group_id}; Ctrl-C to stop"
         )

@@ -132,9 +132,13 @@ def _create_topics(settings: Settings) -> None:
     ensure_topics(admin, ALL_TOPICS, 2)
 
 
-def test_broker_killed_and_restarted_mid_stream_every_task_reported_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("recovery", ["command", "automatic"])
+def test_broker_killed_and_restarted_mid_stream_every_task_reported_once(
+    tmp_path: Path, recovery: str
+) -> None:
     """SIGKILL the (memory-only) broker with tasks in flight, restart it on the same port,
-    `recover` from the ledger: N fed = N reported, no step run twice."""
+    re-publish from the ledger (`aimesh recover`'s function, or the workers' own watch, which
+    sees the topics' ids change): N fed = N reported, no step run twice."""
     tasks = 12
     broker = EmbeddedBroker().start()
     port = broker.port
@@ -150,7 +154,10 @@ def test_broker_killed_and_restarted_mid_stream_every_task_reported_once(tmp_pat
     options = WorkerOptions(partitions=2, publisher_options={"delivery_timeout_s": 3.0})
     collector = TopicCollector(broker.bootstrap, AI_REPORTS)
     try:
-        with MeshWorkers(NODES, settings, step, options, ledger=ledger) as workers:
+        automatic = recovery == "automatic"
+        with MeshWorkers(
+            NODES, settings, step, options, ledger=ledger, recover_on_broker_reset=automatic
+        ) as workers:
             assert workers.wait_joined(30)
             with KafkaEdgeSink(settings, ledger=ledger) as sink:
                 runs = {
@@ -171,8 +178,11 @@ def test_broker_killed_and_restarted_mid_stream_every_task_reported_once(tmp_pat
             collector.restart()
             # the members rejoin the new broker's groups (they notice within the 2 s session;
             # 4 s is a margin), then the coordinator re-publishes what the dead broker held
-            time.sleep(4.0)
-            republished = republish_in_flight(settings, ledger)
+            if automatic:
+                republished: int | str = "the watch"  # about 10 s after the restart
+            else:
+                time.sleep(4.0)
+                republished = republish_in_flight(settings, ledger)
             assert _wait(lambda: len(collector.values) >= tasks, 45), (
                 f"{len(collector.values)} of {tasks} reported; stats "
                 f"{ {w.role: w.stats.snapshot() for w in workers.workers} }"
@@ -180,6 +190,8 @@ def test_broker_killed_and_restarted_mid_stream_every_task_reported_once(tmp_pat
             recovered_in = time.monotonic() - killed_at
             time.sleep(1.0)  # any duplicate would arrive now
             stats = {w.role: w.stats.snapshot() for w in workers.workers}
+            if automatic:
+                assert workers.watch is not None and workers.watch.resets == 1
     finally:
         collector.close()
         broker.stop()
@@ -190,8 +202,8 @@ def test_broker_killed_and_restarted_mid_stream_every_task_reported_once(tmp_pat
         for name in ("processed", "duplicates", "producer_restarts", "commit_failures")
     }
     print(
-        f"broker restarted in {restarted_in:.1f} s; {reported_before} reported before the kill, "
-        f"{republished} re-published, {len(reported)} of {tasks} reported "
+        f"{recovery}: broker restarted in {restarted_in:.1f} s; {reported_before} reported before the kill, "
+        f"{republished} re-published (by {recovery}), {len(reported)} of {tasks} reported "
         f"{recovered_in:.1f} s after the kill; totals {totals}"
     )
     assert set(reported) == runs and all(n == 1 for n in reported.values()), reported
