@@ -49,7 +49,7 @@ from app.services import build_context  # noqa: E402
 from foundation.settings import Settings  # noqa: E402
 from graph.edges import StepRecord  # noqa: E402
 from graph.kafka_sink import KafkaEdgeSink  # noqa: E402
-from graph.node_worker import MeshWorkers, NodeWorker  # noqa: E402
+from graph.node_worker import MeshWorkers, NodeWorker, WorkerOptions  # noqa: E402
 from graph.routing import NODES, next_node  # noqa: E402
 from graph.state import MeshState, Task  # noqa: E402
 from graph.step import bind_step  # noqa: E402
@@ -64,6 +64,7 @@ from kafka_edges.config import (  # noqa: E402
     common_config,
     with_logger,
 )
+from kafka_edges.ledger import DeliveryLedger  # noqa: E402
 from nodes import NODE_FUNCTIONS  # noqa: E402
 
 RESULTS = HERE / "results" / "kafka_edges.json"
@@ -327,7 +328,11 @@ def bench_hops(
     # 3. the mesh: A -> NodeWorker(consumer, trivial node) + KafkaEdgeSink -> B (+ telemetry) -> probe
     prefix = f"b{tag}-mesh."
     worker = NodeWorker(
-        "consumer", settings, step=trivial_step, topic_prefix=prefix, partitions=partitions
+        "consumer",
+        settings,
+        trivial_step,
+        WorkerOptions(topic_prefix=prefix, partitions=partitions),
+        ledger=DeliveryLedger(":memory:"),
     )
     with worker:
         worker.wait_joined(30)
@@ -370,9 +375,8 @@ def bench_scripted_mesh(
             NODES,
             settings,
             bind_step(NODE_FUNCTIONS, services),
-            concurrency=count,
-            topic_prefix=prefix,
-            partitions=partitions,
+            WorkerOptions(concurrency=count, topic_prefix=prefix, partitions=partitions),
+            ledger=DeliveryLedger(":memory:"),
         ) as workers:
             workers.wait_joined(60)
             time.sleep(1.0)

@@ -149,6 +149,15 @@ class Settings(BaseSettings):
     )
     kafka_group_prefix: str = "aimesh"
     kafka_topic_prefix: str = Field("", description="prefix for every topic name (shared clusters)")
+    kafka_max_message_bytes: int = Field(
+        1_000_000,
+        ge=1024,
+        description="the largest record (key + value + headers) the mesh publishes; larger ones are "
+        "refused at publish time and dead-lettered (truncated) when consumed. The default is "
+        "librdkafka's message.max.bytes, which refused the 5 MB records; tansu itself accepted "
+        "records up to 99 MB (measured). A real cluster: keep it at or below the broker's and "
+        "topics' max.message.bytes (1,048,588 by default)",
+    )
 
     # Memory (AIMESH_MEMORY_*)
     memory: MemorySettings = Field(default_factory=lambda: MemorySettings())
@@ -160,6 +169,11 @@ class Settings(BaseSettings):
     @property
     def checkpoint_db(self) -> Path:
         return self.data_dir / "checkpoints.sqlite"
+
+    @property
+    def delivery_ledger_db(self) -> Path:
+        """The workers' durable record of handled inputs and in-flight transitions (SQLite)."""
+        return self.data_dir / "delivery_ledger.sqlite"
 
     @property
     def model_label(self) -> str:

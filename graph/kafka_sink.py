@@ -18,7 +18,8 @@ from graph.wire import (
     TelemetryEvent,
     message_for_step,
 )
-from kafka_edges.codec import WireModel
+from kafka_edges.codec import WireModel, encode
+from kafka_edges.ledger import DeliveryLedger
 from kafka_edges.publisher import KafkaPublisher
 
 
@@ -27,7 +28,11 @@ class KafkaEdgeSink(KafkaPublisher):
 
     `origin="in_process"` (the default, for `compile_mesh(edge_sink=...)`) marks the
     transitions as a record of a run the in-process graph is doing itself: node workers on
-    the same topics skip them. NodeWorker's own sinks use `origin="worker"`.
+    the same topics skip them. NodeWorkers publish their transitions with `origin="worker"`
+    (`graph.node_worker.MeshHandler`).
+
+    With a `ledger`, what it feeds is recorded as its run's first record in flight, so
+    `aimesh recover` can re-publish it if a memory-only broker loses it.
     """
 
     def __init__(
@@ -36,11 +41,13 @@ class KafkaEdgeSink(KafkaPublisher):
         *,
         origin: Origin = "in_process",
         telemetry: bool = True,
+        ledger: DeliveryLedger | None = None,
         **options: Any,
     ) -> None:
         super().__init__(settings, **options)
         self.origin = origin
         self.telemetry = telemetry
+        self.ledger = ledger
 
     def on_step(self, step: StepRecord) -> None:
         """Publish the step's transition and its telemetry; raise PublishError if unconfirmed."""
@@ -64,7 +71,7 @@ class KafkaEdgeSink(KafkaPublisher):
         if state is None:
             state = MeshState(**state_fields)
         request = TaskRequest.from_state(state, source="feed")
-        self.publish(request)
+        self._feed(request)
         return request
 
     def feed_server_task(self, state: MeshState) -> ServerTaskMessage:
@@ -85,5 +92,10 @@ class KafkaEdgeSink(KafkaPublisher):
         if state.task is None:
             raise ValueError("feed_task needs a state with a task")
         message = TaskMessage.from_state(state, source="feed")
-        self.publish(message)
+        self._feed(message)
         return message
+
+    def _feed(self, message: EdgeMessage) -> None:
+        self.publish(message)
+        if self.ledger is not None:
+            self.ledger.record_in_flight(message.run_id, self.topic_of(message), encode(message))

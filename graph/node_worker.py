@@ -1,140 +1,166 @@
 """NodeWorker: one node of the graph as a Kafka consumer-group worker.
 
-Per message: decode and validate -> skip duplicates -> run the SAME step the in-process graph
-runs (`graph.step.run_step`, bound to the node functions and services by the entry point) -> publish the transition and its telemetry (confirmed) -> commit
-the input offset. Delivery is at-least-once: a worker that dies before committing has its
-message redelivered to another member of the group; duplicates are recognised by
-(role, run id, task id, attempt) and skipped. Malformed messages and messages the node keeps
-failing on go to the dead-letter topic with the reason; nothing is dropped silently.
+The consume loop, retries and dead letters are `kafka_edges.group_worker`'s (generic); this
+module holds only what is the mesh's: MeshHandler decodes the role's input topic's EdgeMessage,
+leaves the in-process graph's records alone, recognises duplicates by (role, run id, task id,
+attempt) in the durable DeliveryLedger, runs the SAME step the in-process graph runs
+(`graph.step.run_step`, bound to the node functions and services by the entry point) and turns
+the StepRecord into its transition and telemetry. After they are confirmed on the broker the
+input is marked processed and the transition recorded as the run's last word in flight (what
+`aimesh recover` re-publishes after a memory-only broker lost it); then the offset is committed.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import socket
 import threading
 import time
-import traceback
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from types import FrameType, TracebackType
+from collections.abc import Iterable, Sequence
+from types import TracebackType
 from typing import Any, Self
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient
-
-from foundation.errors import InfrastructureError
 from foundation.settings import Settings
-from graph.edges import StepRecord
-from graph.kafka_sink import KafkaEdgeSink
 from graph.routing import NODES, input_topic
 from graph.step import StepFunction
 from graph.topics import ALL_TOPICS
-from graph.wire import EDGE_MESSAGE_BY_TOPIC, EdgeMessage
-from kafka_edges.admin import DEFAULT_PARTITIONS, ensure_topics, qualified
-from kafka_edges.broker import BrokerError, check_reachable
-from kafka_edges.codec import MessageDecodeError, decode
-from kafka_edges.config import common_config, consumer_config, require_bootstrap, with_logger
+from graph.wire import (
+    EDGE_MESSAGE_BY_TOPIC,
+    EdgeMessage,
+    ReportMessage,
+    TelemetryEvent,
+    message_for_step,
+)
+from kafka_edges.admin import qualified
+from kafka_edges.codec import WireModel, decode, encode
 from kafka_edges.config import group_id as default_group_id
 from kafka_edges.config import topic_prefix as settings_topic_prefix
-from kafka_edges.dead_letters import dead_letter_for
-from kafka_edges.publisher import PublishError
+from kafka_edges.delivery_policy import infrastructure_failure
+from kafka_edges.group_worker import (
+    ConsumedRecord,
+    GroupWorker,
+    Identity,
+    Triage,
+    WorkerError,
+    WorkerOptions,
+    WorkerStats,
+    install_stop_signals,
+    restore_signals,
+)
+from kafka_edges.ledger import DeliveryLedger
+from kafka_edges.recovery import BrokerResetWatch, republish_in_flight
 from sandbox.base import SandboxError
 
 log = logging.getLogger(__name__)
 
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (InfrastructureError, SandboxError)
-"""Node errors that are retried (with backoff) instead of dead-lettering the task."""
-
-IdempotencyKey = tuple[str, str, str, int]
-
-
-class WorkerError(RuntimeError):
-    """A worker cannot run (bad role, no nodes, a fatal consumer error)."""
-
-
-class ProcessedKeys:
-    """The inputs this worker process has already handled, most recent `capacity` kept.
-
-    Messages of one task share a key, hence a partition, hence (outside a rebalance) the same
-    group member: a redelivered or re-published duplicate is seen by the member that handled
-    the original, which is where this record lives.
-    """
-
-    def __init__(self, capacity: int = 100_000) -> None:
-        self.capacity = capacity
-        self._keys: OrderedDict[IdempotencyKey, None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def seen(self, key: IdempotencyKey) -> bool:
-        with self._lock:
-            if key in self._keys:
-                self._keys.move_to_end(key)
-                return True
-            return False
-
-    def add(self, key: IdempotencyKey) -> None:
-        with self._lock:
-            self._keys[key] = None
-            self._keys.move_to_end(key)
-            while len(self._keys) > self.capacity:
-                self._keys.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._keys)
+__all__ = [
+    "MeshHandler",
+    "MeshWorkers",
+    "NodeWorker",
+    "WorkerError",
+    "WorkerOptions",
+    "WorkerStats",
+]
 
 
-@dataclass
-class WorkerStats:
-    """Counters for one NodeWorker (all members)."""
-
-    consumed: int = 0
-    processed: int = 0
-    duplicates: int = 0
-    observed: int = 0
-    dead_lettered: int = 0
-    node_errors: int = 0
-    publish_retries: int = 0
-    commit_failures: int = 0
-    assignments: dict[int, list[str]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def bump(self, name: str, by: int = 1) -> None:
-        with self._lock:
-            setattr(self, name, getattr(self, name) + by)
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "consumed": self.consumed,
-                "processed": self.processed,
-                "duplicates": self.duplicates,
-                "observed": self.observed,
-                "dead_lettered": self.dead_lettered,
-                "node_errors": self.node_errors,
-                "publish_retries": self.publish_retries,
-                "commit_failures": self.commit_failures,
-                "assignments": {k: list(v) for k, v in self.assignments.items()},
-            }
+LEDGER_MAX_AGE_S = 7 * 24 * 3600.0
+"""Handled keys older than a week are forgotten when a worker opens the ledger (tansu keeps
+records in memory only; on a real cluster keep this above the topics' retention)."""
 
 
-@dataclass
-class _Member:
-    index: int
-    worker_id: str
-    consumer: Consumer
-    sink: KafkaEdgeSink
+def is_infrastructure_failure(exc: BaseException) -> bool:
+    """Node errors that are retried (with backoff, message kept) instead of dead-lettered:
+    every InfrastructureError (model server, memory store, LLM endpoint, broker) and every
+    sandbox backend failure; the rest are the message's fault."""
+    return infrastructure_failure(exc) or isinstance(exc, SandboxError)
 
 
-class NodeWorker:
-    """Run node `role` for every message on its input topic, as `concurrency` group members.
+def recovery_watch(
+    settings: Settings, options: WorkerOptions, ledger: DeliveryLedger, topic: str
+) -> BrokerResetWatch:
+    """A watch that re-publishes the ledger's runs in flight when the broker forgets its topics."""
+    prefix = settings_topic_prefix(settings, options.topic_prefix)
 
-    >>> with NodeWorker("consumer", settings, concurrency=2):   # doctest: +SKIP
+    def recover() -> None:
+        count = republish_in_flight(settings, ledger, bootstrap=options.bootstrap)
+        log.warning("re-published %d in-flight transition(s) after the broker reset", count)
+
+    return BrokerResetWatch(
+        settings, qualified(topic, prefix), recover, bootstrap=options.bootstrap
+    )
+
+
+class MeshHandler:
+    """The mesh's RecordHandler for node `role`: EdgeMessage in, transition + telemetry out."""
+
+    def __init__(
+        self,
+        role: str,
+        step: StepFunction,
+        ledger: DeliveryLedger,
+        *,
+        topic_prefix: str = "",
+        continue_in_process: bool = False,
+    ) -> None:
+        if role not in NODES:
+            raise WorkerError(f"unknown role {role!r}; expected one of {', '.join(NODES)}")
+        self.name = role
+        self.role = role
+        self.step = step
+        self.ledger = ledger
+        self.topic_prefix = topic_prefix
+        self.continue_in_process = continue_in_process
+        self.model = EDGE_MESSAGE_BY_TOPIC[input_topic(role)]
+
+    def decode(self, record: ConsumedRecord) -> EdgeMessage:
+        return decode(self.model, record.value)
+
+    def triage(self, item: EdgeMessage) -> Triage:
+        if item.origin == "in_process" and not self.continue_in_process:
+            # a record of a run the in-process graph is doing itself: observe, don't redo it
+            return Triage.OBSERVE
+        if self.ledger.seen(self.role, item.idempotency_key):
+            log.info(
+                "%s worker: skipping duplicate %s attempt %d", self.role, item.task_id, item.attempt
+            )
+            return Triage.DUPLICATE
+        return Triage.HANDLE
+
+    def handle(self, item: EdgeMessage) -> Sequence[WireModel]:
+        _update, record = self.step(self.role, item.state)
+        return [message_for_step(record, origin="worker"), TelemetryEvent.from_step(record)]
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return is_infrastructure_failure(exc)
+
+    def delivered(self, item: EdgeMessage, outputs: Sequence[WireModel]) -> None:
+        self.ledger.mark(self.role, item.idempotency_key)
+        transition = outputs[0] if outputs else None
+        if not isinstance(transition, EdgeMessage):  # dead-lettered: nothing more will come
+            self.ledger.finish(item.run_id)
+            return
+        self.ledger.record_in_flight(
+            transition.run_id,
+            qualified(transition.TOPIC, self.topic_prefix),
+            encode(transition),
+            done=isinstance(transition, ReportMessage),
+        )
+
+    def identity(self, item: EdgeMessage) -> Identity:
+        return Identity(task_id=item.task_id, run_id=item.run_id, attempt=item.attempt)
+
+
+class NodeWorker(GroupWorker[EdgeMessage]):
+    """Run node `role` for every message on its input topic, as `options.concurrency` members.
+
+    >>> with NodeWorker("consumer", settings, step, WorkerOptions(concurrency=2)):  # doctest: +SKIP
     ...     ...                                                 # background threads
-    >>> NodeWorker("consumer", settings).run()                  # doctest: +SKIP (blocks; SIGTERM stops)
+    >>> NodeWorker("consumer", settings, step).run()            # doctest: +SKIP (blocks; SIGTERM stops)
+
+    `ledger`: the durable record of handled inputs (default: `settings.delivery_ledger_db`,
+    shared by every worker on the host); `continue_in_process`: also act on the in-process
+    graph's transitions (normally only observed); `recover_on_broker_reset`: when the broker
+    forgets its topics (a restarted memory-only broker), re-publish the ledger's runs in flight
+    (what `aimesh recover` does).
     """
 
     def __init__(
@@ -142,403 +168,99 @@ class NodeWorker:
         role: str,
         settings: Settings,
         step: StepFunction,
+        options: WorkerOptions | None = None,
         *,
-        concurrency: int = 1,
-        bootstrap: str | None = None,
-        topic_prefix: str | None = None,
-        group_id: str | None = None,
-        max_node_tries: int = 3,
-        node_retry_backoff_s: float = 0.5,
-        transient_errors: tuple[type[BaseException], ...] = INFRASTRUCTURE_ERRORS,
-        poll_timeout_s: float = 0.2,
-        create_topics: bool = True,
-        partitions: int = DEFAULT_PARTITIONS,
-        connect_timeout_s: float = 5.0,
-        consumer_overrides: Mapping[str, Any] | None = None,
-        sink_options: Mapping[str, Any] | None = None,
-        processed: ProcessedKeys | None = None,
+        ledger: DeliveryLedger | None = None,
         continue_in_process: bool = False,
+        recover_on_broker_reset: bool = False,
     ) -> None:
         if role not in NODES:
             raise WorkerError(f"unknown role {role!r}; expected one of {', '.join(NODES)}")
-        if concurrency < 1:
-            raise WorkerError("concurrency must be at least 1")
+        options = options or WorkerOptions()
         self.role = role
-        self.settings = settings
-        self.concurrency = concurrency
-        self.bootstrap = require_bootstrap(self.settings, bootstrap)
-        self.topic_prefix = settings_topic_prefix(self.settings, topic_prefix)
+        if ledger is None:
+            ledger = DeliveryLedger(settings.delivery_ledger_db)
+            ledger.prune(LEDGER_MAX_AGE_S)
+        self.ledger = ledger
+        handler = MeshHandler(
+            role,
+            step,
+            self.ledger,
+            topic_prefix=settings_topic_prefix(settings, options.topic_prefix),
+            continue_in_process=continue_in_process,
+        )
         self.input_topic = input_topic(role)
-        self.topic = qualified(self.input_topic, self.topic_prefix)
-        self.group_id = group_id or default_group_id(self.settings, role)
-        self.max_node_tries = max(1, max_node_tries)
-        self.node_retry_backoff_s = node_retry_backoff_s
-        self.transient_errors = transient_errors
-        self.poll_timeout_s = poll_timeout_s
-        self.create_topics = create_topics
-        self.partitions = partitions
-        self.connect_timeout_s = connect_timeout_s
-        self.consumer_overrides = dict(consumer_overrides or {})
-        self.sink_options = dict(sink_options or {})
-        self.processed = processed or ProcessedKeys()
-        self.continue_in_process = continue_in_process
-        self.stats = WorkerStats()
-        self._model = EDGE_MESSAGE_BY_TOPIC[self.input_topic]
-        self._step = step
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._errors: list[BaseException] = []
-        self._joined: set[int] = set()
-        self._joined_lock = threading.Lock()
-
-    # ------------------------------------------------------------------ lifecycle
+        super().__init__(
+            handler,
+            self.input_topic,
+            settings,
+            options,
+            group_id=default_group_id(settings, role),
+            topics_to_create=ALL_TOPICS,
+        )
+        self.watch = (
+            recovery_watch(settings, options, self.ledger, self.input_topic)
+            if recover_on_broker_reset
+            else None
+        )
 
     def start(self) -> Self:
-        """Check the broker, create missing topics, start the members (background threads)."""
-        if self._threads:
-            return self
-        check_reachable(
-            self.bootstrap, self.settings.kafka_config, timeout_s=self.connect_timeout_s
-        )
-        if self.create_topics:
-            admin = AdminClient(with_logger(common_config(self.settings, bootstrap=self.bootstrap)))
-            try:
-                ensure_topics(admin, ALL_TOPICS, self.partitions, prefix=self.topic_prefix)
-            except KafkaException as exc:
-                raise BrokerError(
-                    f"cannot create the mesh's topics on {self.bootstrap}: {exc}"
-                ) from None
-        self._stop.clear()
-        for index in range(self.concurrency):
-            thread = threading.Thread(
-                target=self._member_main,
-                args=(index,),
-                name=f"aimesh-{self.role}-{index}",
-                daemon=True,
-            )
-            self._threads.append(thread)
-            thread.start()
-        log.info(
-            "%s worker: %d member(s) in group %s on %s (%s)",
-            self.role,
-            self.concurrency,
-            self.group_id,
-            self.topic,
-            self.bootstrap,
-        )
+        started = not self._threads
+        super().start()
+        if started and self.watch is not None:
+            self.watch.start()
         return self
 
     def stop(self) -> None:
-        """Ask the members to stop after their current message (non-blocking)."""
-        self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
-    def join(self, timeout_s: float | None = None) -> bool:
-        """Wait for the members to exit; True if all did. Re-raises a member's fatal error."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        for thread in self._threads:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            thread.join(remaining)
-        alive = any(t.is_alive() for t in self._threads)
-        if not alive:
-            self._threads = []
-        if self._errors:
-            error = self._errors[0]
-            raise WorkerError(f"{self.role} worker failed: {error}") from error
-        return not alive
-
-    def wait_joined(self, timeout_s: float = 30.0) -> bool:
-        """Wait until every member has received its first partition assignment."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._joined_lock:
-                if len(self._joined) >= self.concurrency:
-                    return True
-            if self._errors:
-                self.join(0)
-            time.sleep(0.02)
-        return False
-
-    def run(self, *, install_signal_handlers: bool = True) -> WorkerStats:
-        """Run in the foreground until SIGTERM/SIGINT (or stop()); returns the stats.
-
-        The first signal stops after the current message (its output published and its offset
-        committed); a second one exits at once (the uncommitted message is redelivered).
-        """
-        self.start()
-        restore: list[tuple[int, Any]] = []
-        if install_signal_handlers and threading.current_thread() is threading.main_thread():
-            restore = _install_stop_signals(self.stop, self.stopping_message)
-        try:
-            while not self.join(0.5):
-                pass
-        finally:
-            self.stop()
-            for signum, handler in restore:
-                signal.signal(signum, handler)
-        return self.stats
-
-    def stopping_message(self) -> str:
-        return f"{self.role} worker stopping after the current message (again to exit now)"
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-        self.join(30.0)
-
-    # ------------------------------------------------------------------ members
-
-    def _member_main(self, index: int) -> None:
-        worker_id = f"{socket.gethostname()}:{os.getpid()}:{self.role}:{index}"
-        consumer: Consumer | None = None
-        sink: KafkaEdgeSink | None = None
-        try:
-            consumer = Consumer(
-                with_logger(
-                    consumer_config(
-                        self.settings,
-                        self.group_id,
-                        bootstrap=self.bootstrap,
-                        client=self.role,
-                        overrides=self.consumer_overrides,
-                    )
-                )
-            )
-            sink = KafkaEdgeSink(
-                self.settings,
-                bootstrap=self.bootstrap,
-                topic_prefix=self.topic_prefix,
-                client=self.role,
-                origin="worker",
-                extra_headers={"worker": worker_id},
-                **self.sink_options,
-            )
-            member = _Member(index, worker_id, consumer, sink)
-
-            def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
-                self._record_assignment(index, added=partitions)
-
-            def on_revoke(c: Consumer, partitions: list[TopicPartition]) -> None:
-                self._record_assignment(index, removed=partitions)
-
-            consumer.subscribe(
-                [self.topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke
-            )
-            while not self._stop.is_set():
-                msg = consumer.poll(self.poll_timeout_s)
-                if msg is None:
-                    continue
-                error = msg.error()
-                if error is not None:
-                    self._consumer_error(error)
-                    continue
-                self._handle(member, msg)
-        except BaseException as exc:
-            log.exception("%s worker member %d failed", self.role, index)
-            self._errors.append(exc)
-            self._stop.set()
-        finally:
-            if consumer is not None:
-                try:
-                    consumer.close()  # leaves the group: its partitions move at once
-                except (KafkaException, RuntimeError) as exc:
-                    log.warning("closing the consumer: %s", exc)
-            if sink is not None:
-                sink.close()
-
-    def _record_assignment(
-        self,
-        index: int,
-        added: Sequence[TopicPartition] = (),
-        removed: Sequence[TopicPartition] = (),
-    ) -> None:
-        # callbacks carry the change (incremental with cooperative-sticky, whole with eager)
-        with self.stats._lock:
-            current = set(self.stats.assignments.get(index, []))
-            current |= {f"{tp.topic}[{tp.partition}]" for tp in added}
-            current -= {f"{tp.topic}[{tp.partition}]" for tp in removed}
-            self.stats.assignments[index] = sorted(current)
-        if not removed:
-            with self._joined_lock:
-                self._joined.add(index)
-
-    def _consumer_error(self, error: KafkaError) -> None:
-        if error.fatal():
-            raise WorkerError(f"fatal Kafka consumer error: {error}")
-        if error.code() == KafkaError._PARTITION_EOF:
-            return
-        log.warning("%s worker: consumer error: %s", self.role, error)
-
-    # ------------------------------------------------------------------ one message
-
-    def _handle(self, member: _Member, msg: Message) -> None:
-        self.stats.bump("consumed")
-        topic, partition, offset = msg.topic() or self.topic, msg.partition(), msg.offset()
-        try:
-            message = decode(self._model, msg.value())
-        except MessageDecodeError as exc:
-            log.warning(
-                "%s worker: dead-lettering %s[%s]@%s: %s", self.role, topic, partition, offset, exc
-            )
-            dead = dead_letter_for(
-                reason=exc.reason, error=exc.detail, topic=topic, partition=partition, offset=offset,
-                key=msg.key(), value=msg.value(), headers=msg.headers(), role=self.role, worker=member.worker_id,
-            )  # fmt: skip
-            if self._deliver(member, lambda: member.sink.send_dead_letter(dead)):
-                self.stats.bump("dead_lettered")
-                self._commit(member, msg)
-            return
-
-        if message.origin == "in_process" and not self.continue_in_process:
-            # a record of a run the in-process graph is doing itself: observe, don't redo it
-            self.stats.bump("observed")
-            self._commit(member, msg)
-            return
-
-        key: IdempotencyKey = (self.role, *message.idempotency_key)
-        if self.processed.seen(key):
-            log.info(
-                "%s worker: skipping duplicate %s attempt %d",
-                self.role,
-                message.task_id,
-                message.attempt,
-            )
-            self.stats.bump("duplicates")
-            self._commit(member, msg)
-            return
-
-        outcome = self._run_node(member, message)
-        if outcome is None:  # stopping while a transient error persisted: leave it uncommitted
-            return
-        record, failure = outcome
-        if record is not None:
-            step_record = record
-            delivered = self._deliver(member, lambda: member.sink.publish_step(step_record))
-            if not delivered:
-                return
-            self.stats.bump("processed")
-        else:
-            dead = dead_letter_for(
-                reason="node_error", error=failure or "node failed", topic=topic, partition=partition,
-                offset=offset, key=msg.key(), value=msg.value(), headers=msg.headers(), role=self.role,
-                worker=member.worker_id, task_id=message.task_id, run_id=message.run_id,
-                attempt=message.attempt,
-            )  # fmt: skip
-            if not self._deliver(member, lambda: member.sink.send_dead_letter(dead)):
-                return
-            self.stats.bump("dead_lettered")
-        self.processed.add(key)
-        self._commit(member, msg)
-
-    def _run_node(
-        self, member: _Member, message: EdgeMessage
-    ) -> tuple[StepRecord | None, str | None] | None:
-        """(record, None) on success, (None, error) after the bounded tries, None if stopping."""
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                _update, record = self._step(self.role, message.state)
-                return record, None
-            except Exception as exc:
-                self.stats.bump("node_errors")
-                transient = isinstance(exc, self.transient_errors)
-                summary = f"{type(exc).__name__}: {exc}"
-                if not transient and tries >= self.max_node_tries:
-                    log.error(
-                        "%s worker: %s attempt %d failed %d time(s), dead-lettering: %s",
-                        self.role, message.task_id, message.attempt, tries, summary,
-                    )  # fmt: skip
-                    detail = "".join(traceback.format_exception(exc)[-6:])
-                    return None, f"{summary} (after {tries} tries)\n{detail}"
-                log.warning(
-                    "%s worker: %s failed (try %d): %s", self.role, message.task_id, tries, summary
-                )
-                wait = min(30.0, self.node_retry_backoff_s * 2 ** (tries - 1))
-                if self._stop.wait(wait):
-                    return None
-
-    def _deliver(self, member: _Member, action: Callable[[], object]) -> bool:
-        """Run a publish until the broker confirms it; False if the worker stops first.
-
-        The input offset is only committed after this returns True, so a broker outage holds
-        the message (and its partition) here instead of skipping past it.
-        """
-        backoff = 0.5
-        while True:
-            try:
-                action()
-                return True
-            except PublishError as exc:
-                self.stats.bump("publish_retries")
-                log.error("%s worker: %s; retrying in %.1f s", self.role, exc, backoff)
-                if self._stop.wait(backoff):
-                    return False
-                backoff = min(backoff * 2, 10.0)
-
-    def _commit(self, member: _Member, msg: Message) -> None:
-        try:
-            member.consumer.commit(message=msg, asynchronous=False)
-        except KafkaException as exc:
-            # typically a rebalance took the partition: the message is redelivered to its new
-            # owner, and the output we already published is recognised as a duplicate downstream
-            self.stats.bump("commit_failures")
-            log.warning(
-                "%s worker: commit of %s[%s]@%s failed: %s",
-                self.role,
-                msg.topic(),
-                msg.partition(),
-                msg.offset(),
-                exc,
-            )
-
-
-def _install_stop_signals(
-    stop: Callable[[], None], message: Callable[[], str]
-) -> list[tuple[int, Any]]:
-    previous: list[tuple[int, Any]] = []
-    state = {"count": 0}
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        state["count"] += 1
-        if state["count"] == 1:
-            log.warning(message())
-            stop()
-        else:
-            os._exit(128 + signum)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        previous.append((signum, signal.getsignal(signum)))
-        signal.signal(signum, handler)
-    return previous
+        super().stop()
+        if self.watch is not None:
+            self.watch.stop()
 
 
 class MeshWorkers:
     """Several NodeWorkers in one process (e.g. every role, for a laptop-sized mesh)."""
 
     def __init__(
-        self, roles: Iterable[str], settings: Settings, step: StepFunction, **options: Any
+        self,
+        roles: Iterable[str],
+        settings: Settings,
+        step: StepFunction,
+        options: WorkerOptions | None = None,
+        *,
+        ledger: DeliveryLedger | None = None,
+        continue_in_process: bool = False,
+        recover_on_broker_reset: bool = False,
     ) -> None:
-        self.workers = [NodeWorker(role, settings, step, **options) for role in roles]
+        self.ledger = ledger or DeliveryLedger(settings.delivery_ledger_db)
+        self.watch = (
+            recovery_watch(settings, options or WorkerOptions(), self.ledger, ALL_TOPICS[0])
+            if recover_on_broker_reset
+            else None
+        )
+        self.workers = [
+            NodeWorker(
+                role,
+                settings,
+                step,
+                options,
+                ledger=self.ledger,
+                continue_in_process=continue_in_process,
+            )
+            for role in roles
+        ]
 
     def start(self) -> Self:
         for worker in self.workers:
             worker.start()
+        if self.watch is not None:
+            self.watch.start()
         return self
 
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
+        if self.watch is not None:
+            self.watch.stop()
 
     def join(self, timeout_s: float | None = None) -> bool:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -556,7 +278,7 @@ class MeshWorkers:
         self.start()
         restore: list[tuple[int, Any]] = []
         if install_signal_handlers and threading.current_thread() is threading.main_thread():
-            restore = _install_stop_signals(
+            restore = install_stop_signals(
                 self.stop, lambda: "workers stopping after their current message"
             )
         try:
@@ -564,8 +286,7 @@ class MeshWorkers:
                 pass
         finally:
             self.stop()
-            for signum, handler in restore:
-                signal.signal(signum, handler)
+            restore_signals(restore)
         return {w.role: w.stats for w in self.workers}
 
     def __enter__(self) -> Self:

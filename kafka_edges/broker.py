@@ -206,6 +206,9 @@ class EmbeddedBroker:
         # exits 0 a moment later, and meanwhile the port's owner answers our probes)
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                # like tansu (tokio sets SO_REUSEADDR): connections of a previous broker lingering
+                # in TIME_WAIT are no conflict, a live listener still is
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 probe.bind((self.host, port))
         except OSError as exc:
             raise EmbeddedBrokerError(

@@ -37,6 +37,8 @@ class DeadLetter(WireModel):
         "unsupported_schema_version",
         "node_error",
         "unknown_topic",
+        "too_large",
+        "output_refused",
     ]
     error: str = Field(description="what went wrong, readable")
     source_topic: str
@@ -48,6 +50,10 @@ class DeadLetter(WireModel):
         None, description="the original value: text, or base64 (see raw_encoding)"
     )
     raw_encoding: Literal["utf-8", "base64"] = "utf-8"
+    raw_size: int | None = Field(None, description="the original value's size in bytes")
+    raw_truncated: bool = Field(
+        False, description="raw_value holds only the first bytes of the original value"
+    )
     role: str | None = Field(None, description="the worker role that gave up on it")
     worker: str | None = None
     failed_at: datetime = Field(default_factory=utc_now)
@@ -56,13 +62,18 @@ class DeadLetter(WireModel):
     attempt: int | None = None
 
     @staticmethod
-    def encode_raw(value: bytes | None) -> tuple[str | None, Literal["utf-8", "base64"]]:
+    def encode_raw(
+        value: bytes | None, truncated: bool = False
+    ) -> tuple[str | None, Literal["utf-8", "base64"]]:
         if value is None:
             return None, "utf-8"
-        try:
-            return value.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            return base64.b64encode(value).decode("ascii"), "base64"
+        # a cut may split the last character: drop up to 3 trailing bytes to stay text
+        for cut in range(4 if truncated else 1):
+            try:
+                return value[: len(value) - cut].decode("utf-8"), "utf-8"
+            except UnicodeDecodeError:
+                continue
+        return base64.b64encode(value).decode("ascii"), "base64"
 
     def raw_bytes(self) -> bytes | None:
         """The original value, byte for byte (for replaying it)."""
@@ -103,10 +114,19 @@ def dead_letter_for(
     task_id: str | None = None,
     run_id: str | None = None,
     attempt: int | None = None,
+    max_raw_bytes: int | None = None,
 ) -> DeadLetter:
-    """A DeadLetter for a consumed record (identity given, or taken from its headers)."""
-    raw, encoding = DeadLetter.encode_raw(value)
-    hdrs = headers_dict(headers)
+    """A DeadLetter for a consumed record (identity given, or taken from its headers).
+
+    A value longer than `max_raw_bytes` is kept only as its first `max_raw_bytes` bytes
+    (`raw_truncated`, with `raw_size` the original size): a dead letter must stay publishable.
+    """
+    size = len(value) if value is not None else None
+    truncated = value is not None and max_raw_bytes is not None and len(value) > max_raw_bytes
+    kept = value[:max_raw_bytes] if truncated and value is not None else value
+    raw, encoding = DeadLetter.encode_raw(kept, truncated=truncated)
+    # key and headers are capped too (a record may be oversized by any part of it)
+    hdrs = {name[:256]: text[:1024] for name, text in list(headers_dict(headers).items())[:64]}
     if attempt is None and hdrs.get(H_ATTEMPT, "").isdigit():
         attempt = int(hdrs[H_ATTEMPT])
     return DeadLetter.model_validate(
@@ -116,10 +136,12 @@ def dead_letter_for(
             "source_topic": topic,
             "partition": partition,
             "offset": offset,
-            "key": key.decode("utf-8", errors="replace") if key is not None else None,
+            "key": key[:1024].decode("utf-8", errors="replace") if key is not None else None,
             "headers": hdrs,
             "raw_value": raw,
             "raw_encoding": encoding,
+            "raw_size": size,
+            "raw_truncated": truncated,
             "role": role,
             "worker": worker,
             "task_id": task_id or hdrs.get(H_TASK_ID),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -10,12 +11,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from foundation.errors import InfrastructureError
 from foundation.settings import Settings
 from kafka_edges.admin import qualified
-from kafka_edges.codec import WireModel, encode
+from kafka_edges.codec import WireModel, WireRecord, encode
 from kafka_edges.config import producer_config, topic_prefix, with_logger
 from kafka_edges.dead_letters import DeadLetter
 
@@ -30,15 +31,54 @@ _PERMANENT = {
     KafkaError._INVALID_ARG,
 }
 
+# an idempotent producer the broker no longer knows (a memory-only broker restarted): only a new
+# producer (a new producer id, sequence numbers from 0) gets its messages accepted again
+_FENCED = {
+    KafkaError.UNKNOWN_PRODUCER_ID,
+    KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+    KafkaError._FATAL,
+    KafkaError._MSG_TIMED_OUT,
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+}
+
+RECORD_OVERHEAD_BYTES = 64 * 1024
+"""Room above `kafka_max_message_bytes` for librdkafka's own batch framing."""
+
 
 class PublishError(InfrastructureError):
     """Messages could not be confirmed by the broker after the bounded retries."""
+
+    permanent: bool = False
+    """True when retrying cannot help (the message itself is refused)."""
+
+
+class MessageTooLargeError(PublishError):
+    """A record is larger than `kafka_max_message_bytes`: refused before it is sent, never retried."""
+
+    permanent = True
+
+    def __init__(self, topic: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"a {size:,}-byte record for {topic} exceeds the {limit:,}-byte limit "
+            "(AIMESH_KAFKA_MAX_MESSAGE_BYTES); it was not sent"
+        )
+        self.topic = topic
+        self.size = size
+        self.limit = limit
+
+
+def record_size(record: WireRecord) -> int:
+    """Key + value + header names and values, in bytes (what the limit is measured on)."""
+    headers = sum(len(k) + len(v or b"") for k, v in record.headers)
+    return len(record.key or b"") + len(record.value or b"") + headers
 
 
 @dataclass
 class _Outgoing:
     topic: str
-    message: WireModel
+    record: WireRecord
+    message: WireModel | None = None
     error: KafkaError | None = None
     delivered: bool = False
     done: bool = False
@@ -46,12 +86,14 @@ class _Outgoing:
     offset: int | None = None
 
     def on_delivery(self, error: KafkaError | None, msg: Message) -> None:
+        # never raise here: librdkafka calls it from flush(), an exception would surface there
         self.done = True
         self.error = error
         self.delivered = error is None
         if error is None:
-            self.partition = msg.partition()
-            self.offset = msg.offset()
+            with contextlib.suppress(Exception):
+                self.partition = msg.partition()
+                self.offset = msg.offset()
 
 
 @dataclass
@@ -61,7 +103,7 @@ class Delivery:
     topic: str
     partition: int | None
     offset: int | None
-    message: WireModel = field(repr=False)
+    message: WireModel | None = field(repr=False)
 
 
 class KafkaPublisher:
@@ -70,7 +112,11 @@ class KafkaPublisher:
     `publish` returns only once the broker has acknowledged the messages (acks=all,
     idempotent producer). A message that is not acknowledged within `delivery_timeout_s` is
     re-sent, up to `max_tries` times in all; then PublishError is raised, so a step is never
-    lost silently. Thread-safe: one publisher may serve several threads.
+    lost silently. A record above `settings.kafka_max_message_bytes` is refused before anything
+    of the batch is sent (MessageTooLargeError). After a failed try that suggests the broker no
+    longer knows this producer (a restarted memory-only broker: UNKNOWN_PRODUCER_ID,
+    OUT_OF_ORDER_SEQUENCE_NUMBER, a fatal error, or no acknowledgement in time) the producer is
+    recreated before the retry. Thread-safe: one publisher may serve several threads.
     """
 
     def __init__(
@@ -92,6 +138,7 @@ class KafkaPublisher:
         self.max_tries = max(1, max_tries)
         self.retry_backoff_s = retry_backoff_s
         self.extra_headers = dict(extra_headers or {})
+        self.max_message_bytes = settings.kafka_max_message_bytes
         self._conf = with_logger(
             producer_config(
                 self.settings,
@@ -99,6 +146,8 @@ class KafkaPublisher:
                 client=client,
                 overrides={
                     "message.timeout.ms": int(delivery_timeout_s * 1000),
+                    # the limit is ours (checked before producing, with a readable error)
+                    "message.max.bytes": self.max_message_bytes + RECORD_OVERHEAD_BYTES,
                     **(producer_overrides or {}),
                 },
             )
@@ -106,6 +155,8 @@ class KafkaPublisher:
         self.bootstrap = str(self._conf["bootstrap.servers"])
         self._lock = threading.Lock()
         self._producer: Producer | None = Producer(self._conf)
+        self.producer_resets = 0
+        """How many times a failed try made this publisher replace its producer."""
 
     def send_dead_letter(
         self, dead: DeadLetter, extra_headers: Mapping[str, str] | None = None
@@ -130,37 +181,51 @@ class KafkaPublisher:
     ) -> list[Delivery]:
         """Publish messages together, wait for all acknowledgements; retry the unconfirmed ones."""
         headers = {**self.extra_headers, **(extra_headers or {})}
-        pending = [_Outgoing(self.topic_of(m), m) for m in messages]
+        outgoing = [
+            _Outgoing(self.topic_of(m), encode(m, dict(headers) if headers else None), m)
+            for m in messages
+        ]
+        return self._publish(outgoing)
+
+    def publish_records(self, records: Sequence[tuple[str, WireRecord]]) -> list[Delivery]:
+        """Publish already-encoded records to the given broker topics (e.g. a replay), confirmed."""
+        return self._publish([_Outgoing(topic, record) for topic, record in records])
+
+    def _publish(self, outgoing: list[_Outgoing]) -> list[Delivery]:
+        for out in outgoing:
+            size = record_size(out.record)
+            if size > self.max_message_bytes:
+                raise MessageTooLargeError(out.topic, size, self.max_message_bytes)
+        pending = outgoing
         confirmed: list[_Outgoing] = []
         last_error = "no acknowledgement"
         for attempt in range(1, self.max_tries + 1):
-            with self._lock:
-                producer = self._ensure_producer()
-                for out in pending:
-                    out.error, out.done, out.delivered = None, False, False
-                    self._produce(producer, out, headers)
-                producer.flush(self.delivery_timeout_s + 2.0)
-                if any(not out.done for out in pending):
-                    # not even a failure report in time: drop them locally before re-sending
-                    producer.purge(in_queue=True, in_flight=True, blocking=True)
-                    producer.poll(0)
+            self._try_once(pending)
             failed = [out for out in pending if not out.delivered]
             confirmed += [out for out in pending if out.delivered]
             if not failed:
                 break
             last_error = _describe(failed)
-            if any(out.error is not None and out.error.fatal() for out in failed):
-                self._reset_producer()
             permanent = any(
-                out.error is not None and out.error.code() in _PERMANENT for out in failed
+                isinstance(out.error, KafkaError) and out.error.code() in _PERMANENT
+                for out in failed
             )
             if permanent or attempt >= self.max_tries:
                 topics = ", ".join(sorted({out.topic for out in failed}))
-                raise PublishError(
+                error = PublishError(
                     f"Kafka at {self.bootstrap} did not confirm {len(failed)} message(s) to {topics} "
                     f"after {attempt} tries: {last_error}"
                 )
-            log.warning(
+                error.permanent = permanent
+                if not permanent:
+                    self._reset_producer()
+                raise error
+            # whatever failed, the next try uses a new producer: one fenced by a restarted
+            # broker (unknown producer id, sequence or epoch) never recovers by itself
+            self._reset_producer()
+            if any(_fenced(out.error) for out in failed):
+                last_error += "; producer recreated"
+            log.info(  # the caller reports a failure that outlasts the tries, once
                 "retrying %d unconfirmed message(s) (%s), try %d/%d",
                 len(failed),
                 last_error,
@@ -169,26 +234,50 @@ class KafkaPublisher:
             )
             time.sleep(self.retry_backoff_s * attempt)
             pending = failed
-        order = {id(m): i for i, m in enumerate(messages)}
-        confirmed.sort(key=lambda out: order[id(out.message)])
+        order = {id(out): i for i, out in enumerate(outgoing)}
+        confirmed.sort(key=lambda out: order[id(out)])
         return [Delivery(out.topic, out.partition, out.offset, out.message) for out in confirmed]
 
-    def _produce(self, producer: Producer, out: _Outgoing, headers: Mapping[str, str]) -> None:
-        record = encode(out.message, dict(headers) if headers else None)
+    def _try_once(self, pending: Sequence[_Outgoing]) -> None:
+        with self._lock:
+            producer = self._ensure_producer()
+            for out in pending:
+                out.error, out.done, out.delivered = None, False, False
+                self._produce(producer, out)
+            try:
+                producer.flush(self.delivery_timeout_s + 2.0)
+            except Exception as exc:
+                # a fenced or fatally failed producer surfaces here, as a KafkaException or as
+                # a SystemError ("on_delivery returned a result with an exception set")
+                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                log.debug("flush failed: %s: %s", type(exc).__name__, exc)
+                for out in pending:
+                    if not out.delivered:
+                        out.done, out.error = True, error
+            if any(not out.done for out in pending):
+                # not even a failure report in time: drop them locally before re-sending
+                with contextlib.suppress(Exception):
+                    producer.purge(in_queue=True, in_flight=True, blocking=True)
+                    producer.poll(0)
+
+    def _produce(self, producer: Producer, out: _Outgoing) -> None:
         for _ in range(100):
             try:
                 producer.produce(
                     out.topic,
-                    value=record.value,
-                    key=record.key,
-                    headers=record.headers,
+                    value=out.record.value,
+                    key=out.record.key,
+                    headers=out.record.headers,
                     on_delivery=out.on_delivery,
                 )
                 return
             except BufferError:  # local queue full: let deliveries drain
                 producer.poll(0.1)
-            except KafkaException as exc:
-                out.done, out.error = True, exc.args[0] if exc.args else None
+            except Exception as exc:  # KafkaException, or a SystemError of a broken producer
+                out.done = True
+                out.error = (
+                    exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                )
                 return
         out.done = True
 
@@ -200,9 +289,11 @@ class KafkaPublisher:
     def _reset_producer(self) -> None:
         with self._lock:
             producer, self._producer = self._producer, None
+            self.producer_resets += 1
         if producer is not None:
-            producer.purge()
-            producer.flush(0)
+            with contextlib.suppress(Exception):  # a broken producer may raise anything here
+                producer.purge()
+                producer.flush(0)
 
     def flush(self, timeout_s: float | None = None) -> int:
         """Wait for anything still queued; returns the number of messages left."""
@@ -234,8 +325,20 @@ def _prefix(settings: Settings, explicit: str | None) -> str:
     return topic_prefix(settings, explicit)
 
 
+def _fenced(error: KafkaError | None) -> bool:
+    """The producer may be unknown to the broker (or broken): a new one is needed."""
+    if error is None:
+        return True  # no report at all within the timeout
+    if not isinstance(error, KafkaError):
+        return False
+    return error.fatal() or error.code() in _FENCED
+
+
 def _describe(failed: Sequence[_Outgoing]) -> str:
     errors = {
-        out.error.str() if out.error is not None else "no acknowledgement in time" for out in failed
+        out.error.str()
+        if isinstance(out.error, KafkaError)
+        else str(out.error or "no acknowledgement in time")
+        for out in failed
     }
     return "; ".join(sorted(errors))

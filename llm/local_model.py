@@ -34,13 +34,16 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from foundation.errors import InfrastructureError
+
 GGUF_MAGIC = b"GGUF"
 _CHUNK = 1 << 20
 _DOWNLOAD_WORKERS = 4
 
 
-class ModelError(Exception):
-    """The local model cannot be provided (bad file, checksum mismatch, download failure)."""
+class ModelError(InfrastructureError):
+    """The local model cannot be provided (bad file, checksum mismatch, download failure), or its
+    server cannot start: the infrastructure's fault, never the message's (workers keep it)."""
 
 
 @dataclass(frozen=True)

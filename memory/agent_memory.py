@@ -30,6 +30,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, cast, get_args
 
+import httpx
+
 from foundation.settings import MemorySettings
 from memory.embedder import (
     EMBEDDING_DIMS,
@@ -72,6 +74,33 @@ _QUIET_MESSAGES = (
 )
 
 log = logging.getLogger(__name__)
+
+
+_STORE_UNREACHABLE: tuple[type[BaseException], ...] = (OSError, httpx.TransportError)
+"""What mem0's stores raise when their server cannot be reached (connection refused, timeout)."""
+
+
+class _StoreGuard:
+    """mem0, with an unreachable store reported as MemoryUnavailableError (an infrastructure
+    failure: a worker keeps the message and retries) instead of a raw connection error."""
+
+    def __init__(self, memory: Any) -> None:
+        self._inner = memory
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._inner, name)
+        if not callable(attribute):
+            return attribute
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attribute(*args, **kwargs)
+            except _STORE_UNREACHABLE as exc:
+                raise MemoryUnavailableError(
+                    f"the memory store is unreachable ({type(exc).__name__}: {exc})"
+                ) from exc
+
+        return guarded
 
 
 @dataclass(frozen=True)
@@ -406,7 +435,7 @@ class AgentMemory:
     def _memory(self) -> Memory:
         if self._mem is None:
             raise AgentMemoryError("the memory is closed")
-        return self._mem
+        return cast("Memory", _StoreGuard(self._mem))
 
     # ----------------------------------------------------------------- what the agents call
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from foundation.errors import InfrastructureError
 
 
-class AgentMemoryError(RuntimeError):
-    """Agent memory cannot be opened or used."""
+class AgentMemoryError(InfrastructureError):
+    """Agent memory cannot be opened or used (an infrastructure failure: a worker keeps the
+    message and retries, the CLI prints one line)."""
 
 
-class MemoryUnavailableError(AgentMemoryError, InfrastructureError):
+class MemoryUnavailableError(AgentMemoryError):
     """mem0 or the embedder is not installed (`pip install -e '.[memory]'`)."""
 
 

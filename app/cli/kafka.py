@@ -1,4 +1,5 @@
-"""`aimesh broker`, `aimesh worker`, `aimesh feed`: mount with `app.cli.kafka.register(app)`.
+"""`aimesh broker`, `aimesh worker`, `aimesh feed`, `aimesh recover`: mount with
+`app.cli.kafka.register(app)`.
 
 Every broker problem is reported as one readable line on stderr (exit code 2).
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from typing import Annotated
 
 import typer
@@ -17,16 +19,24 @@ from app.services import recorded_step
 from foundation.errors import InfrastructureError
 from foundation.settings import Settings
 from graph.kafka_sink import KafkaEdgeSink
-from graph.node_worker import MeshWorkers, NodeWorker, WorkerError
+from graph.node_worker import MeshWorkers, NodeWorker, WorkerError, WorkerOptions
 from graph.routing import NODES
 from graph.state import MeshState
 from graph.topics import AI_REPORTS, ALL_TOPICS
 from graph.wire import ReportMessage, read_mesh_topic
 from kafka_edges.admin import DEFAULT_PARTITIONS, ensure_topics
-from kafka_edges.broker import BrokerError, EmbeddedBroker, broker_for, check_reachable
+from kafka_edges.broker import (
+    BrokerError,
+    EmbeddedBroker,
+    EmbeddedBrokerError,
+    broker_for,
+    check_reachable,
+)
 from kafka_edges.config import common_config, with_logger
+from kafka_edges.ledger import DeliveryLedger
 from kafka_edges.publisher import PublishError
 from kafka_edges.reader import Record
+from kafka_edges.recovery import republish_in_flight
 from sandbox import SandboxError
 
 app = typer.Typer(
@@ -69,21 +79,87 @@ def broker_command(
         str | None, typer.Option(help="host name clients should use (default: --host)")
     ] = None,
     partitions: Annotated[int, typer.Option(help="partitions per mesh topic")] = DEFAULT_PARTITIONS,
+    port_wait: Annotated[
+        float, typer.Option(help="seconds to keep retrying a --port that is in use")
+    ] = 60.0,
 ) -> None:
-    """Start the embedded Kafka broker (tansu, in memory), create the topics, run until Ctrl-C."""
+    """Start the embedded Kafka broker (tansu, in memory), create the topics, run until Ctrl-C.
+
+    With `--port`, a port still held (e.g. by a broker that is shutting down) is retried with
+    backoff for up to `--port-wait` seconds, with one line saying so.
+    """
     try:
-        broker = EmbeddedBroker(host, port, advertised_host=advertised_host).start()
+        broker = _start_broker(host, port, advertised_host, port_wait)
     except BrokerError as exc:
         raise _fail(str(exc)) from None
     try:
-        admin = AdminClient(with_logger(common_config(Settings.load(), bootstrap=broker.bootstrap)))
-        ensure_topics(admin, ALL_TOPICS, partitions)
+        settings = Settings.load()
+        admin = AdminClient(with_logger(common_config(settings, bootstrap=broker.bootstrap)))
+        ensure_topics(admin, ALL_TOPICS, partitions, prefix=settings.kafka_topic_prefix)
         typer.echo(f"Kafka broker (embedded tansu, in memory) on {broker.bootstrap}")
         typer.echo(f"export AIMESH_KAFKA_BOOTSTRAP={broker.bootstrap}")
         typer.echo("Ctrl-C to stop (all messages are lost: memory storage).")
+        typer.echo("After restarting it, `aimesh recover` re-publishes the runs in flight.")
         _wait_for_signal()
     finally:
         broker.stop()
+
+
+def _start_broker(
+    host: str, port: int, advertised_host: str | None, port_wait_s: float
+) -> EmbeddedBroker:
+    deadline = time.monotonic() + port_wait_s
+    delay = 0.5
+    announced = False
+    while True:
+        try:
+            return EmbeddedBroker(host, port, advertised_host=advertised_host).start()
+        except EmbeddedBrokerError as exc:
+            if not port or "in use" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+            if not announced:
+                typer.echo(f"port {port} is in use; retrying for up to {port_wait_s:g} s", err=True)
+                announced = True
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+@app.command("recover")
+def recover_command(
+    bootstrap: Annotated[
+        str | None, typer.Option(help="Kafka bootstrap servers (default: AIMESH_KAFKA_BOOTSTRAP)")
+    ] = None,
+    older_than: Annotated[
+        float, typer.Option(help="only runs whose last transition is at least this old (s)")
+    ] = 0.0,
+    settle: Annotated[
+        float,
+        typer.Option(
+            help="seconds to wait first, so running workers notice the new broker and reset "
+            "their positions (about their session timeout: 6 s by default)"
+        ),
+    ] = 8.0,
+) -> None:
+    """Re-publish the last transition of every unfinished run from the delivery ledger.
+
+    Run it after a memory-only broker restarted (and the workers rejoined): the tasks in flight
+    when it died continue; a transition that was not lost is recognised as a duplicate.
+    """
+    settings = _settings(bootstrap)
+    if not settings.kafka_bootstrap:
+        raise _fail(
+            "no Kafka bootstrap servers configured: set AIMESH_KAFKA_BOOTSTRAP or pass --bootstrap"
+        )
+    try:
+        check_reachable(settings.kafka_bootstrap, settings.kafka_config)
+        admin = AdminClient(with_logger(common_config(settings)))
+        ensure_topics(admin, ALL_TOPICS, prefix=settings.kafka_topic_prefix)
+        time.sleep(max(0.0, settle))
+        with DeliveryLedger(settings.delivery_ledger_db) as ledger:
+            count = republish_in_flight(settings, ledger, older_than_s=older_than)
+    except (BrokerError, PublishError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"re-published {count} in-flight transition(s) from {settings.delivery_ledger_db}")
 
 
 @app.command("worker")
@@ -97,6 +173,13 @@ def worker_command(
         int, typer.Option(help="partitions for topics this worker creates")
     ] = DEFAULT_PARTITIONS,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every message")] = False,
+    recover: Annotated[
+        bool,
+        typer.Option(
+            help="when the broker forgets its topics (a restarted memory-only broker), "
+            "re-publish the runs in flight from the delivery ledger"
+        ),
+    ] = True,
 ) -> None:
     """Run a node as a Kafka consumer-group worker (`--role all`: every node, in one process).
 
@@ -116,8 +199,9 @@ def worker_command(
                     typer.echo(f"embedded Kafka broker on {info.bootstrap}")
                 typer.echo(f"workers for {', '.join(NODES)} (x{concurrency}); Ctrl-C to stop")
                 step = recorded_step(info.settings)
+                options = WorkerOptions(concurrency=concurrency, partitions=partitions)
                 MeshWorkers(
-                    NODES, info.settings, step, concurrency=concurrency, partitions=partitions
+                    NODES, info.settings, step, options, recover_on_broker_reset=recover
                 ).run()
             return
         if not settings.kafka_bootstrap:
@@ -125,8 +209,11 @@ def worker_command(
                 "no Kafka bootstrap servers configured: set AIMESH_KAFKA_BOOTSTRAP or pass "
                 "--bootstrap (start a broker with `aimesh broker`)"
             )
+        # the broker first: building the services (model, memory) takes seconds
+        check_reachable(settings.kafka_bootstrap, settings.kafka_config)
         step = recorded_step(settings)
-        worker = NodeWorker(role, settings, step, concurrency=concurrency, partitions=partitions)
+        options = WorkerOptions(concurrency=concurrency, partitions=partitions)
+        worker = NodeWorker(role, settings, step, options, recover_on_broker_reset=recover)
         typer.echo(
             f"{role} worker (x{concurrency}) on {worker.bootstrap}, group {worker.group_id}; Ctrl-C to stop"
         )
@@ -155,7 +242,10 @@ def feed_command(
         )
     try:
         check_reachable(settings.kafka_bootstrap, settings.kafka_config)
-        with KafkaEdgeSink(settings) as sink:
+        with (
+            DeliveryLedger(settings.delivery_ledger_db) as ledger,
+            KafkaEdgeSink(settings, ledger=ledger) as sink,
+        ):
             runs = [
                 sink.feed_request(
                     MeshState(task_index=first_index + i, max_attempts=settings.max_attempts)
@@ -192,6 +282,7 @@ def register(parent: typer.Typer) -> None:
     parent.command("broker")(broker_command)
     parent.command("worker")(worker_command)
     parent.command("feed")(feed_command)
+    parent.command("recover")(recover_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -72,6 +72,7 @@ def mesh(kafka_broker: EmbeddedBroker, tmp_path: object) -> Mesh:
         kafka_config=dict(TEST_KAFKA_CONFIG),
         kafka_group_prefix=f"test-{tag}",
         llm="scripted",
+        data_dir=Path(str(tmp_path)) / "data",
     )
     prefix = f"t{tag}."
     admin = AdminClient(with_logger(common_config(settings)))

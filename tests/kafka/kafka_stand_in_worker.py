@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kafka_stand_in import stand_in_step
 
 from foundation.settings import Settings
-from graph.node_worker import NodeWorker
+from graph.node_worker import NodeWorker, WorkerOptions
 
 
 def main() -> None:
@@ -30,18 +30,19 @@ def main() -> None:
     parser.add_argument("--group-prefix", default="aimesh")
     parser.add_argument("--kafka-config", default="{}")
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--data-dir", default=".aimesh")
     args = parser.parse_args()
     settings = Settings(
         kafka_bootstrap=args.bootstrap,
         kafka_config=json.loads(args.kafka_config),
         kafka_group_prefix=args.group_prefix,
+        data_dir=args.data_dir,
     )
     worker = NodeWorker(
         args.role,
         settings,
-        step=stand_in_step,
-        topic_prefix=args.prefix,
-        concurrency=args.concurrency,
+        stand_in_step,
+        WorkerOptions(topic_prefix=args.prefix, concurrency=args.concurrency),
     )
 
     def announce() -> None:

@@ -15,7 +15,7 @@ from conftest import TEST_KAFKA_CONFIG, Mesh
 from kafka_stand_in import stand_in_step, stand_in_task
 
 from graph.kafka_sink import KafkaEdgeSink
-from graph.node_worker import MeshWorkers
+from graph.node_worker import MeshWorkers, WorkerOptions
 from graph.state import MeshState
 from graph.topics import AI_REPORTS, AI_SOLUTIONS
 from graph.wire import ReportMessage, SolutionMessage
@@ -33,6 +33,7 @@ def _spawn_worker(mesh: Mesh, role: str, mark_dir: Path) -> subprocess.Popen[str
             "--role", role, "--bootstrap", mesh.bootstrap, "--prefix", mesh.prefix,
             "--group-prefix", mesh.settings.kafka_group_prefix,
             "--kafka-config", json.dumps(TEST_KAFKA_CONFIG),
+            "--data-dir", str(mesh.settings.data_dir),
         ],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
         env={**os.environ, "STAND_IN_MARK_DIR": str(mark_dir)},
@@ -62,7 +63,7 @@ def test_kill_9_mid_task_the_other_group_member_completes_it(mesh: Mesh, tmp_pat
         for process in consumers:
             _wait_line(process, "JOINED", 30)
         with MeshWorkers(
-            others, mesh.settings, step=stand_in_step, topic_prefix=mesh.prefix
+            others, mesh.settings, stand_in_step, WorkerOptions(topic_prefix=mesh.prefix)
         ) as workers:
             assert workers.wait_joined(30)
             time.sleep(1.5)  # let the two consumer workers settle their partitions

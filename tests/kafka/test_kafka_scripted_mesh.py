@@ -12,7 +12,7 @@ from app.services import build_context
 from graph.context import MeshContext
 from graph.edges import StepRecord
 from graph.kafka_sink import KafkaEdgeSink
-from graph.node_worker import MeshWorkers
+from graph.node_worker import MeshWorkers, WorkerOptions
 from graph.routing import NODES
 from graph.state import MeshState
 from graph.step import bind_step
@@ -61,7 +61,10 @@ def test_kafka_workers_make_the_same_transitions_as_the_in_process_graph(
     assert any(len(final.attempts) > 1 for _, final in expected.values())  # the retry edge too
 
     with MeshWorkers(
-        NODES, mesh.settings, bind_step(NODE_FUNCTIONS, services), topic_prefix=mesh.prefix
+        NODES,
+        mesh.settings,
+        bind_step(NODE_FUNCTIONS, services),
+        WorkerOptions(topic_prefix=mesh.prefix),
     ) as workers:
         assert workers.wait_joined(30)
         with KafkaEdgeSink(mesh.settings, topic_prefix=mesh.prefix) as sink:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -11,7 +13,7 @@ from conftest import Mesh
 from kafka_stand_in import stand_in_step, stand_in_task
 
 from graph.kafka_sink import KafkaEdgeSink
-from graph.node_worker import MeshWorkers, NodeWorker, WorkerError
+from graph.node_worker import MeshWorkers, NodeWorker, WorkerError, WorkerOptions
 from graph.routing import NODES
 from graph.state import MeshState
 from graph.topics import AI_DEAD_LETTER, AI_REPORTS, AI_SOLUTIONS, AI_TELEMETRY, AI_TOPIC
@@ -19,13 +21,17 @@ from graph.wire import ReportMessage, SolutionMessage, TaskMessage, TelemetryEve
 from kafka_edges.codec import encode
 from kafka_edges.config import with_logger
 from kafka_edges.dead_letters import DeadLetter
+from kafka_edges.delivery_policy import RetryPolicy
+from kafka_edges.ledger import DeliveryLedger
 from kafka_edges.reader import Record
 
 pytestmark = pytest.mark.broker
 
 
-def _worker(mesh: Mesh, role: str, **options: object) -> NodeWorker:
-    return NodeWorker(role, mesh.settings, step=stand_in_step, topic_prefix=mesh.prefix, **options)  # type: ignore[arg-type]
+def _worker(mesh: Mesh, role: str, **options: Any) -> NodeWorker:
+    return NodeWorker(
+        role, mesh.settings, stand_in_step, WorkerOptions(topic_prefix=mesh.prefix, **options)
+    )
 
 
 def _raw_produce(
@@ -38,7 +44,9 @@ def _raw_produce(
 
 def test_full_mesh_end_to_end_with_a_retry(mesh: Mesh) -> None:
     """Feed a request; five role workers carry it through the retry edge to a report."""
-    with MeshWorkers(NODES, mesh.settings, step=stand_in_step, topic_prefix=mesh.prefix) as workers:
+    with MeshWorkers(
+        NODES, mesh.settings, stand_in_step, WorkerOptions(topic_prefix=mesh.prefix)
+    ) as workers:
         assert workers.wait_joined(30)
         state = MeshState(task=stand_in_task("add FAIL_FIRST"), task_index=1)
         with KafkaEdgeSink(mesh.settings, topic_prefix=mesh.prefix) as sink:
@@ -110,7 +118,7 @@ def test_poison_message_is_dead_lettered_after_bounded_tries(mesh: Mesh) -> None
     with KafkaEdgeSink(mesh.settings, topic_prefix=mesh.prefix) as sink:
         poison = sink.feed_task(stand_in_task("POISON pill"))
         sink.feed_task(stand_in_task("after the poison"))
-    with _worker(mesh, "consumer", max_node_tries=3, node_retry_backoff_s=0.05) as worker:
+    with _worker(mesh, "consumer", retry=RetryPolicy(max_tries=3, backoff_s=0.05)) as worker:
         dead = _dead_letters(mesh, 1)
         solutions = mesh.read(AI_SOLUTIONS, 1)
     assert len(dead) == 1
@@ -211,12 +219,11 @@ def _first(records: list[Record]) -> Record:
     return records[0]
 
 
-def test_cli_feed_waits_for_the_reports() -> None:
+def test_cli_feed_waits_for_the_reports(tmp_path: Path) -> None:
     """`feed --wait` against stand-in workers (own broker: the CLI uses unprefixed topics)."""
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     from foundation.settings import Settings
     from kafka_edges.broker import EmbeddedBroker
@@ -226,12 +233,19 @@ def test_cli_feed_waits_for_the_reports() -> None:
             kafka_bootstrap=broker.bootstrap,
             kafka_config={"session.timeout.ms": "2000", "heartbeat.interval.ms": "400"},
         )
-        with MeshWorkers(NODES, settings, step=stand_in_step, partitions=2) as workers:
+        with MeshWorkers(
+            NODES,
+            settings,
+            stand_in_step,
+            WorkerOptions(partitions=2),
+            ledger=DeliveryLedger(":memory:"),
+        ) as workers:
             assert workers.wait_joined(30)
             done = subprocess.run(
                 [sys.executable, "-m", "app.cli.kafka", "feed", "--count", "2", "--wait", "30"],
                 capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
-                env={**os.environ, "AIMESH_KAFKA_BOOTSTRAP": broker.bootstrap},
+                env={**os.environ, "AIMESH_KAFKA_BOOTSTRAP": broker.bootstrap,
+                     "AIMESH_DATA_DIR": str(tmp_path)},
             )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()

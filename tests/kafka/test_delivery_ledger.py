@@ -1,0 +1,56 @@
+"""DeliveryLedger: processed keys and in-flight streams in one SQLite file, shared by processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kafka_edges.codec import WireRecord
+from kafka_edges.ledger import DeliveryLedger
+
+
+def test_processed_keys_survive_reopening_and_are_scoped(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    with DeliveryLedger(path) as ledger:
+        ledger.mark("consumer", ("run", "task", 1))
+        ledger.mark("consumer", ("run", "task", 1))  # idempotent
+    with DeliveryLedger(path) as reopened:  # a restarted worker
+        assert reopened.seen("consumer", ("run", "task", 1))
+        assert not reopened.seen("sandbox", ("run", "task", 1))
+        assert not reopened.seen("consumer", ("run", "task", 2))
+        assert reopened.processed_count() == 1
+
+
+def test_another_process_sees_the_keys(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    with DeliveryLedger(path) as ledger:
+        ledger.mark("reviewer", ("r1", "t1", 0))
+        code = (
+            "import sys; from kafka_edges.ledger import DeliveryLedger as L; "
+            f"l = L({str(path)!r}); print(l.seen('reviewer', ('r1', 't1', 0))); "
+            "l.mark('reviewer', ('r2', 't2', 0))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+        )
+        assert done.stdout.strip() == "True", done.stderr
+        assert ledger.seen("reviewer", ("r2", "t2", 0))
+
+
+def test_in_flight_keeps_the_last_record_of_each_unfinished_stream(tmp_path: Path) -> None:
+    with DeliveryLedger(tmp_path / "ledger.sqlite") as ledger:
+        first = WireRecord(key=b"t1", value=b'{"n": 1}', headers=[("run_id", b"r1")])
+        second = WireRecord(key=b"t1", value=b'{"n": 2}', headers=[("run_id", b"r1")])
+        ledger.record_in_flight("r1", "ai_topic", first)
+        ledger.record_in_flight("r1", "ai_solutions", second)
+        ledger.record_in_flight("r2", "ai_requests", first)
+        ledger.record_in_flight("r3", "ai_reports", first, done=True)
+        ledger.finish("r2")
+        pending = ledger.in_flight()
+        assert [(p.stream, p.topic, p.record) for p in pending] == [("r1", "ai_solutions", second)]
+        assert ledger.prune(3600.0) == 0  # nothing an hour old
+        time.sleep(0.01)
+        assert ledger.prune(0.001) == 2  # r2 and r3 (finished) go; r1 stays in flight
+        assert [p.stream for p in ledger.in_flight()] == ["r1"]

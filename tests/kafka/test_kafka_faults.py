@@ -1,0 +1,424 @@
+"""Fault injection against the real embedded broker (loopback only, each test bounded):
+a broker killed and restarted mid-stream, 5 MB and malformed records, an infrastructure outage
+at a node, a worker restarted over records it had already handled."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+from conftest import TEST_KAFKA_CONFIG, Mesh
+from kafka_stand_in import stand_in_step, stand_in_task
+from langchain_core.runnables import RunnableConfig
+
+from foundation.settings import Settings
+from graph.edges import StepRecord
+from graph.kafka_sink import KafkaEdgeSink
+from graph.node_worker import MeshWorkers, NodeWorker, WorkerOptions
+from graph.routing import NODES
+from graph.state import MeshState
+from graph.topics import AI_DEAD_LETTER, AI_REPORTS, AI_SOLUTIONS, AI_TOPIC, ALL_TOPICS
+from graph.wire import SolutionMessage, TaskMessage
+from kafka_edges.admin import ensure_topics
+from kafka_edges.broker import EmbeddedBroker
+from kafka_edges.codec import encode
+from kafka_edges.config import common_config, with_logger
+from kafka_edges.dead_letters import DeadLetter
+from kafka_edges.delivery_policy import DeadLetterPolicy, RetryPolicy
+from kafka_edges.ledger import DeliveryLedger
+from kafka_edges.publisher import KafkaPublisher, MessageTooLargeError
+from kafka_edges.recovery import republish_in_flight
+from llm.chat import LLMUnavailableError
+from memory.errors import MemoryUnavailableError
+from sandbox import SandboxError
+
+pytestmark = pytest.mark.broker
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+Step = Callable[..., tuple[dict[str, Any], StepRecord]]
+
+
+class CountingStep:
+    """The stand-in step, counting each (node, run, attempt) it runs: the side effects."""
+
+    def __init__(self, inner: Step = stand_in_step) -> None:
+        self.inner = inner
+        self.calls: Counter[tuple[str, str, int]] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(
+        self, node: str, state: MeshState, config: RunnableConfig | None = None
+    ) -> tuple[dict[str, Any], StepRecord]:
+        with self._lock:
+            self.calls[(node, state.run_id, len(state.attempts))] += 1
+        return self.inner(node, state, config)
+
+
+class TopicCollector:
+    """Reads a topic in the background, across broker restarts (a new group after each)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.values: list[bytes] = []
+        self._stop = threading.Event()
+        self._generation = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def restart(self) -> None:
+        """A restarted memory-only broker forgot the group and the offsets: start over."""
+        self._generation += 1
+
+    def _consumer(self) -> Consumer:
+        consumer = Consumer(
+            with_logger(
+                {
+                    "bootstrap.servers": self.bootstrap,
+                    "group.id": f"collector-{uuid.uuid4().hex[:6]}",
+                    "auto.offset.reset": "earliest",
+                    "fetch.wait.max.ms": 10,
+                    **TEST_KAFKA_CONFIG,
+                }
+            )
+        )
+        consumer.subscribe([self.topic])
+        return consumer
+
+    def _run(self) -> None:
+        generation = self._generation
+        consumer = self._consumer()
+        while not self._stop.is_set():
+            if generation != self._generation:
+                consumer.close()
+                generation = self._generation
+                consumer = self._consumer()
+            msg = consumer.poll(0.1)
+            if msg is not None and msg.error() is None and msg.value():
+                self.values.append(msg.value())
+        consumer.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def _create_topics(settings: Settings) -> None:
+    admin = AdminClient(with_logger(common_config(settings)))
+    ensure_topics(admin, ALL_TOPICS, 2)
+
+
+@pytest.mark.parametrize("recovery", ["command", "automatic"])
+def test_broker_killed_and_restarted_mid_stream_every_task_reported_once(
+    tmp_path: Path, recovery: str
+) -> None:
+    """SIGKILL the (memory-only) broker with tasks in flight, restart it on the same port,
+    re-publish from the ledger (`aimesh recover`'s function, or the workers' own watch, which
+    sees the topics' ids change): N fed = N reported, no step run twice."""
+    tasks = 12
+    broker = EmbeddedBroker().start()
+    port = broker.port
+    settings = Settings(
+        kafka_bootstrap=broker.bootstrap,
+        kafka_config=dict(TEST_KAFKA_CONFIG),
+        kafka_group_prefix=f"restart-{uuid.uuid4().hex[:6]}",
+        data_dir=tmp_path,
+    )
+    _create_topics(settings)
+    ledger = DeliveryLedger(settings.delivery_ledger_db)
+    step = CountingStep()
+    options = WorkerOptions(partitions=2, publisher_options={"delivery_timeout_s": 3.0})
+    collector = TopicCollector(broker.bootstrap, AI_REPORTS)
+    try:
+        automatic = recovery == "automatic"
+        with MeshWorkers(
+            NODES, settings, step, options, ledger=ledger, recover_on_broker_reset=automatic
+        ) as workers:
+            assert workers.wait_joined(30)
+            with KafkaEdgeSink(settings, ledger=ledger) as sink:
+                runs = {
+                    sink.feed_request(
+                        MeshState(task=stand_in_task(f"HOLD=0.25 task {i}"), task_index=i)
+                    ).run_id
+                    for i in range(tasks)
+                }
+            assert _wait(lambda: len(collector.values) >= 3, 30), "no reports before the kill"
+            os.kill(broker.pid or 0, signal.SIGKILL)
+            killed_at = time.monotonic()
+            broker.stop()
+            reported_before = len(collector.values)
+
+            broker = EmbeddedBroker(port=port).start()  # same port, at once
+            restarted_in = time.monotonic() - killed_at
+            _create_topics(settings)
+            collector.restart()
+            # the members rejoin the new broker's groups (they notice within the 2 s session;
+            # 4 s is a margin), then the coordinator re-publishes what the dead broker held
+            if automatic:
+                republished: int | str = "the watch"  # about 10 s after the restart
+            else:
+                time.sleep(4.0)
+                republished = republish_in_flight(settings, ledger)
+            assert _wait(lambda: len(collector.values) >= tasks, 45), (
+                f"{len(collector.values)} of {tasks} reported; stats "
+                f"{ {w.role: w.stats.snapshot() for w in workers.workers} }"
+            )
+            recovered_in = time.monotonic() - killed_at
+            time.sleep(1.0)  # any duplicate would arrive now
+            stats = {w.role: w.stats.snapshot() for w in workers.workers}
+            if automatic:
+                assert workers.watch is not None and workers.watch.resets == 1
+    finally:
+        collector.close()
+        broker.stop()
+        ledger.close()
+    reported = Counter(json.loads(v)["run_id"] for v in collector.values)
+    totals = {
+        name: sum(s[name] for s in stats.values())
+        for name in ("processed", "duplicates", "producer_restarts", "commit_failures")
+    }
+    print(
+        f"{recovery}: broker restarted in {restarted_in:.1f} s; {reported_before} reported before the kill, "
+        f"{republished} re-published (by {recovery}), {len(reported)} of {tasks} reported "
+        f"{recovered_in:.1f} s after the kill; totals {totals}"
+    )
+    assert set(reported) == runs and all(n == 1 for n in reported.values()), reported
+    assert restarted_in < 5
+    assert all(n == 1 for n in step.calls.values()), [k for k, n in step.calls.items() if n > 1]
+    assert sum(s["dead_lettered"] for s in stats.values()) == 0
+
+
+def bloating_step(
+    node: str, state: MeshState, config: RunnableConfig | None = None
+) -> tuple[dict[str, Any], StepRecord]:
+    """The stand-in step; for a task marked BLOAT its code is 2 MB (an output above the limit)."""
+    update, record = stand_in_step(node, state, config)
+    if state.task and "BLOAT" in state.task.statement:
+        last = record.state.attempts[-1]
+        bloated = last.model_copy(update={"code": last.code + "#" * 2_000_000})
+        state_after = record.state.model_copy(
+            update={"attempts": [*record.state.attempts[:-1], bloated]}
+        )
+        record = record.model_copy(update={"state": state_after})
+    return update, record
+
+
+def test_a_publisher_outlives_a_broker_restart(tmp_path: Path) -> None:
+    """The same KafkaPublisher before and after a same-port restart: its idempotent producer is
+    unknown to the new broker; it is replaced and the publish goes through, no traceback."""
+    broker = EmbeddedBroker().start()
+    port = broker.port
+    settings = Settings(kafka_bootstrap=broker.bootstrap, data_dir=tmp_path)
+    _create_topics(settings)
+    message = TaskMessage.from_state(MeshState(task=stand_in_task("across")), source="feed")
+    try:
+        with KafkaPublisher(settings, delivery_timeout_s=2.0, max_tries=4) as publisher:
+            publisher.publish(message)
+            os.kill(broker.pid or 0, signal.SIGKILL)
+            broker.stop()
+            broker = EmbeddedBroker(port=port).start()
+            _create_topics(settings)
+            started = time.monotonic()
+            delivery = publisher.publish(message)
+            took = time.monotonic() - started
+            resets = publisher.producer_resets
+    finally:
+        broker.stop()
+    print(f"published after the restart in {took:.1f} s, producer replaced {resets} time(s)")
+    assert delivery.offset == 0  # the new broker's first record
+    assert resets >= 1 and took < 15
+
+
+def _raw_produce(mesh: Mesh, topic: str, value: bytes, key: bytes = b"k") -> None:
+    producer = Producer(
+        with_logger({"bootstrap.servers": mesh.bootstrap, "message.max.bytes": 20_000_000})
+    )
+    producer.produce(mesh.topic(topic), value=value, key=key)
+    assert producer.flush(20) == 0
+
+
+def test_5mb_and_malformed_records_are_dead_lettered_and_the_worker_goes_on(mesh: Mesh) -> None:
+    big = TaskMessage.from_state(
+        MeshState(task=stand_in_task("big " + "x" * 5_000_000)), source="feed"
+    )
+    _raw_produce(mesh, AI_TOPIC, encode(big).value, key=b"five-mb")
+    _raw_produce(mesh, AI_TOPIC, b'{"schema_version": 1, "task_id": oops', key=b"bad-json")
+    _raw_produce(mesh, AI_TOPIC, b"[" * 200_000, key=b"deep")  # RecursionError in json.loads
+    # a small task whose output (its code) is above the limit
+    with KafkaEdgeSink(mesh.settings, topic_prefix=mesh.prefix) as sink:
+        bloat = sink.feed_task(stand_in_task("BLOAT small input"))
+    with KafkaEdgeSink(mesh.settings, topic_prefix=mesh.prefix) as sink:
+        sink.feed_task(stand_in_task("small and fine"))
+
+    with NodeWorker(
+        "consumer", mesh.settings, bloating_step, WorkerOptions(topic_prefix=mesh.prefix)
+    ) as worker:
+        dead = [
+            r.message
+            for r in mesh.read(AI_DEAD_LETTER, 4, timeout_s=30)
+            if isinstance(r.message, DeadLetter)
+        ]
+        solutions = mesh.read(AI_SOLUTIONS, 1, timeout_s=20)
+        _wait(lambda: worker.stats.processed >= 1, 10)
+    by_key = {d.key: d for d in dead}
+    five = by_key["five-mb"]
+    assert five.reason == "too_large" and five.raw_truncated
+    assert five.raw_size == len(encode(big).value) and len(five.raw_value or "") == 4096
+    assert five.source_topic == mesh.topic(AI_TOPIC) and five.offset is not None
+    assert five.partition is not None and "above the 1,000,000-byte limit" in five.error
+    assert by_key["bad-json"].reason == "malformed_json"
+    assert by_key["deep"].reason in ("malformed_json", "schema_invalid")
+    assert by_key["deep"].raw_truncated and by_key["deep"].raw_size == 200_000
+    refused = by_key[bloat.task_id]
+    assert (
+        refused.reason == "output_refused" and "exceeds the 1,000,000-byte limit" in refused.error
+    )
+    assert not refused.raw_truncated and refused.run_id == bloat.run_id
+    assert [r.message.state.task.statement for r in solutions] == ["small and fine"]  # type: ignore[union-attr]
+    snap = worker.stats.snapshot()
+    print(f"dead letters {sorted(by_key)}; stats {snap}")
+    assert snap["dead_lettered"] == 4 and snap["processed"] == 1 and snap["oversized"] == 1
+
+
+def test_publishing_above_the_limit_is_refused_at_once_with_size_and_limit(mesh: Mesh) -> None:
+    big = TaskMessage.from_state(MeshState(task=stand_in_task("z" * 5_000_000)), source="feed")
+    started = time.monotonic()
+    with (
+        KafkaPublisher(mesh.settings, topic_prefix=mesh.prefix) as publisher,
+        pytest.raises(MessageTooLargeError) as refused,
+    ):
+        publisher.publish(big)
+    assert time.monotonic() - started < 1.0  # not retried
+    assert refused.value.limit == 1_000_000 and refused.value.size > 5_000_000
+    assert "exceeds the 1,000,000-byte limit" in str(refused.value)
+
+
+def test_an_infrastructure_outage_at_a_node_dead_letters_nothing(mesh: Mesh) -> None:
+    """LLM endpoint, memory store and sandbox backend down for a while: retried, kept, resumed."""
+    failures = [
+        LLMUnavailableError("the LLM endpoint refused the connection"),
+        MemoryUnavailableError("the memory store is unreachable"),
+        SandboxError("bubblewrap cannot start"),
+        LLMUnavailableError("still down"),
+    ]
+    outage = list(failures)
+
+    def flaky(node: str, state: MeshState, config: RunnableConfig | None = None) -> Any:
+        if outage:
+            raise outage.pop(0)
+        return stand_in_step(node, state, config)
+
+    step = CountingStep(flaky)
+    with KafkaEdgeSink(mesh.settings, topic_prefix=mesh.prefix) as sink:
+        fed = [sink.feed_task(stand_in_task(f"during the outage {i}")) for i in range(3)]
+    # max_tries=1: anything that were not transient would be dead-lettered at once
+    options = WorkerOptions(topic_prefix=mesh.prefix, retry=RetryPolicy(max_tries=1, backoff_s=0.1))
+    with NodeWorker("consumer", mesh.settings, step, options) as worker:
+        solutions = mesh.read(AI_SOLUTIONS, 3, timeout_s=30)
+        _wait(lambda: worker.stats.processed >= 3, 10)
+        snap = worker.stats.snapshot()
+    print(f"outage of {len(failures)} failures; stats {snap}")
+    assert {r.message.run_id for r in solutions if isinstance(r.message, SolutionMessage)} == {
+        m.run_id for m in fed
+    }
+    assert snap["transient_errors"] == len(failures) and snap["node_errors"] == 0
+    assert snap["dead_lettered"] == 0 and snap["processed"] == 3
+    assert not mesh.read(AI_DEAD_LETTER, timeout_s=2, idle_s=1.0)
+
+
+def _spawn_worker(mesh: Mesh, group_prefix: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable, str(HERE / "kafka_stand_in_worker.py"),
+            "--role", "consumer", "--bootstrap", mesh.bootstrap, "--prefix", mesh.prefix,
+            "--group-prefix", group_prefix, "--kafka-config", json.dumps(TEST_KAFKA_CONFIG),
+            "--data-dir", str(mesh.settings.data_dir),
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+
+
+def _wait_line(process: subprocess.Popen[str], prefix: str, timeout_s: float) -> str:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if line.startswith(prefix):
+            return line
+        if not line and process.poll() is not None:
+            raise AssertionError(
+                f"worker exited: {process.stderr.read() if process.stderr else ''}"
+            )
+    raise AssertionError(f"no {prefix!r} from the worker within {timeout_s} s")
+
+
+def test_a_restarted_worker_repeats_no_side_effect(mesh: Mesh) -> None:
+    """Worker 1 handles 3 tasks and is SIGKILLed; worker 2 (a new process on the same host)
+    gets all 3 again (a group with no commits: every record redelivered) and publishes nothing."""
+    tasks = 3
+    with KafkaEdgeSink(mesh.settings, topic_prefix=mesh.prefix) as sink:
+        for i in range(tasks):
+            sink.feed_task(stand_in_task(f"once {i}"))
+    first = _spawn_worker(mesh, f"{mesh.settings.kafka_group_prefix}-a")
+    try:
+        _wait_line(first, "JOINED", 30)
+        assert len(mesh.read(AI_SOLUTIONS, tasks, timeout_s=20)) == tasks
+    finally:
+        first.kill()
+        first.wait(10)
+    second = _spawn_worker(mesh, f"{mesh.settings.kafka_group_prefix}-b")
+    try:
+        _wait_line(second, "JOINED", 30)
+        time.sleep(2.0)
+        second.send_signal(signal.SIGTERM)
+        stats = json.loads(_wait_line(second, "STOPPED", 20).split(" ", 1)[1])
+    finally:
+        if second.poll() is None:
+            second.kill()
+        second.wait(10)
+    print(f"restarted worker: {stats}")
+    assert stats["consumed"] == tasks and stats["duplicates"] == tasks and stats["processed"] == 0
+    assert len(mesh.read(AI_SOLUTIONS, timeout_s=3, idle_s=1.5)) == tasks
+
+
+def test_a_dead_letter_that_cannot_be_published_does_not_wedge_the_worker(mesh: Mesh) -> None:
+    """Dead letters carrying whole raw values (a policy no one should pick): the 5 MB record's
+    own dead letter is refused; it is counted, the record committed, the next one handled."""
+    _raw_produce(mesh, AI_TOPIC, b"x" * 5_000_000, key=b"five-mb")
+    with KafkaEdgeSink(mesh.settings, topic_prefix=mesh.prefix) as sink:
+        sink.feed_task(stand_in_task("behind it"))
+    options = WorkerOptions(
+        topic_prefix=mesh.prefix, dead_letters=DeadLetterPolicy(max_raw_bytes=10_000_000)
+    )
+    with NodeWorker("consumer", mesh.settings, stand_in_step, options) as worker:
+        solutions = mesh.read(AI_SOLUTIONS, 1, timeout_s=40)
+        _wait(lambda: worker.stats.processed + worker.stats.dead_letters_lost >= 2, 20)
+        snap = worker.stats.snapshot()
+    print(f"unpublishable dead letter: {snap}")
+    assert len(solutions) == 1
+    assert snap["dead_letters_lost"] == 1 and snap["dead_lettered"] == 0
+    assert snap["processed"] == 1 and snap["consumed"] == 2
