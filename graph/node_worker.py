@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from foundation.settings import Settings
-from graph.routing import NODES, input_topic
+from graph.routing import CONSUMER, NODES, PRODUCER, REVIEWER, SANDBOX, SUPERVISOR, input_topic
 from graph.step import StepFunction
 from graph.topics import ALL_TOPICS
 from graph.wire import (
@@ -89,6 +89,17 @@ def recovery_watch(
     )
 
 
+STEP_AFTER_ATTEMPTS = {PRODUCER: 1, CONSUMER: 0, SANDBOX: 1, REVIEWER: 2, SUPERVISOR: 3}
+
+
+def steps_taken(transition: EdgeMessage) -> int:
+    """How many node steps of its run lie behind `transition`: the producer's is 1; each attempt
+    adds a consumer and a sandbox step; then the reviewer and the supervisor."""
+    if transition.source == PRODUCER:
+        return 1
+    return 2 * transition.attempt + STEP_AFTER_ATTEMPTS.get(transition.source, 0)
+
+
 class MeshHandler:
     """The mesh's RecordHandler for node `role`: EdgeMessage in, transition + telemetry out."""
 
@@ -143,6 +154,7 @@ class MeshHandler:
             qualified(transition.TOPIC, self.topic_prefix),
             encode(transition),
             done=isinstance(transition, ReportMessage),
+            progress=steps_taken(transition),
         )
 
     def identity(self, item: EdgeMessage) -> Identity:

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS in_flight (
     value BLOB,
     headers TEXT NOT NULL,
     done INTEGER NOT NULL DEFAULT 0,
+    progress INTEGER NOT NULL DEFAULT 0,
     at REAL NOT NULL
 );
 """
@@ -113,9 +114,11 @@ class DeliveryLedger:
     # ------------------------------------------------------------------ in-flight streams
 
     def record_in_flight(
-        self, stream: str, topic: str, record: WireRecord, *, done: bool = False
+        self, stream: str, topic: str, record: WireRecord, *, done: bool = False, progress: int = 0
     ) -> None:
-        """`record` (published to broker topic `topic`) is now the last word of `stream`;
+        """`record` (published to broker topic `topic`) is now the last word of `stream`, unless
+        the stream already went further (`progress`: how far along the stream this record is;
+        workers confirm out of order, and an older record must not replace a newer one);
         `done`: the stream has finished (nothing to re-publish for it)."""
         headers = json.dumps(
             [
@@ -125,11 +128,21 @@ class DeliveryLedger:
         )
         with self._lock:
             self._db.execute(
-                "INSERT INTO in_flight (stream, topic, key, value, headers, done, at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(stream) DO UPDATE SET topic = excluded.topic, "
-                "key = excluded.key, value = excluded.value, headers = excluded.headers, "
-                "done = excluded.done, at = excluded.at",
-                (stream, topic, record.key, record.value, headers, int(done), time.time()),
+                "INSERT INTO in_flight (stream, topic, key, value, headers, done, progress, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(stream) DO UPDATE SET "
+                "topic = excluded.topic, key = excluded.key, value = excluded.value, "
+                "headers = excluded.headers, done = excluded.done, progress = excluded.progress, "
+                "at = excluded.at WHERE excluded.progress >= in_flight.progress",
+                (
+                    stream,
+                    topic,
+                    record.key,
+                    record.value,
+                    headers,
+                    int(done),
+                    progress,
+                    time.time(),
+                ),
             )
 
     def finish(self, stream: str) -> None:

@@ -54,3 +54,34 @@ def test_in_flight_keeps_the_last_record_of_each_unfinished_stream(tmp_path: Pat
         time.sleep(0.01)
         assert ledger.prune(0.001) == 2  # r2 and r3 (finished) go; r1 stays in flight
         assert [p.stream for p in ledger.in_flight()] == ["r1"]
+
+
+def test_an_older_record_confirmed_late_does_not_replace_a_newer_one(tmp_path: Path) -> None:
+    """Workers confirm out of order: the producer's worker may record its output after the
+    consumer's worker recorded the next step of the same run (a lost task, seen under load)."""
+    ledger = DeliveryLedger(tmp_path / "ledger.sqlite")
+    newer = WireRecord(key=b"t", value=b"solution", headers=[])
+    older = WireRecord(key=b"t", value=b"task", headers=[])
+    ledger.record_in_flight("run-1", "ai_solutions", newer, progress=2)
+    ledger.record_in_flight("run-1", "ai_topic", older, progress=1)
+    [kept] = ledger.in_flight()
+    assert (kept.topic, kept.record.value) == ("ai_solutions", b"solution")
+
+
+def test_the_mesh_counts_steps_behind_each_transition() -> None:
+    from graph.node_worker import steps_taken
+    from graph.state import Attempt, MeshState, Task
+    from graph.wire import ReportMessage, SolutionMessage, TaskMessage, TaskRequest
+
+    task = Task(statement="s", signature="def f()", entry_point="f", tests=[])
+    one = MeshState(task=task, attempts=[Attempt(number=1, code="")])
+    two = MeshState(task=task, attempts=[Attempt(number=1, code=""), Attempt(number=2, code="")])
+    steps = [
+        steps_taken(TaskRequest.from_state(MeshState(), source="feed")),
+        steps_taken(TaskMessage.from_state(MeshState(task=task), source="producer")),
+        steps_taken(SolutionMessage.from_state(one, source="consumer")),
+        steps_taken(TaskMessage.from_state(one, source="sandbox")),
+        steps_taken(SolutionMessage.from_state(two, source="consumer")),
+        steps_taken(ReportMessage.from_state(two, source="supervisor")),
+    ]
+    assert steps == [0, 1, 2, 3, 4, 7]
