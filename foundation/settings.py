@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 300.0
     local_model: str = Field("0.5b", description="0.5b, 1.5b, or a path to any GGUF file")
     local_model_threads: int = 2
+    scripted_delay_s: float = Field(
+        0.0,
+        ge=0.0,
+        description="TEST DOUBLE only: seconds the scripted model waits before each answer, "
+        "standing in for a remote, latency-bound LLM endpoint (scale-out benchmark)",
+    )
 
     # The loop
     max_attempts: int = Field(3, ge=1, le=10)
