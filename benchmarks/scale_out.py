@@ -173,6 +173,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.5, help="scripted model: s per call")
     parser.add_argument("--local-workers", default="1,2", help="'' to skip the local model")
     parser.add_argument("--local-tasks", type=int, default=4)
+    parser.add_argument("--name", default="scale_out", help="results/<name>.json and .png")
     args = parser.parse_args()
     run = begin(**vars(args))
     workers = [int(x) for x in args.workers.split(",") if x]
@@ -204,8 +205,8 @@ def main() -> None:
                 "server": "one llama.cpp server shared by every worker",
                 "rows": rows,
             }
-    path = write_result("scale_out", report, run)
-    chart(report, RESULTS_DIR / "scale_out.png")
+    path = write_result(args.name, report, run)
+    chart(report, RESULTS_DIR / f"{args.name}.png")
 
     table = Table(title="Distributed mesh scale-out")
     for column in (
@@ -226,7 +227,7 @@ def main() -> None:
                 f"{r['worker_cpu_s_per_task']:.2f}",
             )  # fmt: skip
     console.print(table)
-    console.print(f"written to {path} and scale_out.png")
+    console.print(f"written to {path} and {args.name}.png")
 
 
 if __name__ == "__main__":
