@@ -25,7 +25,12 @@ console = Console()
 HUMANEVAL_REPORT = "benchmarks/results/humaneval_qwen2.5-coder-0.5b_k3.json"
 # One entry per row group of the README's infrastructure table, with the flags that row needs.
 INFRASTRUCTURE: dict[str, list[str]] = {
-    "startup": ["-m", "benchmarks.startup"],
+    "startup": [
+        "-m",
+        "benchmarks.startup",
+        "--baseline",
+        "545279a",
+    ],  # the tree before lazy start-up
     "sandbox_overhead": ["-m", "benchmarks.sandbox_overhead"],
     "kafka_edges": ["-m", "benchmarks.kafka_edges", "--scripted-mesh", "1,2,4"],
     "scale_out": ["-m", "benchmarks.scale_out"],
