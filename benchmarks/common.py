@@ -1,4 +1,6 @@
-"""What every benchmark shares: latency summaries, machine facts, and where results go."""
+"""What every benchmark shares: percentiles, the run record every results file carries (commit,
+machine, settings, load before and after, a flag when the machine was loaded), and where results
+go. Every benchmark calls `begin()` first and writes through `write_result`/`write_json`."""
 
 from __future__ import annotations
 
@@ -6,22 +8,37 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+ROOT = RESULTS_DIR.parent.parent
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """The q-th percentile (0..100) by linear interpolation between order statistics (the
+    "inclusive" method: numpy's default, `statistics.quantiles(method="inclusive")`), so it never
+    leaves [min, max], however small the sample."""
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    position = (len(ordered) - 1) * min(max(q, 0.0), 100.0) / 100.0
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def latency_summary(samples_ms: list[float]) -> dict[str, float]:
-    """Median, p90, p99, mean, min and max of latency samples (ms)."""
-    cuts = statistics.quantiles(samples_ms, n=100) if len(samples_ms) > 1 else samples_ms * 99
+    """Median, p90, p99, mean, min and max of latency samples (ms); inclusive percentiles."""
     return {
         "median_ms": round(statistics.median(samples_ms), 3),
-        "p90_ms": round(cuts[89], 3),
-        "p99_ms": round(cuts[98], 3),
+        "p90_ms": round(percentile(samples_ms, 90), 3),
+        "p99_ms": round(percentile(samples_ms, 99), 3),
         "mean_ms": round(statistics.fmean(samples_ms), 3),
         "min_ms": round(min(samples_ms), 3),
         "max_ms": round(max(samples_ms), 3),
@@ -29,33 +46,106 @@ def latency_summary(samples_ms: list[float]) -> dict[str, float]:
     }
 
 
-def machine_info() -> dict[str, Any]:
-    """The facts that make a result comparable: CPU, cores, kernel, Python, load."""
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (the same string for every benchmark)."""
     cpuinfo = Path("/proc/cpuinfo")
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
-            if line.startswith("model name")
-        ),
-        platform.processor(),
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def cores() -> int:
+    """CPUs this process may run on (the affinity mask), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def commit() -> str:
+    """The checked-out commit (with `-dirty` when tracked files differ from it)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "diff", "--quiet", "HEAD", "--"], timeout=10
+        ).returncode
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}-dirty" if dirty else head
+
+
+@dataclass
+class BenchmarkRun:
+    """When a benchmark started and what the machine was doing then (`begin()`)."""
+
+    started: str
+    load_before: list[float]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """Commit, machine, settings and load before/after; `loaded` flags a run taken while a
+        1-minute load average exceeded the core count (absolute figures are then inflated)."""
+        after = load_average()
+        n = cores()
+        loaded = max(self.load_before[0], after[0]) > n
+        return {
+            "commit": commit(),
+            "started": self.started,
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {
+                "cpu": cpu_model(),
+                "cores": n,
+                "kernel": platform.release(),
+                "python": platform.python_version(),
+            },
+            "settings": self.settings,
+            "load_average_before": self.load_before,
+            "load_average_after": after,
+            "loaded": loaded,
+            "warning": (
+                f"load average above the {n} cores during the run: absolute figures are "
+                "inflated; read the same-run ratios"
+                if loaded
+                else None
+            ),
+        }
+
+
+def begin(**settings: Any) -> BenchmarkRun:
+    """Call first thing in a benchmark: notes the start time, load and the settings to record."""
+    return BenchmarkRun(
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
+        load_before=load_average(),
+        settings=settings,
     )
-    return {
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
 
 
-def write_result(name: str, payload: dict[str, Any]) -> Path:
-    """Write benchmarks/results/<name>.json (with machine facts) and return its path."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine_info(), **payload}, indent=2) + "\n")
+def write_json(path: Path, payload: dict[str, Any], run: BenchmarkRun) -> Path:
+    """Write `payload` to `path` with the run's record (commit, machine, load) under "run"."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"run": run.record(), **payload}, indent=2) + "\n")
     return path
+
+
+def write_result(name: str, payload: dict[str, Any], run: BenchmarkRun) -> Path:
+    """Write benchmarks/results/<name>.json (with the run's record) and return its path."""
+    return write_json(RESULTS_DIR / f"{name}.json", payload, run)
+
+
+def stamp(path: Path, run: BenchmarkRun) -> None:
+    """Add the run's record to a results file another program wrote (e.g. `aimesh eval --json`)."""
+    payload = json.loads(path.read_text())
+    payload.pop("run", None)
+    write_json(path, payload, run)
 
 
 def llm_overrides(llm: str, base_url: str | None) -> dict[str, Any]:

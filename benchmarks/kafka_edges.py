@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import threading
@@ -46,6 +45,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from app.services import build_context  # noqa: E402
+from benchmarks.common import begin, percentile, write_json  # noqa: E402
 from foundation.settings import Settings  # noqa: E402
 from graph.edges import StepRecord  # noqa: E402
 from graph.kafka_sink import KafkaEdgeSink  # noqa: E402
@@ -93,11 +93,7 @@ def _task_message(i: int) -> TaskMessage:
 
 
 def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
+    return percentile(values, q * 100)
 
 
 class Probe:
@@ -426,7 +422,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
-    load_before = _load()
+    run = begin(
+        messages=args.messages, latency_samples=args.latency_samples, partitions=args.partitions,
+        rounds=args.rounds, scripted_mesh=args.scripted_mesh, tasks=args.tasks,
+        broker=args.bootstrap or "embedded tansu (memory)",
+    )  # fmt: skip
     with _broker(args.bootstrap) as bootstrap:
         console.print(f"broker {bootstrap} ({'given' if args.bootstrap else 'embedded tansu'})")
         rounds = [
@@ -453,24 +453,15 @@ def main(argv: list[str] | None = None) -> None:
     }
     result = {
         "benchmark": "kafka_edges",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": _cpus(),
-            "platform": platform.platform(),
-        },
         "broker": "embedded tansu (memory)" if not args.bootstrap else args.bootstrap,
         "partitions": args.partitions,
-        "load_average_before": load_before,
-        "load_average_after": _load(),
         "rounds": args.rounds,
         "hops": hops,
         "hops_per_round": rounds,
         "ratios": ratios,
         "scripted_mesh": scripted,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result, run)
 
     table = Table(
         title=f"One hop: {args.messages}-message burst, {args.latency_samples} sequential "
@@ -517,21 +508,6 @@ def _median_rows(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
                 row[key] = statistics.median(r[key] for r in same)
         rows.append(row)
     return rows
-
-
-def _load() -> list[float] | None:
-    import os
-
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def _cpus() -> int | None:
-    import os
-
-    return os.cpu_count()
 
 
 if __name__ == "__main__":

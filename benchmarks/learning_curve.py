@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import random
 import tempfile
 import time
@@ -33,7 +31,7 @@ from rich.table import Table
 
 from app.cli.learn import stop_on_sigterm
 from app.services import build_context
-from benchmarks.common import saved_figure
+from benchmarks.common import begin, saved_figure, write_json
 from foundation.settings import Settings
 from learning.apo_options import APOOptions
 from learning.candidates import humaneval_split, task_items
@@ -176,6 +174,7 @@ def main() -> None:
     if args.test_only:
         test_only(args)
         return
+    run = begin(**{k: str(v) for k, v in vars(args).items()})
     random.seed(args.seed)
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="aimesh-learning-curve-"))
     settings = settings_for(args, data_dir)
@@ -240,11 +239,6 @@ def main() -> None:
             "review_with_llm": served.review_with_llm,
             "data_dir": str(data_dir),
         },
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "load_avg_at_end": os.getloadavg(),
-        },
         "split": {
             "train": [t.task_id for t in train_tasks],
             "val": [t.task_id for t in val_tasks],
@@ -263,8 +257,8 @@ def main() -> None:
         "test": test,
         "total_seconds": seconds,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=str))
+    result = json.loads(json.dumps(result, default=str))
+    write_json(args.out, result, run)
     png = args.out.with_suffix(".png")
     chart(result, png)
 
@@ -303,6 +297,7 @@ def main() -> None:
 
 def test_only(args: argparse.Namespace) -> None:
     """Add the test-set check to an existing result file."""
+    run = begin(**{k: str(v) for k, v in vars(args).items()})
     result = json.loads(args.out.read_text())
     settings = settings_for(args, Path(tempfile.mkdtemp(prefix="aimesh-learning-test-")))
     train_tasks, val_tasks = humaneval_split(args.train, args.val, offset=args.offset)
@@ -315,7 +310,8 @@ def test_only(args: argparse.Namespace) -> None:
             attempts=args.attempts,
         )
         result["test"] = test_check(learner, args, result["seed"]["text"], result["final"]["text"])
-    args.out.write_text(json.dumps(result, indent=2, default=str))
+    result.pop("run", None)
+    write_json(args.out, json.loads(json.dumps(result, default=str)), run)
     chart(result, args.out.with_suffix(".png"))
     console.print(f"test check added to {args.out} and its chart")
 

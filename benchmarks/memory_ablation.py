@@ -27,7 +27,7 @@ from rich.table import Table
 
 from app.humaneval import EvalSummary, evaluate, summarise
 from app.services import build_context
-from benchmarks.common import RESULTS_DIR, llm_overrides, saved_figure, write_result
+from benchmarks.common import RESULTS_DIR, begin, llm_overrides, saved_figure, write_result
 from foundation.settings import Settings
 from graph.builder import compile_mesh
 from graph.datasets import humaneval_tasks
@@ -121,6 +121,7 @@ def main() -> None:
         "--limit problems, same model and --attempts) instead of running it again",
     )
     args = parser.parse_args()
+    run = begin(**vars(args))
     # LangGraph's in-memory checkpointer warns about the mesh's pydantic types on every read.
     logging.getLogger("langgraph.checkpoint.serde.jsonplus").setLevel(logging.ERROR)
 
@@ -142,7 +143,9 @@ def main() -> None:
     title = (
         f"Memory ablation, HumanEval first {args.limit}, K={args.attempts}, {summaries[0].model}"
     )
-    path = write_result(args.name, {"benchmark": "memory_ablation", "title": title, "arms": arms})
+    path = write_result(
+        args.name, {"benchmark": "memory_ablation", "title": title, "arms": arms}, run
+    )
     chart(summaries, RESULTS_DIR / f"{args.name}.png", title)
 
     table = Table(title=title)

@@ -21,22 +21,20 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import os
-import platform
 import random
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.common import BenchmarkRun, begin, write_json
 from foundation.settings import Settings
 from memory import AgentMemory, MemoryKind, MemorySettings
 from memory.chroma_server import ChromaServer
@@ -91,13 +89,6 @@ def memory_text(rng: random.Random, serial: int) -> tuple[MemoryKind, str]:
             task, error, code + "    return xs\n", code + "    return out\n"
         )
     return "best_practice", best_practice_text(task, "Clear names, one pass, no globals.", code)
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def summary(samples: list[float]) -> dict[str, float]:
@@ -163,7 +154,9 @@ def open_memory(backend: str, workdir: Path) -> Iterator[tuple[AgentMemory, floa
             server.stop()
 
 
-def run_backend(backend: str, sizes: list[int], samples: int, report: dict[str, Any]) -> None:
+def run_backend(
+    backend: str, sizes: list[int], samples: int, report: dict[str, Any], run: BenchmarkRun
+) -> None:
     rng = random.Random(20261126)
     result: dict[str, Any] = {"load_average_at_start": os.getloadavg(), "sizes": {}}
     report["backends"][backend] = result
@@ -205,18 +198,17 @@ def run_backend(backend: str, sizes: list[int], samples: int, report: dict[str, 
                 "load_average": os.getloadavg(),
             }
             result["sizes"][str(size)] = step
-            write(report)
+            write(report, run)
             console.print(
                 f"  {size}: add {step['add']['median_ms']} ms, recall "
                 f"{step['recall']['median_ms']} ms (median), fill {step['fill_s']} s"
             )
     result["load_average_at_end"] = os.getloadavg()
-    write(report)
+    write(report, run)
 
 
-def write(report: dict[str, Any]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+def write(report: dict[str, Any], run: BenchmarkRun) -> None:
+    write_json(RESULTS, report, run)
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -239,16 +231,11 @@ def main() -> None:
     parser.add_argument("--backends", default="qdrant,chroma", help="qdrant and/or chroma")
     parser.add_argument("--samples", type=int, default=30, help="timed calls per operation")
     args = parser.parse_args()
+    run = begin(sizes=args.sizes, backends=args.backends, samples=args.samples, warmup=WARMUP)
     sizes = sorted(int(s) for s in args.sizes.split(","))
     report: dict[str, Any] = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "samples": args.samples,
         "warmup_calls": WARMUP,
-        "machine": {
-            "cpu": cpu_model(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
         "versions": {
             name: importlib.metadata.version(name)
             for name in ("mem0ai", "qdrant-client", "chromadb", "sentence-transformers", "torch")
@@ -261,7 +248,7 @@ def main() -> None:
         "backends": {},
     }
     for backend in args.backends.split(","):
-        run_backend(backend.strip(), sizes, args.samples, report)
+        run_backend(backend.strip(), sizes, args.samples, report, run)
     print_table(report)
     console.print(f"results: {RESULTS}")
 

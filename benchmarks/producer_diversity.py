@@ -27,7 +27,7 @@ from rich.progress import track
 from rich.table import Table
 
 from app.services import build_context
-from benchmarks.common import RESULTS_DIR, llm_overrides, saved_figure, write_result
+from benchmarks.common import RESULTS_DIR, begin, llm_overrides, saved_figure, write_result
 from foundation.settings import Settings
 from graph.state import MeshState
 from nodes.producer import producer
@@ -138,6 +138,7 @@ def main() -> None:
     parser.add_argument("--llm", default="auto", help="auto | openai | local | scripted")
     parser.add_argument("--name", default="producer_diversity")
     args = parser.parse_args()
+    run = begin(**vars(args))
 
     overrides = llm_overrides(args.llm, args.base_url)
     arms = []
@@ -162,6 +163,7 @@ def main() -> None:
             "arms": arms,
             "total_seconds": round(time.perf_counter() - started, 1),
         },
+        run,
     )
     chart(arms, RESULTS_DIR / f"{args.name}.png", title)
 

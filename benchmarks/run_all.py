@@ -14,15 +14,26 @@ import argparse
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
+
+from benchmarks.common import begin, stamp
 
 console = Console()
 
 HUMANEVAL_REPORT = "benchmarks/results/humaneval_qwen2.5-coder-0.5b_k3.json"
+# One entry per row group of the README's infrastructure table, with the flags that row needs.
 INFRASTRUCTURE: dict[str, list[str]] = {
+    "startup": [
+        "-m",
+        "benchmarks.startup",
+        "--baseline",
+        "545279a",
+    ],  # the tree before lazy start-up
     "sandbox_overhead": ["-m", "benchmarks.sandbox_overhead"],
-    "kafka_edges": ["-m", "benchmarks.kafka_edges"],
+    "kafka_edges": ["-m", "benchmarks.kafka_edges", "--scripted-mesh", "1,2,4"],
+    "scale_out": ["-m", "benchmarks.scale_out"],
     "telemetry_overhead": ["-m", "benchmarks.telemetry_overhead"],
     "memory_latency": ["-m", "benchmarks.memory_latency"],
 }
@@ -41,6 +52,8 @@ WITH_MODEL: dict[str, list[str]] = {
     ],
     "humaneval_chart": ["-m", "benchmarks.humaneval_chart", HUMANEVAL_REPORT],
 }
+# Results files written by a program that is not a benchmark: stamped with the run record here.
+STAMPED: dict[str, Path] = {"humaneval": Path(HUMANEVAL_REPORT)}
 
 
 def main() -> None:
@@ -58,7 +71,10 @@ def main() -> None:
     for number, (name, command) in enumerate(chosen.items(), start=1):
         console.rule(f"[bold]{number}/{len(chosen)} {name}")
         started = time.perf_counter()
+        run = begin(command=command)
         code = subprocess.call([sys.executable, *command])
+        if code == 0 and name in STAMPED:
+            stamp(STAMPED[name], run)
         status = "[green]ok" if code == 0 else f"[red]exit {code}"
         console.print(f"{name}: {status}[/] in {time.perf_counter() - started:.0f} s")
         if code != 0:

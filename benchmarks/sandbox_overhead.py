@@ -15,7 +15,6 @@ import argparse
 import functools
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -23,7 +22,6 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -45,7 +43,7 @@ def timed_ms(action: Callable[[], object]) -> float:
 def summary(samples: list[float]) -> dict[str, Any]:
     return {
         "median_ms": statistics.median(samples),
-        "p90_ms": statistics.quantiles(samples, n=10)[-1],
+        "p90_ms": statistics.quantiles(samples, n=10, method="inclusive")[-1],
         "min_ms": min(samples),
         "max_ms": max(samples),
         "samples_ms": samples,
@@ -124,21 +122,6 @@ def git(*args: str) -> str:
     ).stdout.strip()
 
 
-def machine() -> dict[str, Any]:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor(),
-    )  # fmt: skip
-    return {
-        "kernel": platform.release(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "host_python": platform.python_version(),
-        "running_as_root": os.geteuid() == 0,
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
@@ -149,8 +132,11 @@ def main() -> None:
         worker(args.runs)
         return
 
+    # Here, not at the top: `--worker` runs this file alone on a tree holding only `sandbox`.
+    from benchmarks.common import begin, write_json
+
+    run = begin(runs=args.runs, baseline=args.baseline, rounds=ROUNDS, warmup=WARMUP)
     task_id, job = humaneval_job()
-    load_before = list(os.getloadavg())
     samples: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="aimesh-baseline-") as tmp:
         trees = {"after": ROOT}
@@ -164,21 +150,11 @@ def main() -> None:
                 bare_command = measured["bare_command"]
                 for name in ("bare", "trivial", "humaneval"):
                     samples.setdefault(label, {}).setdefault(name, []).extend(measured[name])
-    load_after = list(os.getloadavg())
-    cores = os.cpu_count() or 1
-
     report: dict[str, Any] = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": git("rev-parse", "HEAD"),
-        "worktree_dirty": bool(git("status", "--porcelain", "--", "sandbox", "benchmarks")),
         "baseline_commit": git("rev-parse", args.baseline) if args.baseline else None,
         "runs_per_measure": per_round * ROUNDS,
         "rounds": ROUNDS,
         "warmup_runs_per_worker": WARMUP,
-        "machine": machine(),
-        "load_average_before": load_before,
-        "load_average_after": load_after,
-        "load_exceeded_cores": max(load_before[0], load_after[0]) > cores,
         "bare_command": bare_command,
         "trivial_job": TRIVIAL,
         "humaneval_job": {"task_id": task_id, "tests": len(job["tests"])},
@@ -195,8 +171,7 @@ def main() -> None:
             "trivial_ratio_median": ratio,
             "goal_met": ratio <= GOAL_RATIO,
         }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    report = json.loads(write_json(RESULTS, report, run).read_text())
     print_table(report, trees)
 
 
@@ -226,10 +201,11 @@ def print_table(report: dict[str, Any], trees: dict[str, Path]) -> None:
         )
     console = Console()
     console.print(table)
+    run = report["run"]
     console.print(
-        f"load {report['load_average_before']} -> {report['load_average_after']} on "
-        f"{report['machine']['cores']} cores"
-        f"{' (EXCEEDED the core count)' if report['load_exceeded_cores'] else ''}; "
+        f"load {run['load_average_before']} -> {run['load_average_after']} on "
+        f"{run['machine']['cores']} cores"
+        f"{' (EXCEEDED the core count)' if run['loaded'] else ''}; "
         f"written to {RESULTS}"
     )
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app.services import build_context
-from benchmarks.common import latency_summary, write_result
+from benchmarks.common import begin, latency_summary, write_result
 from foundation.settings import Settings
 from graph.builder import compile_mesh
 from graph.edges import EdgeSink, StepRecord
@@ -44,6 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20, help="graph runs per variant")
     args = parser.parse_args()
+    bench = begin(runs=args.runs)
     console = Console()
     settings = Settings(llm="scripted", review_with_llm=False)
     services = build_context(settings)
@@ -77,7 +78,9 @@ def main() -> None:
         }
         for name in variants
     }
-    path = write_result("telemetry_overhead", {"runs_per_variant": args.runs, "variants": rows})
+    path = write_result(
+        "telemetry_overhead", {"runs_per_variant": args.runs, "variants": rows}, bench
+    )
     table = Table(title="Telemetry overhead per node step (median)")
     for column in ("variant", "step ms", "publish ms", "ratio"):
         table.add_column(column)

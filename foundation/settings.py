@@ -74,8 +74,9 @@ class MemorySettings(BaseSettings):
     embedder_threads: int = Field(
         1,
         ge=0,
-        description="torch intra-op threads for embedding (0: torch's default). One thread is "
-        "fastest for single short texts and degrades least when the CPU is busy",
+        description="CPU threads for embedding (0: the library's default): BLAS threads for the "
+        "packaged model (numpy, memory/minilm.py), torch intra-op threads for any other. One "
+        "thread is fastest for single short texts and degrades least when the CPU is busy",
     )
 
     def resolved_dir(self, data_dir: Path) -> Path:
@@ -102,6 +103,12 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 300.0
     local_model: str = Field("0.5b", description="0.5b, 1.5b, or a path to any GGUF file")
     local_model_threads: int = 2
+    scripted_delay_s: float = Field(
+        0.0,
+        ge=0.0,
+        description="TEST DOUBLE only: seconds the scripted model waits before each answer, "
+        "standing in for a remote, latency-bound LLM endpoint (scale-out benchmark)",
+    )
 
     # The prompt optimizer (learning): its own model, separate from the actor
     optimizer_base_url: str | None = Field(

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
 
-import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
@@ -63,7 +63,8 @@ def make_chat_model(settings: Settings) -> BaseChatModel:
     if provider == "scripted":
         from llm.scripted import ScriptedChatModel
 
-        return ScriptedChatModel()
+        return ScriptedChatModel(delay_s=settings.scripted_delay_s)
+    # langchain-openai (and openai) take about a second to import: only for a real endpoint.
     from langchain_openai import ChatOpenAI
 
     if provider == "local":
@@ -89,13 +90,17 @@ def ask(model: Runnable[Any, Any], messages: list[BaseMessage], **kwargs: Any) -
     """Invoke the model; return text and token count, or raise LLMUnavailableError (one line)."""
     try:
         reply = model.invoke(messages, **kwargs)
-    except openai.APIConnectionError as exc:
-        url = getattr(model, "openai_api_base", None) or "the configured endpoint"
-        raise LLMUnavailableError(f"cannot reach the LLM at {url}: {exc}") from exc
-    except openai.APIStatusError as exc:
-        raise LLMUnavailableError(
-            f"the LLM refused the request: {exc.status_code} {exc.message}"
-        ) from exc
+    except Exception as exc:
+        # openai is imported only with a real endpoint; without it, no openai error can occur.
+        openai = sys.modules.get("openai")
+        if openai is not None and isinstance(exc, openai.APIConnectionError):
+            url = getattr(model, "openai_api_base", None) or "the configured endpoint"
+            raise LLMUnavailableError(f"cannot reach the LLM at {url}: {exc}") from exc
+        if openai is not None and isinstance(exc, openai.APIStatusError):
+            raise LLMUnavailableError(
+                f"the LLM refused the request: {exc.status_code} {exc.message}"
+            ) from exc
+        raise
     usage = getattr(reply, "usage_metadata", None) or {}
     text = reply.content if isinstance(reply.content, str) else str(reply.content)
     return LLMReply(text=text, tokens=int(usage.get("total_tokens", 0)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,9 +134,12 @@ class ScriptedChatModel(BaseChatModel):
     """Deterministic stand-in for a chat model (TEST DOUBLE): no network, no randomness.
 
     Every prompt it receives is kept in `prompts_seen`, so tests can check what agents asked.
+    `delay_s` (`AIMESH_SCRIPTED_DELAY_S`) makes every answer wait that long first, without using
+    the CPU: a latency-bound remote endpoint, as in the scale-out benchmark.
     """
 
     prompts_seen: list[str] = Field(default_factory=list)
+    delay_s: float = 0.0
 
     @property
     def _llm_type(self) -> str:
@@ -150,6 +154,8 @@ class ScriptedChatModel(BaseChatModel):
     ) -> ChatResult:
         prompt = "\n".join(str(m.content) for m in messages)
         self.prompts_seen.append(prompt)
+        if self.delay_s > 0:
+            time.sleep(self.delay_s)
         text = self._answer(prompt)
         prompt_tokens, completion_tokens = len(prompt) // 4, len(text) // 4
         message = AIMessage(

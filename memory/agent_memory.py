@@ -18,6 +18,7 @@ history database is `<dir>/history.db`. Telemetry is off and nothing is download
 from __future__ import annotations
 
 import builtins
+import functools
 import hashlib
 import json
 import logging
@@ -44,6 +45,8 @@ from memory.errors import (
     MemoryStoreBusyError,
     MemoryUnavailableError,
 )
+from memory.lazy_providers import DeferredEmbedding
+from memory.lazy_providers import install as install_deferred_providers
 from memory.texts import best_practice_text, failure_text, fix_recipe_text, task_text
 
 if TYPE_CHECKING:
@@ -206,6 +209,7 @@ def _import_mem0(mem0_dir: Path) -> type[Memory]:
         raise MemoryUnavailableError(
             f"mem0 is not installed ({e}): pip install -e '.[memory]' (see scripts/setup.sh)"
         ) from e
+    install_deferred_providers()
     if mem0_telemetry.MEM0_TELEMETRY or mem0_main.MEM0_TELEMETRY:
         raise MemoryConfigError(
             "mem0 was imported with telemetry on before memory/ could turn it off: "
@@ -313,7 +317,8 @@ class AgentMemory:
         *,
         llm_base_url: str | None = None,
     ) -> AgentMemory:
-        """Open the memory the settings describe (loads the embedder: about 1 s warm).
+        """Open the memory the settings describe. The embedder (torch: seconds) loads at the
+        first add or search, not here, so listing, counting, exporting and clearing never load it.
 
         `settings.memory` says where and how; `settings` also gives `data_dir` and the LLM
         endpoint (used only when infer is on); `llm_base_url` overrides `settings.llm_base_url`
@@ -330,7 +335,6 @@ class AgentMemory:
         directory.mkdir(parents=True, exist_ok=True)
         memory_cls = _import_mem0(directory / "mem0")
         model_dir = resolve_model_dir(ms.embedder_model)
-        configure_torch_threads(ms.embedder_threads)
 
         scale = _ScoreScale("cosine")
         vector_store: dict[str, Any]
@@ -383,6 +387,10 @@ class AgentMemory:
                     "processes with AIMESH_MEMORY_BACKEND=chroma (`aimesh memory serve`)"
                 ) from None
             raise
+        embedder = memory.embedding_model
+        if isinstance(embedder, DeferredEmbedding):
+            embedder.before_load = functools.partial(configure_torch_threads, ms.embedder_threads)
+            embedder.threads = ms.embedder_threads
         return cls(memory, settings=ms, directory=directory, scale=scale, infer=ms.infer)
 
     @property

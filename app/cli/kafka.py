@@ -1,5 +1,5 @@
-"""`aimesh broker`, `aimesh worker`, `aimesh feed`, `aimesh recover`: mount with
-`app.cli.kafka.register(app)`.
+"""`aimesh broker`, `aimesh worker`, `aimesh feed`, `aimesh recover` (the root `app.cli.main`
+loads each on use).
 
 Every broker problem is reported as one readable line on stderr (exit code 2).
 """
@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from confluent_kafka.admin import AdminClient
 
+from app.distributed import READY_LINE
 from app.services import recorded_step
 from foundation.errors import InfrastructureError
 from foundation.settings import Settings
@@ -217,6 +218,9 @@ def worker_command(
         typer.echo(
             f"{role} worker (x{concurrency}) on {worker.bootstrap}, group {worker.group_id}; Ctrl-C to stop"
         )
+        worker.start()
+        if worker.wait_joined(timeout_s=120.0):
+            typer.echo(READY_LINE)  # the supervisor of `run --distributed` waits for this line
         stats = worker.run()
         typer.echo(f"{role} worker stopped: {stats.snapshot()}")
     except (InfrastructureError, SandboxError, WorkerError) as exc:
@@ -275,14 +279,6 @@ def feed_command(
         raise _fail(
             f"no report within {wait:g} s for {len(pending)} task(s): {', '.join(sorted(pending))}"
         )
-
-
-def register(parent: typer.Typer) -> None:
-    """Mount `broker`, `worker` and `feed` on the main `aimesh` app."""
-    parent.command("broker")(broker_command)
-    parent.command("worker")(worker_command)
-    parent.command("feed")(feed_command)
-    parent.command("recover")(recover_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,23 +1,168 @@
-"""The `aimesh` command line: the root app and its command groups."""
+"""The `aimesh` command line: the root app and its command groups.
+
+Each command group lives in its own module and is imported only when that command runs: the
+root knows every command's name and one-line help, so `aimesh --help` (and a typo) answers
+without importing LangGraph, the model clients, memory or the dashboard.
+"""
 
 from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
-from app.cli.dashboard import dashboard as dashboard_command
-from app.cli.evaluate import evaluate_command
-from app.cli.kafka import register as register_kafka_commands
-from app.cli.learn import learn_app
-from app.cli.memory import memory_app
-from app.cli.model import model_app
-from app.cli.run import run
 from foundation.langsmith import configure_tracing
 
+
+def _run() -> Any:
+    from app.cli.run import run
+
+    return run
+
+
+def _eval() -> Any:
+    from app.cli.evaluate import evaluate_command
+
+    return evaluate_command
+
+
+def _broker() -> Any:
+    from app.cli.kafka import broker_command
+
+    return broker_command
+
+
+def _worker() -> Any:
+    from app.cli.kafka import worker_command
+
+    return worker_command
+
+
+def _feed() -> Any:
+    from app.cli.kafka import feed_command
+
+    return feed_command
+
+
+def _recover() -> Any:
+    from app.cli.kafka import recover_command
+
+    return recover_command
+
+
+def _dashboard() -> Any:
+    from app.cli.dashboard import dashboard
+
+    return dashboard
+
+
+def _model() -> Any:
+    from app.cli.model import model_app
+
+    return model_app
+
+
+def _memory() -> Any:
+    from app.cli.memory import memory_app
+
+    return memory_app
+
+
+def _learn() -> Any:
+    from app.cli.learn import learn_app
+
+    return learn_app
+
+
+@dataclass(frozen=True)
+class LazyCommand:
+    """A command the root lists by name and help, and imports only when it is invoked."""
+
+    load: Callable[[], Any]  # the command function, or the command group's Typer app
+    help: str
+
+
+COMMANDS: dict[str, LazyCommand] = {
+    "run": LazyCommand(_run, "Run tasks through the closed loop and print a results table."),
+    "eval": LazyCommand(
+        _eval, "Measure pass@1 (first attempt and loop) on HumanEval through the graph."
+    ),
+    "broker": LazyCommand(
+        _broker,
+        "Start the embedded Kafka broker (tansu, in memory), create the topics, run until Ctrl-C.",
+    ),
+    "worker": LazyCommand(
+        _worker,
+        "Run a node as a Kafka consumer-group worker (`--role all`: every node, in one process).",
+    ),
+    "feed": LazyCommand(
+        _feed,
+        "Send task requests to the producer workers (`ai_requests`); optionally wait for reports.",
+    ),
+    "recover": LazyCommand(
+        _recover,
+        "Re-publish the runs in flight that a restarted memory-only broker forgot.",
+    ),
+    "dashboard": LazyCommand(
+        _dashboard, "Serve the live dashboard (telemetry, rewards, reports) until Ctrl-C."
+    ),
+    "model": LazyCommand(_model, "Fetch and serve the embedded local model."),
+    "memory": LazyCommand(_memory, "Inspect and manage the agents' memory."),
+    "learn": LazyCommand(_learn, "Learn better prompts; inspect and roll back versions."),
+}
+
+
+def load_command(name: str) -> Any:
+    """The click command for `name`, its module imported now."""
+    entry = COMMANDS[name]
+    target = entry.load()
+    holder = typer.Typer(add_completion=False)
+    if isinstance(target, typer.Typer):
+        holder.add_typer(target, name=name, help=entry.help)
+        group = typer.main.get_command(holder)
+        assert isinstance(group, TyperGroup)
+        command = group.commands[name]
+    else:
+        holder.command(name)(target)
+        command = typer.main.get_command(holder)
+    command.short_help = entry.help
+    return command
+
+
+class LazyGroup(TyperGroup):
+    """The root group: lists `COMMANDS` from their names and help, loads one on invocation."""
+
+    _listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in COMMANDS if n not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in self.commands or cmd_name not in COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        if self._listing:
+            return TyperCommand(cmd_name, help=COMMANDS[cmd_name].help)
+        command = load_command(cmd_name)
+        self.commands[cmd_name] = command
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+
 app = typer.Typer(
-    help="AI-Mesh: closed-loop, self-improving code generation.", no_args_is_help=True
+    cls=LazyGroup,
+    help="AI-Mesh: closed-loop, self-improving code generation.",
+    no_args_is_help=True,
 )
 
 
@@ -27,15 +172,6 @@ def _startup() -> None:
     configure_tracing()
     # SIGTERM exits like Ctrl-C does, so atexit stops the model server and brokers we started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-
-
-app.command()(run)
-app.command("eval")(evaluate_command)
-app.add_typer(model_app, name="model", help="Fetch and serve the embedded local model.")
-app.add_typer(memory_app, name="memory", help="Inspect and manage the agents' memory.")
-app.add_typer(learn_app, name="learn", help="Learn better prompts; inspect and roll back versions.")
-register_kafka_commands(app)
-app.command("dashboard", help="Serve the live telemetry dashboard.")(dashboard_command)
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from app.cli.common import console, progress, readable_errors, settings_with
-from app.distributed import run_distributed, shared_llm_endpoint
+from app.distributed import partitions_for, run_distributed, shared_llm_endpoint
 from app.services import build_context, recorded
 from foundation.errors import InfrastructureError
 from foundation.settings import Settings
@@ -27,6 +27,7 @@ from graph.state import Task, TaskOutcome
 from graph.topics import ALL_TOPICS
 from graph.wire import BatchAuditMessage
 from kafka_edges.broker import broker_for
+from kafka_edges.config import topic_prefix
 from learning.periodic import PeriodicOptimizer, learner_round
 from learning.rollouts import RolloutRecorder
 from nodes import NODE_FUNCTIONS
@@ -61,7 +62,13 @@ def run(
     distributed: Annotated[
         bool, typer.Option(help="run each node as a Kafka consumer-group worker process")
     ] = False,
-    workers: Annotated[int, typer.Option(min=1, help="workers per node with --distributed")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="worker processes per node with --distributed (supervised: restarted if one dies)",
+        ),
+    ] = 1,
     learn_every: Annotated[
         int, typer.Option(min=0, help="run a bandit learning round every N reviewed tasks (0: off)")
     ] = 0,
@@ -94,7 +101,14 @@ def run_batch(options: RunOptions, resume: str | None = None) -> None:
     )
     with contextlib.ExitStack() as stack:
         if options.kafka or options.distributed:
-            broker = stack.enter_context(broker_for(settings, topics=ALL_TOPICS))
+            broker = stack.enter_context(
+                broker_for(
+                    settings,
+                    topics=ALL_TOPICS,
+                    partitions=partitions_for(options.workers),
+                    topic_prefix=topic_prefix(settings),
+                )
+            )
             settings = broker.settings
             kind = "embedded" if broker.embedded else "external"
             console.print(f"Kafka: {broker.bootstrap} ({kind})")

@@ -1,0 +1,118 @@
+"""mem0's embedder and LLM, built on first use instead of when the memory opens.
+
+mem0 builds its embedder (sentence-transformers: torch, transformers, scipy, about 3-4 s to
+import) and its LLM client (openai) in `Memory.__init__`, although listing, counting, exporting
+and clearing never embed anything, and with infer off the LLM is never called. `install()` maps
+mem0's `huggingface` embedder and `openai` LLM providers to stand-ins that build the real thing,
+from the same config, at the first call that needs it (thread-safe, once). The embedder gives
+the vectors mem0's SentenceTransformer call gives (in numpy for the packaged model, see
+`memory.minilm`); the LLM is mem0's own class. Nothing here imports mem0 at module level.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from memory import minilm
+
+
+def _load_class(path: str) -> Any:
+    module, name = path.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
+
+
+class _Deferred:
+    """Stands in for a mem0 provider object; the real one is built on first attribute use."""
+
+    target: ClassVar[str] = ""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.before_load: Callable[[], None] | None = None
+        self.threads = 1  # CPU threads for the embedder (0: the library's default)
+        self._real: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        """Has the real provider been built?"""
+        return self._real is not None
+
+    def real(self) -> Any:
+        """The real mem0 provider object (built now if need be)."""
+        with self._lock:
+            if self._real is None:
+                if self.before_load is not None:
+                    self.before_load()
+                self._real = _load_class(self.target)(self.config)
+            return self._real
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.real(), name)
+
+
+class DeferredEmbedding(_Deferred):
+    """mem0's HuggingFace embedder (a local sentence-transformers model), loaded at the first
+    embed.
+
+    `embed` and `embed_batch` do what mem0's `HuggingFaceEmbedding` does for a local model
+    (`encode(..., convert_to_numpy=True).tolist()`), without importing its module (which imports
+    openai for its remote variant). On the CPU, a BERT model with mean pooling (the packaged
+    all-MiniLM-L6-v2) runs in numpy (`memory.minilm`: same vectors, no torch); any other model
+    or device loads sentence-transformers (torch), after `before_load` (torch's thread count).
+    """
+
+    target = "sentence_transformers.SentenceTransformer"
+
+    def real(self) -> Any:
+        with self._lock:
+            if self._real is None:
+                model_dir = Path(self.config.model)
+                device = (self.config.model_kwargs or {}).get("device", "cpu")
+                if device == "cpu" and minilm.supports(model_dir):
+                    self._real = minilm.MiniLM(model_dir, threads=self.threads)
+                else:
+                    if self.before_load is not None:
+                        self.before_load()
+                    model_class = _load_class(self.target)
+                    self._real = model_class(self.config.model, **self.config.model_kwargs)
+            return self._real
+
+    def embed(self, text: Any, memory_action: str | None = None) -> list[float]:
+        vector: list[float] = self.real().encode(text, convert_to_numpy=True).tolist()
+        return vector
+
+    def embed_batch(self, texts: list[str], memory_action: str = "add") -> list[list[float]]:
+        if not texts:
+            return []
+        vectors: list[list[float]] = self.real().encode(texts, convert_to_numpy=True).tolist()
+        if len(vectors) != len(texts):
+            raise ValueError(f"the embedder returned {len(vectors)} vectors for {len(texts)} texts")
+        return vectors
+
+
+class DeferredOpenAILLM(_Deferred):
+    """mem0's OpenAI LLM client, created at the first call (never, with infer off)."""
+
+    target = "mem0.llms.openai.OpenAILLM"
+
+
+def install() -> None:
+    """Point mem0's `huggingface` embedder and `openai` LLM providers at the deferred stand-ins.
+
+    Call after importing mem0 (idempotent). Process-wide: every mem0 `Memory` built afterwards
+    defers these two providers.
+    """
+    from mem0.utils.factory import EmbedderFactory, LlmFactory
+
+    embedders: dict[str, str] = EmbedderFactory.provider_to_class
+    embedders["huggingface"] = f"{__name__}.DeferredEmbedding"
+    llms: dict[str, tuple[str, Any]] = LlmFactory.provider_to_class
+    _, config_class = llms["openai"]
+    llms["openai"] = (f"{__name__}.DeferredOpenAILLM", config_class)

@@ -1,0 +1,93 @@
+"""Start-up: heavy dependencies load only where they are used.
+
+`aimesh --help` imports no command module; `memory list` opens mem0's store without the embedder
+(torch) or the LLM client (openai); the first add loads the embedder.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from app.cli.main import COMMANDS, load_command
+
+HEAVY = (
+    "torch",
+    "sentence_transformers",
+    "mem0",
+    "chromadb",
+    "langgraph",
+    "langgraph_api",
+    "langchain_openai",
+    "openai",
+    "agentlightning",
+    "matplotlib",
+    "fastapi",
+)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _loaded_after(code: str, tmp_path: Path) -> dict[str, list[str]]:
+    """Run `code` in a fresh interpreter; it prints a JSON dict of stages -> heavy modules."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "AIMESH_DATA_DIR": str(tmp_path)},
+        check=True,
+    )
+    result: dict[str, list[str]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+PRELUDE = f"""
+import json, sys
+HEAVY = {HEAVY!r}
+def heavy():
+    return sorted({{m.split(".")[0] for m in sys.modules}} & set(HEAVY))
+"""
+
+
+def test_help_imports_no_heavy_dependency(tmp_path: Path) -> None:
+    code = PRELUDE + (
+        "import contextlib, io\n"
+        "from app.cli.main import app\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    app(['--help'])\n"
+        "print(json.dumps({'help': heavy()}))\n"
+    )
+    assert _loaded_after(code, tmp_path) == {"help": []}
+
+
+def test_memory_opens_and_lists_without_the_embedder(tmp_path: Path) -> None:
+    code = PRELUDE + (
+        "from foundation.settings import Settings\n"
+        "from memory import AgentMemory\n"
+        "stages = {}\n"
+        "with AgentMemory.from_settings(Settings.load()) as memory:\n"
+        "    memory.list(); memory.counts()\n"
+        "    stages['list'] = heavy()\n"
+        "    memory.record_task('t1', 'math', 1, 'Return the sum of two integers.')\n"
+        "    stages['add'] = heavy()\n"
+        "    stages['found'] = [r.kind for r in memory.search('sum of two integers', k=1)]\n"
+        "print(json.dumps(stages))\n"
+    )
+    stages = _loaded_after(code, tmp_path)
+    assert "torch" not in stages["list"] and "sentence_transformers" not in stages["list"]
+    assert "openai" not in stages["list"]
+    assert "mem0" in stages["list"]
+    assert "torch" not in stages["add"]  # the packaged embedder runs in numpy (memory.minilm)
+    assert "openai" not in stages["add"]  # the LLM client is never built with infer off
+    assert stages["found"] == ["task"]
+
+
+def test_every_listed_command_loads_with_its_listed_help() -> None:
+    for name, entry in COMMANDS.items():
+        command = load_command(name)
+        assert command.short_help == entry.help
+        first_paragraph = " ".join((command.help or "").split("\n\n")[0].split())
+        assert first_paragraph == entry.help, name
