@@ -390,7 +390,6 @@ class AgentMemory:
         embedder = memory.embedding_model
         if isinstance(embedder, DeferredEmbedding):
             embedder.before_load = functools.partial(configure_torch_threads, ms.embedder_threads)
-            embedder.threads = ms.embedder_threads
         return cls(memory, settings=ms, directory=directory, scale=scale, infer=ms.infer)
 
     @property

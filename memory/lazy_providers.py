@@ -33,7 +33,6 @@ class _Deferred:
     def __init__(self, config: Any) -> None:
         self.config = config
         self.before_load: Callable[[], None] | None = None
-        self.threads = 1  # CPU threads for the embedder (0: the library's default)
         self._real: Any = None
         self._lock = threading.Lock()
 
@@ -76,7 +75,7 @@ class DeferredEmbedding(_Deferred):
                 model_dir = Path(self.config.model)
                 device = (self.config.model_kwargs or {}).get("device", "cpu")
                 if device == "cpu" and minilm.supports(model_dir):
-                    self._real = minilm.MiniLM(model_dir, threads=self.threads)
+                    self._real = minilm.MiniLM(model_dir)
                 else:
                     if self.before_load is not None:
                         self.before_load()

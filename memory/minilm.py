@@ -22,19 +22,7 @@ from numpy.typing import NDArray
 Vector = NDArray[np.float32]
 
 _POOLING = "sentence_transformers.models.Pooling"
-
-
-def _erf(x: NDArray[np.float64]) -> NDArray[np.float64]:
-    """erf, vectorised (Abramowitz and Stegun 7.1.26: absolute error below 1.5e-7, under
-    float32's resolution of the activations it feeds)."""
-    sign = np.sign(x)
-    a = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (
-        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
-    )
-    result: NDArray[np.float64] = sign * (1.0 - poly * np.exp(-a * a))
-    return result
+_ERF = np.frompyfunc(math.erf, 1, 1)
 
 
 def supports(model_dir: Path) -> bool:
@@ -77,15 +65,9 @@ def supports(model_dir: Path) -> bool:
 class MiniLM:
     """`encode(text)` / `encode(texts)` like `SentenceTransformer.encode(..., convert_to_numpy=True)`."""
 
-    def __init__(self, model_dir: Path, *, threads: int = 1) -> None:
+    def __init__(self, model_dir: Path) -> None:
         from safetensors.numpy import load_file
-        from threadpoolctl import ThreadpoolController
         from tokenizers import Tokenizer
-
-        # BLAS threads per encode (0: the library's default). One is fastest for these small
-        # matrices, and several spin against each other on a busy machine (10 times slower seen).
-        self.threads = threads
-        self._pools = ThreadpoolController()
 
         config = json.loads((model_dir / "config.json").read_text())
         self.heads = int(config["num_attention_heads"])
@@ -95,10 +77,6 @@ class MiniLM:
         self.w: dict[str, Vector] = {
             name.removeprefix("bert."): value.astype(np.float32) for name, value in weights.items()
         }
-        # Dense layers as contiguous (in, out) matrices: x @ W is about twice as fast as x @ W.T.
-        for name in [n for n in self.w if n.endswith(".weight") and self.w[n].ndim == 2]:
-            if "embeddings" not in name:
-                self.w[name] = np.ascontiguousarray(self.w[name].T)
         st_config = json.loads((model_dir / "sentence_bert_config.json").read_text())
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(int(st_config.get("max_seq_length", 256)))
@@ -106,13 +84,11 @@ class MiniLM:
 
     def encode(self, text: str | list[str], **_: Any) -> Vector:
         """One vector for a string, a matrix (one row per text) for a list."""
-        if not isinstance(text, str) and not text:
+        if isinstance(text, str):
+            return self._one(text)
+        if not text:
             return np.zeros((0, self.w["embeddings.word_embeddings.weight"].shape[1]), np.float32)
-        limit = self._pools.limit(limits=self.threads or None, user_api="blas")
-        with limit:
-            return (
-                self._one(text) if isinstance(text, str) else np.stack([self._one(t) for t in text])
-            )
+        return np.stack([self._one(t) for t in text])
 
     def _norm(self, x: Vector, prefix: str) -> Vector:
         mean = x.mean(-1, keepdims=True)
@@ -121,7 +97,7 @@ class MiniLM:
         return out + self.w[f"{prefix}.bias"]
 
     def _dense(self, x: Vector, prefix: str) -> Vector:
-        out: Vector = x @ self.w[f"{prefix}.weight"] + self.w[f"{prefix}.bias"]
+        out: Vector = x @ self.w[f"{prefix}.weight"].T + self.w[f"{prefix}.bias"]
         return out
 
     def _one(self, text: str) -> Vector:
@@ -152,7 +128,7 @@ class MiniLM:
             attended = self._dense(context, f"{layer}.attention.output.dense")
             x = self._norm(x + attended, f"{layer}.attention.output.LayerNorm")
             hidden = self._dense(x, f"{layer}.intermediate.dense")
-            erf = _erf(hidden.astype(np.float64) / math.sqrt(2.0)).astype(np.float32)
+            erf = _ERF(hidden.astype(np.float64) / math.sqrt(2.0)).astype(np.float32)
             hidden = 0.5 * hidden * (1.0 + erf)  # exact GELU, as BERT's "gelu"
             x = self._norm(
                 x + self._dense(hidden, f"{layer}.output.dense"), f"{layer}.output.LayerNorm"
