@@ -74,9 +74,8 @@ class MemorySettings(BaseSettings):
     embedder_threads: int = Field(
         1,
         ge=0,
-        description="torch intra-op threads for embedding (0: torch's default), when a model is "
-        "run by sentence-transformers (the packaged model runs in numpy: memory/minilm.py). One "
-        "thread is fastest for single short texts and degrades least when the CPU is busy",
+        description="torch intra-op threads for embedding (0: torch's default). One thread is "
+        "fastest for single short texts and degrades least when the CPU is busy",
     )
 
     def resolved_dir(self, data_dir: Path) -> Path:

@@ -4,9 +4,9 @@ mem0 builds its embedder (sentence-transformers: torch, transformers, scipy, abo
 import) and its LLM client (openai) in `Memory.__init__`, although listing, counting, exporting
 and clearing never embed anything, and with infer off the LLM is never called. `install()` maps
 mem0's `huggingface` embedder and `openai` LLM providers to stand-ins that build the real thing,
-from the same config, at the first call that needs it (thread-safe, once). The embedder gives
-the vectors mem0's SentenceTransformer call gives (in numpy for the packaged model, see
-`memory.minilm`); the LLM is mem0's own class. Nothing here imports mem0 at module level.
+from the same config, at the first call that needs it (thread-safe, once): the embedder makes
+mem0's own SentenceTransformer call, so vectors are exactly mem0's; the LLM is mem0's own
+class. Nothing here imports mem0 at module level.
 """
 
 from __future__ import annotations
@@ -14,10 +14,7 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar
-
-from memory import minilm
 
 
 def _load_class(path: str) -> Any:
@@ -57,14 +54,11 @@ class _Deferred:
 
 
 class DeferredEmbedding(_Deferred):
-    """mem0's HuggingFace embedder (a local sentence-transformers model), loaded at the first
-    embed.
+    """mem0's HuggingFace embedder (local sentence-transformers model), loaded at the first embed.
 
     `embed` and `embed_batch` do what mem0's `HuggingFaceEmbedding` does for a local model
-    (`encode(..., convert_to_numpy=True).tolist()`), without importing its module (which imports
-    openai for its remote variant). On the CPU, a BERT model with mean pooling (the packaged
-    all-MiniLM-L6-v2) runs in numpy (`memory.minilm`: same vectors, no torch); any other model
-    or device loads sentence-transformers (torch), after `before_load` (torch's thread count).
+    (`encode(..., convert_to_numpy=True).tolist()`), without importing its module, which imports
+    openai for its remote variant.
     """
 
     target = "sentence_transformers.SentenceTransformer"
@@ -72,15 +66,10 @@ class DeferredEmbedding(_Deferred):
     def real(self) -> Any:
         with self._lock:
             if self._real is None:
-                model_dir = Path(self.config.model)
-                device = (self.config.model_kwargs or {}).get("device", "cpu")
-                if device == "cpu" and minilm.supports(model_dir):
-                    self._real = minilm.MiniLM(model_dir)
-                else:
-                    if self.before_load is not None:
-                        self.before_load()
-                    model_class = _load_class(self.target)
-                    self._real = model_class(self.config.model, **self.config.model_kwargs)
+                if self.before_load is not None:
+                    self.before_load()
+                model_class = _load_class(self.target)
+                self._real = model_class(self.config.model, **self.config.model_kwargs)
             return self._real
 
     def embed(self, text: Any, memory_action: str | None = None) -> list[float]:
