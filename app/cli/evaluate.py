@@ -99,7 +99,8 @@ def evaluate_command(
         )
         out = json_out or (Path(args["json"]) if args["json"] else None)
         tasks = _tasks(args["dataset"], args["ids"], args["limit"])
-        segment: dict[str, Any] = {"started": _now(), "load_before": load_average()}
+        # the code that runs is the one at the start (the tree may change while a long run goes on)
+        segment: dict[str, Any] = {"started": _now(), "load_before": load_average(), **commit()}
         manifest["segments"].append(segment)
         write_manifest(manifest_path, manifest)
         with sqlite_checkpointer(settings.checkpoint_db) as saver, progress() as bars:
@@ -137,7 +138,8 @@ def _header(manifest: dict[str, Any], settings: Any, segment: dict[str, Any]) ->
     loads = [s.get(key) for s in segments for key in ("load_before", "load_after")]
     return {
         "eval_id": manifest["eval_id"],
-        **commit(),
+        "commit": segment["commit"],
+        "dirty": segment["dirty"],
         "model": settings.model_label,
         "local_model": settings.local_model,
         "options": manifest["options"],
