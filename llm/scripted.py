@@ -57,7 +57,8 @@ CATALOGUE: tuple[ScriptedTask, ...] = (
         ),
         "strings",
         "def reverse_words(text: str) -> str:\n    return ' '.join(reversed(text.split(' ')))\n",
-        first_try="def reverse_words(text: str) -> str:\n    return text[::-1]\n",
+        # reverses the characters, not the words: a public test shows it
+        first_try="def reverse_words(text: str) -> str:\n    return ' '.join(reversed(text))\n",
     ),
     ScriptedTask(
         "Return True if the string is a palindrome, ignoring case and non-alphanumerics.",
@@ -93,8 +94,16 @@ CATALOGUE: tuple[ScriptedTask, ...] = (
         "        else:\n"
         "            merged.append([start, end])\n"
         "    return merged\n",
+        # touching intervals stay apart: the public tests pass, a hidden one ([[1, 4], [4, 5]])
+        # fails, and a count of hidden failures does not say which case
         first_try="def merge_intervals(intervals: list[list[int]]) -> list[list[int]]:\n"
-        "    return sorted(intervals)\n",
+        "    merged: list[list[int]] = []\n"
+        "    for start, end in sorted(intervals):\n"
+        "        if merged and start < merged[-1][1]:\n"
+        "            merged[-1][1] = max(merged[-1][1], end)\n"
+        "        else:\n"
+        "            merged.append([start, end])\n"
+        "    return merged\n",
     ),
     ScriptedTask(
         "Convert a positive integer (1..3999) to a Roman numeral.",
