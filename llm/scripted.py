@@ -94,16 +94,8 @@ CATALOGUE: tuple[ScriptedTask, ...] = (
         "        else:\n"
         "            merged.append([start, end])\n"
         "    return merged\n",
-        # touching intervals stay apart: the public tests pass, a hidden one ([[1, 4], [4, 5]])
-        # fails, and a count of hidden failures does not say which case
         first_try="def merge_intervals(intervals: list[list[int]]) -> list[list[int]]:\n"
-        "    merged: list[list[int]] = []\n"
-        "    for start, end in sorted(intervals):\n"
-        "        if merged and start < merged[-1][1]:\n"
-        "            merged[-1][1] = max(merged[-1][1], end)\n"
-        "        else:\n"
-        "            merged.append([start, end])\n"
-        "    return merged\n",
+        "    return sorted(intervals)\n",
     ),
     ScriptedTask(
         "Convert a positive integer (1..3999) to a Roman numeral.",
@@ -176,6 +168,21 @@ HUMANEVAL_ANSWERS: tuple[ScriptedTask, ...] = (
         "        balance += op\n        if balance < 0:\n            return True\n"
         "    return False\n",
         first_try="def below_zero(operations):\n    return sum(operations) < 0\n",
+    ),
+    # HumanEval/4: deviations around the lower median, not the mean: the docstring's example
+    # passes, the hidden tests fail, a count of them does not say why, no sample differs: only
+    # oracle feedback (a hidden case shown) fixes it
+    ScriptedTask(
+        "HumanEval/4",
+        "def mean_absolute_deviation(numbers: List[float]) -> float",
+        "mean_absolute_deviation",
+        (),
+        "humaneval",
+        "def mean_absolute_deviation(numbers):\n    mean = sum(numbers) / len(numbers)\n"
+        "    return sum(abs(x - mean) for x in numbers) / len(numbers)\n",
+        first_try="def mean_absolute_deviation(numbers):\n"
+        "    middle = sorted(numbers)[len(numbers) // 2 - 1]\n"
+        "    return sum(abs(x - middle) for x in numbers) / len(numbers)\n",
     ),
 )
 

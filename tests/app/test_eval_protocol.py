@@ -86,13 +86,14 @@ def test_the_protocol_reports_every_column_with_an_interval(
         assert 0 <= low <= column["rate"] <= high <= 1 and column["n"] == 5
     solved = {key: c["solved"] for key, c in report["columns"].items()}
     # the double: truncate_number right at once; has_close_elements passes its examples but not
-    # the hidden tests (a sample is right); below_zero fails an example, fixed once it is shown
+    # the hidden tests (a sample is right); below_zero fails an example, fixed once it is shown;
+    # mean_absolute_deviation passes its example, fixed only when a hidden case is shown
     assert solved == {
         "greedy": 1,
         "blind": 2,
         "blind_any": 2,
         "loop": 2,
-        "oracle": 3,
+        "oracle": 4,
         "completion": 1,
     }
     assert "ORACLE FEEDBACK" in report["columns"]["oracle"]["label"]

@@ -9,6 +9,7 @@ import pytest
 from graph.builder import compile_mesh
 from graph.checkpoint import sqlite_checkpointer
 from graph.context import MeshContext
+from graph.datasets import humaneval_tasks
 from graph.edges import StepRecord
 from graph.runner import BatchRunner
 from graph.state import MeshState
@@ -70,11 +71,12 @@ def test_a_failing_first_attempt_is_retried_with_the_sandbox_error(
 def test_hidden_counts_alone_do_not_fix_a_bug_the_public_tests_miss(
     scripted_services: MeshContext,
 ) -> None:
-    # merge_intervals' first try (touching intervals kept apart) passes its public tests and fails
-    # a hidden one: a retry is told "Hidden tests: 1/2 passed", which names no failing case, so
-    # every retry of the double repeats it. Being told that an attempt failed is not a fix.
+    # HumanEval/4: the double's first try (the lower median) passes the docstring's example and
+    # fails the hidden tests; a retry is told how many hidden tests passed, which names no failing
+    # case, so every retry repeats it. Being told that an attempt failed is not a fix.
+    task = humaneval_tasks(5)[4]
     final = MeshState.model_validate(
-        compile_mesh(NODE_FUNCTIONS).invoke(MeshState(task_index=3), context=scripted_services)
+        compile_mesh(NODE_FUNCTIONS).invoke(MeshState(task=task), context=scripted_services)
     )
     assert [a.execution.passed for a in final.attempts if a.execution] == [False, False, False]
     assert all(a.public_passed for a in final.attempts) and not final.passed
@@ -83,9 +85,10 @@ def test_hidden_counts_alone_do_not_fix_a_bug_the_public_tests_miss(
 def test_public_feedback_stops_on_the_public_tests_and_oracle_feedback_shows_the_case(
     scripted_services: MeshContext,
 ) -> None:
+    task = humaneval_tasks(5)[4]
     graph = compile_mesh(NODE_FUNCTIONS)
     public = MeshState.model_validate(
-        graph.invoke(MeshState(task_index=3, feedback="public"), context=scripted_services)
+        graph.invoke(MeshState(task=task, feedback="public"), context=scripted_services)
     )
     # the public tests pass: the loop submits without looking at the hidden verdict (it fails)
     assert len(public.attempts) == 1 and public.submitted == public.attempts[0]
@@ -95,11 +98,11 @@ def test_public_feedback_stops_on_the_public_tests_and_oracle_feedback_shows_the
         settings=scripted_services.settings, llm=llm, sandbox=scripted_services.sandbox
     )
     oracle = MeshState.model_validate(
-        graph.invoke(MeshState(task_index=3, feedback="oracle"), context=services)
+        graph.invoke(MeshState(task=task, feedback="oracle"), context=services)
     )
     assert [a.execution.passed for a in oracle.attempts if a.execution] == [False, True]
-    retry = [p for p in llm.prompts_seen if "Implement `merge_intervals`" in p][-1]
-    assert "FAILED" in retry and "[[1, 4], [4, 5]]" in retry  # oracle: the hidden case itself
+    retry = [p for p in llm.prompts_seen if "Implement `mean_absolute_deviation`" in p][-1]
+    assert "FAILED" in retry and "[1.0, 2.0, 3.0]" in retry  # oracle: the hidden case itself
 
 
 def test_attempt_budget_bounds_the_retries(scripted_services: MeshContext) -> None:
