@@ -124,9 +124,14 @@ class Protocol:
 
     def done(self) -> dict[int, ProblemRow]:
         """Rows already stored (an interrupted run's finished problems)."""
-        if not self.rows_path.exists():
+        return self.stored(self.rows_path)
+
+    @staticmethod
+    def stored(path: Path) -> dict[int, ProblemRow]:
+        """The rows stored at `path`, by problem index."""
+        if not path.exists():
             return {}
-        rows = [ProblemRow.model_validate_json(line) for line in self.rows_path.open() if line]
+        rows = [ProblemRow.model_validate_json(line) for line in path.open() if line.strip()]
         return {row.index: row for row in rows}
 
     def run(

@@ -58,6 +58,10 @@ def evaluate_command(
     completion: Annotated[
         bool, typer.Option(help="also measure the model card's prompt shape, greedy (e)")
     ] = True,
+    report_only: Annotated[
+        bool,
+        typer.Option(help="with --resume: rebuild the report from the stored rows, run nothing"),
+    ] = False,
 ) -> None:
     """Measure, on the same problems in one run: (a) greedy first attempt, (b) blind best-of-K,
     (c) the loop with public feedback, (d) the loop with oracle feedback; with intervals."""
@@ -99,8 +103,21 @@ def evaluate_command(
         )
         out = json_out or (Path(args["json"]) if args["json"] else None)
         tasks = _tasks(args["dataset"], args["ids"], args["limit"])
+        rows_path = folder / f"{eval_id}.jsonl"
+        if report_only:
+            if not resume:
+                raise typer.BadParameter("--report-only needs --resume")
+            segment = manifest["segments"][-1]
+            if "ended" not in segment:  # stopped by a signal that left no time to write
+                segment.update(ended=_now(), load_after=load_average(), interrupted=True)
+            write_manifest(manifest_path, manifest)
+            stored = Protocol.stored(rows_path)
+            rows = [stored[i] for i in range(len(tasks)) if i in stored]
+            payload = _write(out, rows, manifest, settings, segment) if out else None
+            _print(payload or report(rows, _header(manifest, settings, segment)), options.k)
+            return
         # the code that runs is the one at the start (the tree may change while a long run goes on)
-        segment: dict[str, Any] = {"started": _now(), "load_before": load_average(), **commit()}
+        segment = {"started": _now(), "load_before": load_average(), **commit()}
         manifest["segments"].append(segment)
         write_manifest(manifest_path, manifest)
         with sqlite_checkpointer(settings.checkpoint_db) as saver, progress() as bars:
@@ -110,7 +127,7 @@ def evaluate_command(
                 BatchRunner(graph, context, f"{eval_id}-public"),
                 BatchRunner(graph, context, f"{eval_id}-oracle"),
                 options,
-                folder / f"{eval_id}.jsonl",
+                rows_path,
             )
             bars.console.print(f"eval {eval_id} (resume: --resume {eval_id})")
             bar = bars.add_task("problems", total=len(tasks))
@@ -122,7 +139,12 @@ def evaluate_command(
                 if out:  # partial figures survive an interruption
                     _write(out, done, manifest, settings, segment)
 
-            rows = protocol.run(tasks, on_row=on_row)
+            try:
+                rows = protocol.run(tasks, on_row=on_row)
+            except (KeyboardInterrupt, SystemExit):
+                segment.update(ended=_now(), load_after=load_average(), interrupted=True)
+                write_manifest(manifest_path, manifest)
+                raise
         segment.update(ended=_now(), load_after=load_average())
         write_manifest(manifest_path, manifest)
         payload = _write(out, rows, manifest, settings, segment) if out else None

@@ -131,6 +131,12 @@ def test_an_interrupted_eval_resumes_with_the_missing_problems_only(
     rows = tmp_path / "data" / "evals" / f"{eval_id}.jsonl"
     lines = rows.read_text().splitlines()
     rows.write_text("\n".join(lines[:2]) + "\n")  # as if stopped after two problems
+    manifest = rows.with_suffix(".json")
+    started = json.loads(manifest.read_text())
+    del started["segments"][-1]["ended"]  # killed before it could write its end
+    manifest.write_text(json.dumps(started))
+    partial, _, _ = _run(tmp_path, monkeypatch, "--resume", eval_id, "--report-only")
+    assert partial["problems"] == 2 and partial["segments"][-1]["interrupted"] is True
     again, contexts, _ = _run(tmp_path, monkeypatch, "--resume", eval_id)
     assert again["problems"] == 4 and len(again["segments"]) == 2
     assert again["columns"] == report["columns"]
