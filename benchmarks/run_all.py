@@ -19,7 +19,7 @@ from rich.console import Console
 
 console = Console()
 
-HUMANEVAL_REPORT = "benchmarks/results/humaneval_qwen2.5-coder-0.5b_k3.json"
+HUMANEVAL_REPORT = "benchmarks/results/humaneval_protocol_0.5b.json"
 INFRASTRUCTURE: dict[str, list[str]] = {
     "sandbox_overhead": ["-m", "benchmarks.sandbox_overhead"],
     "kafka_edges": ["-m", "benchmarks.kafka_edges"],
@@ -34,12 +34,16 @@ WITH_MODEL: dict[str, list[str]] = {
         "-m",
         "app.cli.main",
         "eval",
+        "--llm",
+        "local",
         "--attempts",
         "3",
+        "--oracle-limit",
+        "40",
         "--json",
         HUMANEVAL_REPORT,
     ],
-    "humaneval_chart": ["-m", "benchmarks.humaneval_chart", HUMANEVAL_REPORT],
+    "humaneval_chart": ["-m", "benchmarks.humaneval_protocol_chart", HUMANEVAL_REPORT],
 }
 
 
