@@ -33,9 +33,11 @@ class BatchRunner:
         task: Task | None = None,
         max_attempts: int | None = None,
         on_node: NodeCallback | None = None,
+        **fields: Any,
     ) -> TaskOutcome:
-        """Run (or resume, or just read back) task `index` of the batch."""
-        config: RunnableConfig = {"configurable": {"thread_id": f"{self.batch_id}-{index}"}}
+        """Run (or resume, or just read back) task `index` of the batch; `fields` are further
+        initial state (e.g. `feedback`, earlier `attempts`)."""
+        config = self._config(index)
         snapshot = self.graph.get_state(config)
         started = time.perf_counter()
         if snapshot.values and not snapshot.next:  # finished earlier: read it back
@@ -49,6 +51,7 @@ class BatchRunner:
                 task_index=index,
                 task=task,
                 max_attempts=max_attempts or self.context.settings.max_attempts,
+                **fields,
             )
         for update in self.graph.stream(
             payload, config, context=self.context, stream_mode="updates"
@@ -58,6 +61,13 @@ class BatchRunner:
                     on_node(index, node)
         state = MeshState.model_validate(self.graph.get_state(config).values)
         return TaskOutcome.of(index, state, seconds=time.perf_counter() - started)
+
+    def state_of(self, index: int) -> MeshState:
+        """The current (or final) state of task `index` of the batch."""
+        return MeshState.model_validate(self.graph.get_state(self._config(index)).values)
+
+    def _config(self, index: int) -> RunnableConfig:
+        return {"configurable": {"thread_id": f"{self.batch_id}-{index}"}}
 
 
 def write_manifest(path: Path, **fields: Any) -> None:

@@ -13,6 +13,18 @@ from sandbox.base import ExecutionResult
 
 Status = Literal["new", "solving", "tested", "reviewed", "done", "failed"]
 
+FeedbackMode = Literal["hidden_counts", "public", "oracle"]
+"""What a retry is told and what ends the loop.
+
+- hidden_counts (the product's loop): public failures in full, of hidden tests only counts and
+  error types; the loop ends when the verdict (hidden tests) passes.
+- public (honest evaluation): public failures only; the loop ends when the public tests pass, and
+  the answer submitted is chosen on public results: nothing from a hidden test reaches the model
+  or decides what is submitted.
+- oracle: the hidden tests' failures in full (inputs and expected values); ends on the verdict.
+  An "oracle feedback" figure: never to be held against a single-shot one.
+"""
+
 
 class Task(BaseModel):
     """A programming task: statement, signature, independent tests, category and difficulty."""
@@ -63,16 +75,35 @@ class Attempt(BaseModel):
     public tests)."""
     tokens: int = 0
     latency_ms: float = 0.0
+    reply: str = ""
+    """The model's raw answer the code was extracted from (to measure extraction losses)."""
 
-    def feedback(self) -> str:
+    def feedback(self, mode: FeedbackMode = "hidden_counts") -> str:
         """What a retry may be told: the public tests' failures in full; of hidden tests only
-        how many passed and their error types."""
+        how many passed and their error types (`hidden_counts`), nothing (`public`), or
+        everything (`oracle`: inputs and expected values included)."""
         if self.execution is None:
             return ""
-        if not self.hidden:
+        if not self.hidden or mode == "oracle":
             return self.execution.feedback()
         public = self.public.feedback() if self.public is not None else "No public tests."
+        if mode == "public":
+            return public or "The public tests passed."
         return f"{public}\n{hidden_summary(self.execution)}"
+
+    @property
+    def public_passed(self) -> bool:
+        """Whether the public tests passed (the verdict's tests when nothing is hidden; False
+        when no public run was made)."""
+        if not self.hidden:
+            return bool(self.execution and self.execution.passed)
+        return bool(self.public and self.public.passed)
+
+    @property
+    def public_score(self) -> int:
+        """How many public tests passed (what a public-only selection may compare)."""
+        result = self.public if self.hidden else self.execution
+        return result.tests_passed if result is not None else 0
 
 
 def hidden_summary(result: ExecutionResult) -> str:
@@ -157,15 +188,32 @@ class MeshState(BaseModel):
     status: Status = "new"
     error: str | None = None
     started_at: float | None = None
+    feedback: FeedbackMode = Field(
+        "hidden_counts", description="what a retry is told and what ends the loop (FeedbackMode)"
+    )
 
     @property
     def last_attempt(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
 
     @property
+    def submitted(self) -> Attempt | None:
+        """The answer the loop submits: the last attempt; with `public` feedback, the first
+        attempt that passed the public tests, else the one passing most of them (the earliest
+        on a tie), chosen without a hidden test."""
+        judged = [a for a in self.attempts if a.execution is not None]
+        if self.feedback != "public" or not judged:
+            return self.last_attempt
+        passing = [a for a in judged if a.public_passed]
+        if passing:
+            return passing[0]
+        return max(judged, key=lambda a: (a.public_score, -a.number))
+
+    @property
     def passed(self) -> bool:
-        last = self.last_attempt
-        return bool(last and last.execution and last.execution.passed)
+        """The verdict (hidden tests) on the submitted answer."""
+        chosen = self.submitted
+        return bool(chosen and chosen.execution and chosen.execution.passed)
 
 
 class TaskOutcome(BaseModel):
@@ -178,6 +226,7 @@ class TaskOutcome(BaseModel):
     attempts: int
     first_attempt_passed: bool
     passed: bool
+    submitted_attempt: int = 0
     reward: float
     verdict: str
     tokens: int
@@ -196,6 +245,7 @@ class TaskOutcome(BaseModel):
             attempts=len(state.attempts),
             first_attempt_passed=bool(first and first.passed),
             passed=state.passed,
+            submitted_attempt=state.submitted.number if state.submitted else 0,
             reward=state.review.reward if state.review else 0.0,
             verdict=state.report.verdict if state.report else "-",
             tokens=state.tokens_used,

@@ -159,7 +159,7 @@ class TaskMessage(EdgeMessage):
     def summarize(cls, state: MeshState) -> dict[str, Any]:
         task = state.task
         last = state.last_attempt
-        feedback = last.feedback() if last and last.execution else None
+        feedback = last.feedback(state.feedback) if last and last.execution else None
         return {
             "statement": task.statement[:500] if task else "",
             "entry_point": task.entry_point if task else "",

@@ -2,7 +2,11 @@
 
 It recognises the mesh's three requests (new task, solve task, critique) and answers from a small
 built-in catalogue, so the whole loop runs offline in seconds. Some tasks are answered wrongly on
-the first attempt and correctly once the sandbox's error is fed back, exercising the retry path.
+the first attempt. The double fixes a wrong first try only when what it is shown names a failing
+case of its function (a `FAILED '...name...'` line of the sandbox's feedback): being told that an
+attempt failed, or how many hidden tests passed, is not enough. Sampled without feedback
+(temperature > 0) it answers the entry's `sampled` answer (its first try when there is none), so
+blind resampling, the loop and oracle feedback each show their own mechanics.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class ScriptedTask:
     category: str
     solution: str
     first_try: str | None = None
+    sampled: str | None = None
 
 
 CATALOGUE: tuple[ScriptedTask, ...] = (
@@ -53,7 +58,8 @@ CATALOGUE: tuple[ScriptedTask, ...] = (
         ),
         "strings",
         "def reverse_words(text: str) -> str:\n    return ' '.join(reversed(text.split(' ')))\n",
-        first_try="def reverse_words(text: str) -> str:\n    return text[::-1]\n",
+        # reverses the characters, not the words: a public test shows it
+        first_try="def reverse_words(text: str) -> str:\n    return ' '.join(reversed(text))\n",
     ),
     ScriptedTask(
         "Return True if the string is a palindrome, ignoring case and non-alphanumerics.",
@@ -125,9 +131,68 @@ CATALOGUE: tuple[ScriptedTask, ...] = (
     ),
 )
 
-_BY_NAME = {t.entry_point: t for t in CATALOGUE}
+HUMANEVAL_ANSWERS: tuple[ScriptedTask, ...] = (
+    # HumanEval/0: the first try passes the docstring examples but not the hidden tests; a
+    # sample (temperature > 0) is right
+    ScriptedTask(
+        "HumanEval/0",
+        "def has_close_elements(numbers: List[float], threshold: float) -> bool",
+        "has_close_elements",
+        (),
+        "humaneval",
+        "def has_close_elements(numbers, threshold):\n"
+        "    return any(abs(a - b) < threshold for i, a in enumerate(numbers)\n"
+        "               for b in numbers[i + 1:])\n",
+        first_try="def has_close_elements(numbers, threshold):\n"
+        "    return any(abs(a - b) < threshold for a, b in zip(numbers, numbers[1:]))\n",
+        sampled="def has_close_elements(numbers, threshold):\n"
+        "    return any(abs(a - b) < threshold for i, a in enumerate(numbers)\n"
+        "               for b in numbers[i + 1:])\n",
+    ),
+    # HumanEval/2: right at once
+    ScriptedTask(
+        "HumanEval/2",
+        "def truncate_number(number: float) -> float",
+        "truncate_number",
+        (),
+        "humaneval",
+        "def truncate_number(number):\n    return number % 1.0\n",
+    ),
+    # HumanEval/3: the first try fails a docstring example; fixed once that case is shown
+    ScriptedTask(
+        "HumanEval/3",
+        "def below_zero(operations: List[int]) -> bool",
+        "below_zero",
+        (),
+        "humaneval",
+        "def below_zero(operations):\n    balance = 0\n    for op in operations:\n"
+        "        balance += op\n        if balance < 0:\n            return True\n"
+        "    return False\n",
+        first_try="def below_zero(operations):\n    return sum(operations) < 0\n",
+    ),
+    # HumanEval/4: deviations around the lower median, not the mean: the docstring's example
+    # passes, the hidden tests fail, a count of them does not say why, no sample differs: only
+    # oracle feedback (a hidden case shown) fixes it
+    ScriptedTask(
+        "HumanEval/4",
+        "def mean_absolute_deviation(numbers: List[float]) -> float",
+        "mean_absolute_deviation",
+        (),
+        "humaneval",
+        "def mean_absolute_deviation(numbers):\n    mean = sum(numbers) / len(numbers)\n"
+        "    return sum(abs(x - mean) for x in numbers) / len(numbers)\n",
+        first_try="def mean_absolute_deviation(numbers):\n"
+        "    middle = sorted(numbers)[len(numbers) // 2 - 1]\n"
+        "    return sum(abs(x - middle) for x in numbers) / len(numbers)\n",
+    ),
+)
+
+_BY_NAME = {t.entry_point: t for t in (*CATALOGUE, *HUMANEVAL_ANSWERS)}
 _TASK_NUMBER = re.compile(r"Create task #(\d+) at difficulty (\d+)")
 _ENTRY_POINT = re.compile(r"Implement `([A-Za-z_][A-Za-z0-9_]*)`")
+_COMPLETION = re.compile(
+    r"self-contained Python script.*?def ([A-Za-z_][A-Za-z0-9_]*)\(", re.DOTALL
+)
 
 
 class ScriptedChatModel(BaseChatModel):
@@ -156,7 +221,7 @@ class ScriptedChatModel(BaseChatModel):
         self.prompts_seen.append(prompt)
         if self.delay_s > 0:
             time.sleep(self.delay_s)
-        text = self._answer(prompt)
+        text = self._answer(prompt, sampled=float(kwargs.get("temperature") or 0.0) > 0)
         prompt_tokens, completion_tokens = len(prompt) // 4, len(text) // 4
         message = AIMessage(
             content=text,
@@ -168,7 +233,7 @@ class ScriptedChatModel(BaseChatModel):
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def _answer(self, prompt: str) -> str:
+    def _answer(self, prompt: str, *, sampled: bool = False) -> str:
         if match := _TASK_NUMBER.search(prompt):
             task = CATALOGUE[(int(match.group(1)) - 1) % len(CATALOGUE)]
             fields = {
@@ -182,15 +247,26 @@ class ScriptedChatModel(BaseChatModel):
             return f"```json\n{json.dumps(fields, indent=2)}\n```\n\n```python\n{task.solution}```"
         if "Findings:" in prompt:
             return "The solution is concise and passes its tests; naming is clear. Consider edge cases."
-        if match := _ENTRY_POINT.search(prompt):
-            return f"```python\n{self._solve(match.group(1), retry='previous attempt failed' in prompt)}```"
+        if match := _ENTRY_POINT.search(prompt) or _COMPLETION.search(prompt):
+            entry_point = match.group(1)
+            shown = self.knows_the_bug(prompt, entry_point)
+            return f"```python\n{self._solve(entry_point, shown=shown, sampled=sampled)}```"
         return "I can only answer the AI-Mesh agents' requests."
 
+    def knows_the_bug(self, prompt: str, entry_point: str) -> bool:
+        """Whether the prompt shows a failing case of `entry_point` (a sandbox `FAILED` line
+        naming it): then the double fixes its wrong first try."""
+        return any(
+            line.startswith("FAILED ") and entry_point in line for line in prompt.splitlines()
+        )
+
     @staticmethod
-    def _solve(entry_point: str, *, retry: bool) -> str:
+    def _solve(entry_point: str, *, shown: bool, sampled: bool) -> str:
         task = _BY_NAME.get(entry_point)
         if task is None:
             return f"def {entry_point}(*args, **kwargs):\n    raise NotImplementedError\n"
-        if task.first_try and not retry:
-            return task.first_try
-        return task.solution
+        if shown or task.first_try is None:
+            return task.solution
+        if sampled and task.sampled is not None:
+            return task.sampled
+        return task.first_try

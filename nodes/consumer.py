@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langgraph.runtime import Runtime
 
 from graph.context import MeshContext
-from graph.state import Attempt, MeshState
+from graph.state import Attempt, MeshState, Task
 from llm.chat import ask
 from nodes import prompts
 from nodes.code_extraction import prepare_solution
@@ -31,7 +31,7 @@ def consumer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
     request = prompts.consumer_request(task.statement, task.signature, task.entry_point, experience)
     last = next((a for a in reversed(state.attempts) if a.execution), None)
     if last is not None and context.settings.retry_strategy == "resample":
-        request = f"{request}\n{prompts.consumer_resample(last.feedback())}"
+        request = f"{request}\n{prompts.consumer_resample(last.feedback(state.feedback))}"
     messages: list[BaseMessage] = [SystemMessage(system), HumanMessage(request)]
     if context.settings.retry_strategy == "repair":
         # Each failed attempt becomes a turn: the code the model wrote, then the sandbox's verdict.
@@ -39,7 +39,7 @@ def consumer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
             if previous.execution is not None:
                 messages += [
                     AIMessage(f"```python\n{previous.code}\n```"),
-                    HumanMessage(prompts.consumer_retry(previous.feedback())),
+                    HumanMessage(prompts.consumer_retry(previous.feedback(state.feedback))),
                 ]
     started = time.perf_counter()
     # A retry samples more freely: at the first attempt's temperature it tends to repeat itself.
@@ -50,6 +50,7 @@ def consumer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
         code=prepare_solution(reply.text, task.entry_point, context_source=task.statement),
         tokens=reply.tokens,
         latency_ms=(time.perf_counter() - started) * 1000,
+        reply=reply.text,
     )
     return {
         "attempts": [attempt],
@@ -58,3 +59,20 @@ def consumer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
         "status": "solving",
         "prompt_versions": versions,
     }
+
+
+def blind_sample(
+    context: MeshContext, task: Task, temperature: float, *, completion: bool = False
+) -> tuple[str, str, int]:
+    """One answer to the task's first request, with no feedback and no memory: (code, the
+    model's raw reply, tokens). `completion`: the model card's harness shape (the function's
+    header and docstring to complete) instead of our restated request."""
+    system, _versions = prompts.consumer_system(context)
+    if completion:
+        messages: list[BaseMessage] = [HumanMessage(prompts.consumer_completion(task.statement))]
+    else:
+        request = prompts.consumer_request(task.statement, task.signature, task.entry_point)
+        messages = [SystemMessage(system), HumanMessage(request)]
+    reply = ask(context.llm.bind(temperature=temperature), messages)
+    code = prepare_solution(reply.text, task.entry_point, context_source=task.statement)
+    return code, reply.text, reply.tokens

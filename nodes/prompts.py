@@ -127,6 +127,15 @@ def consumer_request(statement: str, signature: str, entry_point: str, experienc
     return f"{notes}\n{experience}\n\n{request}"
 
 
+def consumer_completion(statement: str) -> str:
+    """The request in the shape of the model card's harness (EvalPlus's instruction to a chat
+    model): the function's header and docstring, to be completed; no system prompt of ours."""
+    return (
+        "Please provide a self-contained Python script that solves the following problem in a "
+        f"markdown code block:\n```python\n{statement.strip()}\n```\n"
+    )
+
+
 def consumer_retry(feedback: str) -> str:
     """Feedback to the consumer after a failed attempt (its code is the turn before)."""
     return (

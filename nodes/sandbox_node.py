@@ -36,7 +36,9 @@ def execute(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
     # hidden tests run in a sandbox of their own: a public run never holds them
     hidden = bool(task.hidden_tests)
     verdict = run(task.verdict_tests)
-    public = run(task.tests) if hidden and task.tests else None
+    # with public feedback and no public tests, an empty public run still says if the code loads
+    wanted = bool(task.tests) or state.feedback == "public"
+    public = run(task.tests) if hidden and wanted else None
     judged = attempt.model_copy(update={"execution": verdict, "hidden": hidden, "public": public})
     if context.memory is not None:
         _remember(context.memory, state, judged)
@@ -49,13 +51,15 @@ def _remember(memory: AgentMemory, state: MeshState, attempt: Attempt) -> None:
     task, result = state.task, attempt.execution
     assert task is not None and result is not None
     if not result.passed:
-        memory.record_failure(task.statement, attempt.feedback(), task_id=task.task_id)
+        memory.record_failure(
+            task.statement, attempt.feedback(state.feedback), task_id=task.task_id
+        )
         return
     failed = [a for a in state.attempts[:-1] if a.execution is not None and not a.execution.passed]
     if failed and failed[-1].execution is not None:
         memory.record_fix_recipe(
             task.statement,
-            failed[-1].feedback(),
+            failed[-1].feedback(state.feedback),
             failed[-1].code,
             attempt.code,
             task_id=task.task_id,

@@ -57,3 +57,40 @@ def test_the_chart_is_drawn_from_eval_reports(tmp_path: Path) -> None:
     ] * 2
     assert [summary.problems for summary, _ in cut] == [2, 2]
     chart([report, shorter], out, shared=True)
+
+
+def test_the_protocol_chart_is_drawn_from_a_protocol_report(tmp_path: Path) -> None:
+    from app.eval_protocol import ProblemRow
+    from app.eval_report import report
+    from benchmarks.humaneval_protocol_chart import protocol_chart
+
+    rows = [
+        ProblemRow(
+            index=0,
+            task_id="A",
+            greedy=True,
+            blind=True,
+            blind_any=True,
+            loop=True,
+            loop_calls=1,
+            loop_submitted=1,
+            oracle=True,
+            oracle_calls=1,
+            completion=True,
+        ),
+        ProblemRow(
+            index=1,
+            task_id="B",
+            blind_any=True,
+            loop=True,
+            loop_calls=2,
+            loop_submitted=2,
+            oracle=True,
+            oracle_calls=3,
+            completion=False,
+        ),
+    ]
+    payload = report(rows, {"model": "m", "options": {"k": 3}})
+    out = tmp_path / "protocol.png"
+    protocol_chart(payload, out)
+    assert out.read_bytes().startswith(b"\x89PNG") and out.stat().st_size > 10_000

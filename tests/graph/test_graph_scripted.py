@@ -9,6 +9,7 @@ import pytest
 from graph.builder import compile_mesh
 from graph.checkpoint import sqlite_checkpointer
 from graph.context import MeshContext
+from graph.datasets import humaneval_tasks
 from graph.edges import StepRecord
 from graph.runner import BatchRunner
 from graph.state import MeshState
@@ -58,14 +59,52 @@ def test_a_failing_first_attempt_is_retried_with_the_sandbox_error(
     scripted_services: MeshContext,
 ) -> None:
     graph = compile_mesh(NODE_FUNCTIONS)
-    # Catalogue entry 2 (reverse_words) is answered wrongly first, right after feedback.
+    # Catalogue entry 2 (reverse_words) is answered wrongly first; its failure on a public test
+    # names the failing case, and the double fixes what it is shown.
     final = MeshState.model_validate(
         graph.invoke(MeshState(task_index=1), context=scripted_services)
     )
     assert [a.execution.passed for a in final.attempts if a.execution] == [False, True]
-    first = final.attempts[0].execution
-    assert first is not None and first.tests_passed < first.tests_total
+    first = final.attempts[0]
+    assert first.public is not None and not first.public.passed
     assert final.passed
+
+
+def test_hidden_counts_alone_do_not_fix_a_bug_the_public_tests_miss(
+    scripted_services: MeshContext,
+) -> None:
+    # HumanEval/4: the double's first try (the lower median) passes the docstring's example and
+    # fails the hidden tests; a retry is told how many hidden tests passed, which names no failing
+    # case, so every retry repeats it. Being told that an attempt failed is not a fix.
+    task = humaneval_tasks(5)[4]
+    final = MeshState.model_validate(
+        compile_mesh(NODE_FUNCTIONS).invoke(MeshState(task=task), context=scripted_services)
+    )
+    assert [a.execution.passed for a in final.attempts if a.execution] == [False, False, False]
+    assert all(a.public_passed for a in final.attempts) and not final.passed
+
+
+def test_public_feedback_stops_on_the_public_tests_and_oracle_feedback_shows_the_case(
+    scripted_services: MeshContext,
+) -> None:
+    task = humaneval_tasks(5)[4]
+    graph = compile_mesh(NODE_FUNCTIONS)
+    public = MeshState.model_validate(
+        graph.invoke(MeshState(task=task, feedback="public"), context=scripted_services)
+    )
+    # the public tests pass: the loop submits without looking at the hidden verdict (it fails)
+    assert len(public.attempts) == 1 and public.submitted == public.attempts[0]
+    assert not public.passed
+    llm = ScriptedChatModel()
+    services = MeshContext(
+        settings=scripted_services.settings, llm=llm, sandbox=scripted_services.sandbox
+    )
+    oracle = MeshState.model_validate(
+        graph.invoke(MeshState(task=task, feedback="oracle"), context=services)
+    )
+    assert [a.execution.passed for a in oracle.attempts if a.execution] == [False, True]
+    retry = [p for p in llm.prompts_seen if "Implement `mean_absolute_deviation`" in p][-1]
+    assert "FAILED" in retry and "[1.0, 2.0, 3.0]" in retry  # oracle: the hidden case itself
 
 
 def test_attempt_budget_bounds_the_retries(scripted_services: MeshContext) -> None:

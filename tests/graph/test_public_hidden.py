@@ -34,6 +34,35 @@ def test_a_retry_sees_public_failures_and_only_counts_of_hidden_ones() -> None:
     assert "12345" not in alone.feedback() and "No public tests." in alone.feedback()
 
 
+def test_public_feedback_shows_nothing_of_hidden_tests_and_oracle_feedback_everything() -> None:
+    public = _failed("assert secret(1) == 2")
+    attempt = Attempt(number=1, code="", execution=_failed(HIDDEN), hidden=True, public=public)
+    only_public = attempt.feedback("public")
+    assert only_public == public.feedback() and "Hidden" not in only_public
+    assert HIDDEN in attempt.feedback("oracle")  # oracle feedback: the hidden case itself
+    passing = ExecutionResult(passed=True, tests_passed=2, tests_total=2)
+    judged = Attempt(number=1, code="", execution=_failed(HIDDEN), hidden=True, public=passing)
+    assert judged.public_passed and judged.public_score == 2 and not attempt.public_passed
+
+
+def test_the_public_loop_stops_and_submits_on_public_tests_only() -> None:
+    task = Task(
+        statement="s", signature="def f()", entry_point="f", tests=["t"], hidden_tests=[HIDDEN]
+    )
+    passing = ExecutionResult(passed=True, tests_passed=1, tests_total=1)
+    hidden_pass = ExecutionResult(passed=True, tests_passed=2, tests_total=2)
+    first = Attempt(number=1, code="a", execution=hidden_pass, hidden=True, public=_failed("t"))
+    second = Attempt(number=2, code="b", execution=_failed(HIDDEN), hidden=True, public=passing)
+    state = MeshState(task=task, feedback="public", attempts=[first], max_attempts=3)
+    # the hidden tests pass but the public one fails: the public loop retries
+    assert next_node("sandbox", state) == "consumer"
+    state = MeshState(task=task, feedback="public", attempts=[first, second], max_attempts=3)
+    assert next_node("sandbox", state) == "reviewer"  # public tests pass: stop
+    assert state.submitted == second and not state.passed  # submitted on public, judged hidden
+    exhausted = MeshState(task=task, feedback="public", attempts=[first], max_attempts=1)
+    assert exhausted.submitted == first and exhausted.passed
+
+
 def test_humaneval_examples_are_public_and_check_is_hidden() -> None:
     tasks = {t.task_id: t for t in humaneval_tasks()}
     truncate = tasks["HumanEval-2"]

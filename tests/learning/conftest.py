@@ -47,10 +47,8 @@ class PromptSensitiveChatModel(ScriptedChatModel):
             PromptSensitiveChatModel.seen.append(str(messages[0].content))
         return super()._generate(messages, *args, **kwargs)
 
-    def _answer(self, prompt: str) -> str:
-        if MAGIC in prompt and "Implement `" in prompt:
-            prompt += "\nprevious attempt failed"  # answer as the double does after feedback
-        return super()._answer(prompt)
+    def knows_the_bug(self, prompt: str, entry_point: str) -> bool:
+        return MAGIC in prompt or super().knows_the_bug(prompt, entry_point)
 
 
 class OptimizerDouble:
