@@ -90,7 +90,10 @@ class LazyCommand:
 COMMANDS: dict[str, LazyCommand] = {
     "run": LazyCommand(_run, "Run tasks through the closed loop and print a results table."),
     "eval": LazyCommand(
-        _eval, "Measure pass@1 (first attempt and loop) on HumanEval through the graph."
+        _eval,
+        "Measure, on the same problems in one run: (a) greedy first attempt, (b) blind "
+        "best-of-K, (c) the loop with public feedback, (d) the loop with oracle feedback; with "
+        "intervals.",
     ),
     "broker": LazyCommand(
         _broker,
@@ -106,7 +109,7 @@ COMMANDS: dict[str, LazyCommand] = {
     ),
     "recover": LazyCommand(
         _recover,
-        "Re-publish the runs in flight that a restarted memory-only broker forgot.",
+        "Re-publish the last transition of every unfinished run from the delivery ledger.",
     ),
     "dashboard": LazyCommand(
         _dashboard, "Serve the live dashboard (telemetry, rewards, reports) until Ctrl-C."
