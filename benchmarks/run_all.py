@@ -34,6 +34,8 @@ INFRASTRUCTURE: dict[str, list[str]] = {
     "sandbox_overhead": ["-m", "benchmarks.sandbox_overhead"],
     "kafka_edges": ["-m", "benchmarks.kafka_edges", "--scripted-mesh", "1,2,4"],
     "scale_out": ["-m", "benchmarks.scale_out"],
+    # a short soak (bounded at 150 s + start-up); the full 200-task one is `python -m benchmarks.soak`
+    "soak": ["-m", "benchmarks.soak", "--tasks", "40", "--timeout", "150", "--name", "soak_quick"],
     "telemetry_overhead": ["-m", "benchmarks.telemetry_overhead"],
     "memory_latency": ["-m", "benchmarks.memory_latency"],
 }

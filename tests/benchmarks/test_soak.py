@@ -1,0 +1,39 @@
+"""The soak benchmark's counting (pure functions; the soak itself is `benchmarks.soak`)."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.soak import Seen, first_after, report_counts, steps_executed_twice
+
+
+def _edge(run: str, attempt: int, source: str, extra: str = "", generation: int = 0) -> Seen:
+    value = json.dumps({"run_id": run, "attempt": attempt, "source": source, "x": extra})
+    return Seen(generation, "ai_solutions", value.encode(), 0.0)
+
+
+def test_lost_duplicated_and_unexpected_reports() -> None:
+    counts = report_counts({"a", "b", "c"}, ["a", "a", "b", "zz", "a"])
+    assert counts == {"fed": 3, "reported": 2, "lost": 1, "duplicated": 2, "unexpected": 1}
+    assert report_counts({"a"}, ["a"]) == {
+        "fed": 1, "reported": 1, "lost": 0, "duplicated": 0, "unexpected": 0,
+    }  # fmt: skip
+
+
+def test_a_step_run_twice_differs_from_a_republished_copy() -> None:
+    same = _edge("r", 0, "consumer", "one")
+    records = [
+        same,
+        same,  # re-published byte for byte: not a second execution
+        _edge("r", 0, "consumer", "two"),  # the same step's output with other bytes: ran twice
+        _edge("r", 1, "consumer", "three"),  # the next attempt: another step
+        _edge("r", 0, "consumer", "four", generation=1),  # after the broker restart: apart
+        Seen(0, "ai_reports", same.value + b" ", 0.0),  # reports are not edges
+        Seen(0, "ai_solutions", b"not json", 0.0),
+    ]
+    assert steps_executed_twice(records) == 1
+
+
+def test_first_after() -> None:
+    assert first_after([1.0, 5.0, 7.5], 4.0) == 1.0
+    assert first_after([1.0], 4.0) is None
