@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from foundation.backoff import exponential_delay
 from foundation.errors import InfrastructureError
 
 TransientPredicate = Callable[[BaseException], bool]
@@ -38,13 +39,11 @@ class RetryPolicy:
 
     def delay_s(self, tries: int) -> float:
         """The wait before try `tries + 1` (exponential, capped)."""
-        return float(min(self.max_backoff_s, self.backoff_s * 2 ** max(0, tries - 1)))
+        return exponential_delay(tries, self.backoff_s, self.max_backoff_s)
 
     def publish_delay_s(self, tries: int) -> float:
         """The wait before re-publishing outputs the broker did not confirm."""
-        return float(
-            min(self.max_publish_backoff_s, self.publish_backoff_s * 2 ** max(0, tries - 1))
-        )
+        return exponential_delay(tries, self.publish_backoff_s, self.max_publish_backoff_s)
 
 
 @dataclass(frozen=True)
