@@ -10,21 +10,17 @@ metadata["kind"]):
 | `best_practice` | `consumer` | the reviewer praises a solution                | `recall()`         |
 | `failure`       | `consumer` | an attempt fails (kept even if no fix follows) | `search()`, export |
 
-Embedder: all-MiniLM-L6-v2 (384 dims) from site-packages. Vector store: embedded Qdrant in
-`<dir>/qdrant` (one process at a time), or a shared Chroma server for distributed workers. mem0's
-history database is `<dir>/history.db`. Telemetry is off and nothing is downloaded.
+How mem0 is opened (embedder, vector store, history database, telemetry off, nothing
+downloaded) is `memory.mem0_setup`.
 """
 
 from __future__ import annotations
 
 import builtins
-import functools
 import hashlib
 import json
 import logging
-import os
 import threading
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,19 +30,11 @@ from typing import TYPE_CHECKING, Any, Literal, Self, cast, get_args
 import httpx
 
 from foundation.settings import MemorySettings
-from memory.embedder import (
-    EMBEDDING_DIMS,
-    configure_torch_threads,
-    resolve_model_dir,
-)
 from memory.errors import (
     AgentMemoryError,
-    MemoryConfigError,
-    MemoryStoreBusyError,
     MemoryUnavailableError,
 )
-from memory.lazy_providers import DeferredEmbedding
-from memory.lazy_providers import install as install_deferred_providers
+from memory.mem0_setup import ScoreScale, open_mem0
 from memory.texts import best_practice_text, failure_text, fix_recipe_text, task_text
 
 if TYPE_CHECKING:
@@ -65,17 +53,6 @@ AGENT_OF_KIND: dict[MemoryKind, str] = {
 RECALL_KINDS: tuple[MemoryKind, ...] = ("fix_recipe", "best_practice")
 # get_all() needs a limit; this is "everything" for a namespace.
 ALL = 1_000_000
-# Where a placeholder OpenAI client points when infer is off: mem0 always builds an LLM client,
-# but with infer=False it is never called.
-_UNUSED_LLM_URL = "http://127.0.0.1:9/v1"
-# Expected, harmless warnings in this offline configuration (no spaCy, no fastembed: semantic
-# search only), logged by mem0 on every start.
-_QUIET_MESSAGES = (
-    "Failed to load spaCy",
-    "fastembed not installed",
-    "does not support keyword search",
-)
-
 log = logging.getLogger(__name__)
 
 
@@ -160,103 +137,6 @@ class Recall:
         return "\n".join(parts)
 
 
-@dataclass(frozen=True)
-class _ScoreScale:
-    """Converts between cosine similarity and the score mem0 reports for a vector store.
-
-    Qdrant reports cosine similarity. mem0's Chroma store reports 1 / (1 + distance), where the
-    distance depends on the collection's space; our vectors are unit length.
-    """
-
-    space: Literal["cosine", "chroma-cosine", "chroma-l2"]
-
-    def to_cosine(self, score: float) -> float:
-        if self.space == "cosine" or score <= 0:
-            return score
-        distance = 1.0 / score - 1.0
-        return 1.0 - distance if self.space == "chroma-cosine" else 1.0 - distance / 2.0
-
-    def from_cosine(self, cosine: float) -> float:
-        if self.space == "cosine":
-            score = cosine
-        elif self.space == "chroma-cosine":
-            score = 1.0 / (1.0 + (1.0 - cosine))
-        else:
-            score = 1.0 / (1.0 + (2.0 - 2.0 * cosine))
-        return min(max(score, 0.0), 1.0)
-
-
-class _QuietFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(quiet in message for quiet in _QUIET_MESSAGES)
-
-
-def _import_mem0(mem0_dir: Path) -> type[Memory]:
-    """Import mem0 with telemetry off and its config dir in the project (before the import)."""
-    os.environ["MEM0_TELEMETRY"] = "False"
-    os.environ.setdefault("MEM0_DIR", str(mem0_dir))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")  # chromadb's client
-    mem0_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        from mem0 import Memory
-        from mem0.memory import main as mem0_main
-        from mem0.memory import telemetry as mem0_telemetry
-    except ImportError as e:
-        raise MemoryUnavailableError(
-            f"mem0 is not installed ({e}): pip install -e '.[memory]' (see scripts/setup.sh)"
-        ) from e
-    install_deferred_providers()
-    if mem0_telemetry.MEM0_TELEMETRY or mem0_main.MEM0_TELEMETRY:
-        raise MemoryConfigError(
-            "mem0 was imported with telemetry on before memory/ could turn it off: "
-            "set MEM0_TELEMETRY=False or import memory first"
-        )
-    quiet = _QuietFilter()
-    for name in ("mem0.utils.spacy_models", "mem0.vector_stores.qdrant", "mem0.memory.main"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _QuietFilter) for f in logger.filters):
-            logger.addFilter(quiet)
-    return Memory
-
-
-def _chroma_client(settings: MemorySettings) -> tuple[Any, _ScoreScale]:
-    """A client for the shared Chroma server, with the collection created in cosine space."""
-    try:
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-    except ImportError as e:
-        raise MemoryUnavailableError(
-            f"chromadb is not installed ({e}): pip install -e '.[memory]'"
-        ) from e
-    from memory.chroma_server import chroma_is_up
-
-    # chromadb warns on every read of a collection created without an embedding function.
-    warnings.filterwarnings(
-        "ignore", message="legacy embedding function config", category=DeprecationWarning
-    )
-    host, port = settings.chroma_host, settings.chroma_port
-    if not chroma_is_up(host, port, timeout_s=settings.chroma_timeout_s):
-        raise MemoryConfigError(
-            f"no Chroma server answers at {host}:{port}: start one with "
-            f"`aimesh memory serve --port {port}` (AIMESH_MEMORY_BACKEND=chroma)"
-        )
-    client = chromadb.HttpClient(
-        host=host, port=port, settings=ChromaSettings(anonymized_telemetry=False)
-    )
-    collection = client.get_or_create_collection(
-        settings.collection, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
-    )
-    config = collection.configuration or {}
-    hnsw = config.get("hnsw") or {}
-    space = hnsw.get("space") or (collection.metadata or {}).get("hnsw:space") or "l2"
-    scale = _ScoreScale("chroma-l2" if space == "l2" else "chroma-cosine")
-    return client, scale
-
-
 class _Recorded:
     """What this process recorded in the embedded store: (namespace, kind, key) -> memory id.
 
@@ -292,7 +172,7 @@ class AgentMemory:
         *,
         settings: MemorySettings,
         directory: Path,
-        scale: _ScoreScale,
+        scale: ScoreScale,
         infer: bool = False,
         lock: threading.RLock | None = None,
         owner: bool = True,
@@ -325,71 +205,8 @@ class AgentMemory:
         (e.g. the embedded model server's URL).
         """
         ms = settings.memory
-        base_url = llm_base_url or settings.llm_base_url
-        if ms.infer and not base_url:
-            raise MemoryConfigError(
-                "AIMESH_MEMORY_INFER=true needs an OpenAI-compatible endpoint: set "
-                "AIMESH_LLM_BASE_URL (e.g. from `aimesh model serve`)"
-            )
         directory = ms.resolved_dir(settings.data_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        memory_cls = _import_mem0(directory / "mem0")
-        model_dir = resolve_model_dir(ms.embedder_model)
-
-        scale = _ScoreScale("cosine")
-        vector_store: dict[str, Any]
-        if ms.backend == "qdrant":
-            vector_store = {
-                "provider": "qdrant",
-                "config": {
-                    "collection_name": ms.collection,
-                    "path": str(directory / "qdrant"),
-                    "embedding_model_dims": EMBEDDING_DIMS,
-                },
-            }
-        else:
-            client, scale = _chroma_client(ms)
-            vector_store = {
-                "provider": "chroma",
-                "config": {"collection_name": ms.collection, "client": client},
-            }
-
-        api_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-        config = {
-            "vector_store": vector_store,
-            "embedder": {
-                "provider": "huggingface",
-                "config": {
-                    "model": str(model_dir),
-                    "embedding_dims": EMBEDDING_DIMS,
-                    "model_kwargs": {"device": ms.embedder_device},
-                },
-            },
-            "llm": {
-                "provider": "openai",
-                "config": {
-                    "model": settings.llm_model,
-                    "api_key": api_key or "not-needed",
-                    "openai_base_url": base_url or _UNUSED_LLM_URL,
-                    "temperature": 0.1,
-                    "max_tokens": 1000,
-                },
-            },
-            "history_db_path": str(directory / "history.db"),
-        }
-        try:
-            memory = memory_cls.from_config(config)
-        except RuntimeError as e:
-            if "already accessed" in str(e):
-                raise MemoryStoreBusyError(
-                    f"the memory store {directory / 'qdrant'} is open in another process; "
-                    "embedded Qdrant allows one process at a time: share memory between "
-                    "processes with AIMESH_MEMORY_BACKEND=chroma (`aimesh memory serve`)"
-                ) from None
-            raise
-        embedder = memory.embedding_model
-        if isinstance(embedder, DeferredEmbedding):
-            embedder.before_load = functools.partial(configure_torch_threads, ms.embedder_threads)
+        memory, scale = open_mem0(settings, directory, llm_base_url=llm_base_url)
         return cls(memory, settings=ms, directory=directory, scale=scale, infer=ms.infer)
 
     @property
