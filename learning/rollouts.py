@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -408,54 +409,66 @@ class RolloutRecorder:
                     " AND task_json IS NULL",
                     (trace.task.task_id, trace.task.model_dump_json(), trace.rollout_id),
                 )
-            # Numbered inside the write lock, so processes sharing a rollout never collide.
-            row = conn.execute(
-                "SELECT COALESCE(MAX(seq) + 1, 0) AS seq FROM spans WHERE rollout_id = ?",
-                (trace.rollout_id,),
-            ).fetchone()
-            seq = int(row["seq"])
-            for span in spans:
-                conn.execute(
-                    "INSERT INTO spans (rollout_id, seq, name, kind, start, end,"
-                    " attributes) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        trace.rollout_id,
-                        seq,
-                        span.name,
-                        span.kind,
-                        span.start,
-                        span.end,
-                        json.dumps(span.attributes),
-                    ),
-                )
-                seq += 1
+            self._append_spans(conn, trace.rollout_id, spans)
             if trace.done:
-                conn.execute(
-                    "UPDATE rollouts SET finished = ?, status = ?, reward = ?, passed = ?,"
-                    " attempts = ?, tokens = ?, prompt_versions = ? WHERE rollout_id = ?",
-                    (
-                        trace.finished,
-                        trace.status,
-                        trace.reward,
-                        int(trace.passed),
-                        trace.attempts,
-                        trace.tokens,
-                        json.dumps(trace.prompt_versions),
-                        trace.rollout_id,
-                    ),
+                self._write_outcome(conn, trace)
+
+    @staticmethod
+    def _append_spans(conn: sqlite3.Connection, rollout_id: str, spans: list[SpanRecord]) -> None:
+        """Append spans after the rollout's last one (numbered inside the write lock, so
+        processes sharing a rollout never collide)."""
+        row = conn.execute(
+            "SELECT COALESCE(MAX(seq) + 1, 0) AS seq FROM spans WHERE rollout_id = ?",
+            (rollout_id,),
+        ).fetchone()
+        conn.executemany(
+            "INSERT INTO spans (rollout_id, seq, name, kind, start, end, attributes)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    rollout_id,
+                    int(row["seq"]) + i,
+                    span.name,
+                    span.kind,
+                    span.start,
+                    span.end,
+                    json.dumps(span.attributes),
                 )
-                for name, reward in trace.rewards.items():
-                    conn.execute(
-                        "INSERT OR REPLACE INTO rewards (rollout_id, name, version, reward, at)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        (
-                            trace.rollout_id,
-                            name,
-                            trace.prompt_versions.get(name, "?"),
-                            reward,
-                            trace.finished,
-                        ),
-                    )
+                for i, span in enumerate(spans)
+            ],
+        )
+
+    @staticmethod
+    def _write_outcome(conn: sqlite3.Connection, trace: RolloutTrace) -> None:
+        """A finished rollout's status, reward and per-prompt rewards."""
+        conn.execute(
+            "UPDATE rollouts SET finished = ?, status = ?, reward = ?, passed = ?,"
+            " attempts = ?, tokens = ?, prompt_versions = ? WHERE rollout_id = ?",
+            (
+                trace.finished,
+                trace.status,
+                trace.reward,
+                int(trace.passed),
+                trace.attempts,
+                trace.tokens,
+                json.dumps(trace.prompt_versions),
+                trace.rollout_id,
+            ),
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO rewards (rollout_id, name, version, reward, at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                (
+                    trace.rollout_id,
+                    name,
+                    trace.prompt_versions.get(name, "?"),
+                    reward,
+                    trace.finished,
+                )
+                for name, reward in trace.rewards.items()
+            ],
+        )
 
     def link_agl_rollout(self, rollout_id: str, agl_rollout_id: str) -> None:
         """Remember which agent-lightning rollout a recorded rollout was reported as."""
