@@ -11,6 +11,7 @@ import pytest
 
 from sandbox import SandboxError
 from sandbox.docker import DockerSandbox
+from sandbox.docker_image import docker_client
 from sandbox.local import LocalSandbox
 from sandbox.protocol import HarnessSandbox
 
@@ -23,11 +24,13 @@ def local() -> LocalSandbox:
 
 @pytest.fixture(scope="session")
 def docker() -> DockerSandbox:
-    """The docker backend on its default image (built from the host's Python on first use)."""
+    """The docker backend on its default image (built from the host's Python on first use).
+    Skipped only where no engine answers; any other failure of the backend is a test failure."""
     try:
-        return DockerSandbox(timeout_s=30.0, memory_mb=512)
+        docker_client()
     except SandboxError as exc:
         pytest.skip(f"no Docker engine here: {exc}")
+    return DockerSandbox(timeout_s=30.0, memory_mb=512)
 
 
 @pytest.fixture(scope="session", params=["local", "docker"])
