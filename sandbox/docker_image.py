@@ -1,12 +1,13 @@
 """The docker backend's default image, built offline from the host's Python: no registry needed.
 
 The image is a root filesystem holding the interpreter the local backend runs (the host's
-/usr/bin/python3.11 where there is one), its standard library, /bin/sh (the backend's command runs through it) and
-every shared library they and the standard library's extension modules link (found with `ldd`),
-copied with symlinks dereferenced; directories the host links at the top (lib -> usr/lib on a
-merged-/usr system) are the same links inside. It is packed as a tar with fixed metadata and
-loaded with `docker import`. The tag is a sha256 of that content (each file's path, mode and
-bytes, each link's target), so an unchanged host gives the same tag and a rebuild is skipped.
+/usr/bin/python3.11 where there is one), its standard library, /bin/sh (the backend's command
+runs through it) and every shared library they and the standard library's extension modules
+link (found with `ldd`), copied with symlinks dereferenced; directories the host links at the
+top (lib -> usr/lib on a merged-/usr system) are the same links inside. It is packed as a tar
+with fixed metadata and loaded with `docker import`. The tag is a sha256 of that content (each
+file's path, mode and bytes, each link's target), so an unchanged host gives the same tag and a
+rebuild is skipped.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class RootFs:
     entries: tuple[Entry, ...]
 
     def write_tar(self, out: IO[bytes]) -> None:
-        """Pack as an uncompressed tar: sorted, owner root, mtime 0, so equal content packs equal."""
+        """Pack as a plain tar: sorted, owned by root, mtime 0 (equal content, equal tar)."""
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as archive:
             for directory in self._directories():
                 archive.addfile(_info(directory, tarfile.DIRTYPE, 0o755))
