@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TASKS ?= 5
 
-.PHONY: setup demo test lint typecheck imports pytest bench
+.PHONY: setup demo test lint typecheck imports docker-engine pytest bench
 
 setup:
 	@scripts/setup.sh
@@ -24,7 +24,11 @@ typecheck:
 imports:
 	$(BIN)/lint-imports
 
-pytest:
+# the docker sandbox tests need an engine: start dockerd where we can (root), else they skip and say why
+docker-engine:
+	@AIMESH_VENV=$(VENV) scripts/start_docker.sh
+
+pytest: docker-engine
 	$(BIN)/pytest -q
 
 bench: setup

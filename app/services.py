@@ -31,6 +31,7 @@ def build_context(settings: Settings, *, use_memory: bool | None = None) -> Mesh
             timeout_s=settings.sandbox_timeout_s,
             memory_mb=settings.sandbox_memory_mb,
             allow_unisolated=settings.sandbox_allow_unisolated,
+            docker_image=settings.sandbox_docker_image,
         ),
         registry=PromptRegistry.in_data_dir(settings.data_dir, SEED_PROMPTS),
         memory=AgentMemory.from_settings(settings) if wanted else None,

@@ -32,6 +32,7 @@ INFRASTRUCTURE: dict[str, list[str]] = {
         "545279a",
     ],  # the tree before lazy start-up
     "sandbox_overhead": ["-m", "benchmarks.sandbox_overhead"],
+    "docker_overhead": ["-m", "benchmarks.docker_overhead"],  # needs a Docker engine
     "kafka_edges": ["-m", "benchmarks.kafka_edges", "--scripted-mesh", "1,2,4"],
     "scale_out": ["-m", "benchmarks.scale_out"],
     # a short soak (bounded at 150 s + start-up); the full 200-task one is `python -m benchmarks.soak`

@@ -145,6 +145,11 @@ class Settings(BaseSettings):
     sandbox_allow_unisolated: bool = Field(
         False, description="explicit opt-in to run code WITHOUT isolation when bubblewrap cannot"
     )
+    sandbox_docker_image: str | None = Field(
+        None,
+        description="the docker backend's image (needs sh and python3); unset: the image built "
+        "offline from the host's Python (`aimesh sandbox build-image`, built on first use)",
+    )
 
     # Kafka
     kafka_bootstrap: str | None = Field(

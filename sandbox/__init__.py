@@ -28,9 +28,18 @@ PROVIDERS: dict[str, str] = {
 
 
 def make_sandbox(
-    name: str, *, timeout_s: float = 10.0, memory_mb: int = 512, allow_unisolated: bool = False
+    name: str,
+    *,
+    timeout_s: float = 10.0,
+    memory_mb: int = 512,
+    allow_unisolated: bool = False,
+    docker_image: str | None = None,
 ) -> Sandbox:
-    """Create the named backend; raise SandboxError (one line) if it cannot run here."""
+    """Create the named backend; raise SandboxError (one line) if it cannot run here.
+
+    `docker_image` is the docker backend's image (None: the one built from the host's Python);
+    the other backends have no image to choose.
+    """
     try:
         module_name, class_name = PROVIDERS[name].split(":")
     except KeyError:
@@ -38,7 +47,10 @@ def make_sandbox(
             f"unknown sandbox {name!r}: choose one of {', '.join(PROVIDERS)}"
         ) from None
     backend: type[Sandbox] = getattr(import_module(module_name), class_name)
-    return backend(timeout_s=timeout_s, memory_mb=memory_mb, allow_unisolated=allow_unisolated)
+    options = {"image": docker_image} if name == "docker" else {}
+    return backend(
+        timeout_s=timeout_s, memory_mb=memory_mb, allow_unisolated=allow_unisolated, **options
+    )
 
 
 __all__ = [

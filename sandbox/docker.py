@@ -1,15 +1,20 @@
 """DockerSandbox: run the harness in a throw-away container per job (extra `ai-mesh[docker]`).
 
+The image is the one built offline from the host's Python (`aimesh sandbox build-image`, built on
+first use), or any image with `sh` and `python3` named by `AIMESH_SANDBOX_DOCKER_IMAGE`.
+
 The container runs as nobody with no network and no capabilities. Its work dir belongs to root
 and holds the harness, the job and the one file nobody may write (the result, size-capped by
-RLIMIT_FSIZE); every world-writable directory is a size-capped tmpfs, so the code cannot fill
-the host's disk through the container's writable layer.
+RLIMIT_FSIZE); memory is capped by the cgroup and by RLIMIT_AS (an allocation fails with
+MemoryError, as in the local backend); every world-writable directory is a size-capped tmpfs, so
+the code cannot fill the host's disk through the container's writable layer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import tarfile
 import time
@@ -17,14 +22,16 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from sandbox.base import SandboxError, first_line
+from sandbox.docker_image import BUILD_COMMAND, docker_client, ensure_image
 from sandbox.protocol import OUTPUT_LIMIT, HarnessRun, HarnessSandbox, decode_output, harness_source
 
 if TYPE_CHECKING:
-    from docker import DockerClient
     from docker.models.containers import Container
 
-IMAGE = "python:3.11-slim"
+log = logging.getLogger(__name__)
+
 WORKDIR = "/sandbox"
+HARNESS = f"{WORKDIR}/harness.py"  # read-only, owned by root
 RESULT = "result.jsonl"
 NOBODY = 65534
 DISK_BYTES = 64 * 1024 * 1024
@@ -56,35 +63,47 @@ class DockerSandbox(HarnessSandbox):
     name = "docker"
 
     def __init__(
-        self, *, timeout_s: float = 10.0, memory_mb: int = 512, allow_unisolated: bool = False
+        self,
+        *,
+        timeout_s: float = 10.0,
+        memory_mb: int = 512,
+        allow_unisolated: bool = False,
+        image: str | None = None,
     ) -> None:
+        """`image`: any image with `sh` and `python3` (3.10+), pulled if missing; None: the image
+        built offline from the host's Python (sandbox.docker_image), built now if missing."""
         super().__init__(
             timeout_s=timeout_s, memory_mb=memory_mb, allow_unisolated=allow_unisolated
         )
-        try:
-            import docker
-        except ImportError:
-            raise SandboxError(
-                "the docker sandbox needs the docker SDK: pip install 'ai-mesh[docker]'"
-            ) from None
-        self._sdk: ModuleType = docker
-        try:
-            self._client: DockerClient = docker.from_env()
-            self._client.ping()
-            self._client.images.get(IMAGE)
-        except docker.errors.ImageNotFound:
-            self._pull()
-        except docker.errors.DockerException as exc:
-            raise SandboxError(
-                f"Docker engine not reachable ({first_line(exc)}): start Docker or choose another "
-                "sandbox (AIMESH_SANDBOX=local)"
-            ) from None
+        self._client = docker_client()
+        import docker  # present: docker_client() imported it
 
-    def _pull(self) -> None:
+        self._sdk: ModuleType = docker
+        self.image = self._named(image) if image else self._built()
+
+    def _named(self, image: str) -> str:
+        """The configured image, pulled if the engine does not have it."""
+        errors = self._sdk.errors
         try:
-            self._client.images.pull(IMAGE)
-        except self._sdk.errors.DockerException as exc:
-            raise SandboxError(f"cannot pull {IMAGE}: {first_line(exc)}") from None
+            self._client.images.get(image)
+        except errors.ImageNotFound:
+            try:
+                self._client.images.pull(image)
+            except errors.DockerException as exc:
+                raise SandboxError(f"cannot pull {image}: {first_line(exc)}") from None
+        except errors.DockerException as exc:
+            raise SandboxError(f"Docker cannot look up {image}: {first_line(exc)}") from None
+        return image
+
+    def _built(self) -> str:
+        """The host-Python image, built now (once: a few seconds) if the engine does not have it."""
+        try:
+            tag, built = ensure_image(self._client)
+        except SandboxError as exc:
+            raise SandboxError(f"{exc} (try `{BUILD_COMMAND}`)") from None
+        if built:
+            log.warning("sandbox: built the docker image %s from the host's Python", tag)
+        return tag
 
     def run_harness(self, payload: bytes, *, timeout_s: float, memory_mb: int) -> HarnessRun:
         """Create the container, copy harness and job in, run, read the events back, remove it."""
@@ -104,11 +123,11 @@ class DockerSandbox(HarnessSandbox):
             timed_out = False
             try:
                 status = container.wait(timeout=timeout_s)
+                duration_s = time.monotonic() - started
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-                timed_out = True
+                timed_out, duration_s = True, time.monotonic() - started  # not the tear-down
                 container.kill()
                 status = container.wait()
-            duration_s = time.monotonic() - started
             stdout = container.logs(stdout=True, stderr=False)
             stderr = container.logs(stdout=False, stderr=True)
             events = self._read_events(container)
@@ -130,8 +149,9 @@ class DockerSandbox(HarnessSandbox):
         ulimit = self._sdk.types.Ulimit
         cpu_s = math.ceil(timeout_s) + 1
         options: dict[str, Any] = {
-            "command": [
-                "sh", "-c", f"exec python3 -E -s -S harness.py --result-file {RESULT} < job.bin"
+            "command": [  # RLIMIT_AS set by the shell: as a docker ulimit it starves runc's init
+                "sh", "-c", f"ulimit -v {memory_mb * 1024} && exec python3 -E -s -S harness.py "
+                f"--result-file {RESULT} < job.bin",
             ],
             "user": f"{NOBODY}:{NOBODY}",
             "working_dir": WORKDIR,
@@ -152,7 +172,7 @@ class DockerSandbox(HarnessSandbox):
                 type="json-file", config={"max-size": f"{OUTPUT_LIMIT * 2}"}
             ),
         }  # fmt: skip
-        container: Container = self._client.containers.create(IMAGE, **options)
+        container: Container = self._client.containers.create(self.image, **options)
         return container
 
     def _read_events(self, container: Container) -> bytes:

