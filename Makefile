@@ -1,16 +1,20 @@
 # The two commands: `make demo` sets up and runs the main job; `make test` sets up and runs the checks.
+# `make notebook` sets up and opens notebooks/ in JupyterLab, on this venv's kernel.
 SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(VENV)/bin
 TASKS ?= 5
 
-.PHONY: setup demo test lint typecheck imports docker-engine pytest bench
+.PHONY: setup demo notebook test lint typecheck imports docker-engine pytest bench
 
 setup:
 	@scripts/setup.sh
 
 demo: setup
 	$(BIN)/aimesh run --tasks $(TASKS)
+
+notebook: setup
+	$(BIN)/jupyter lab notebooks/
 
 test: setup lint typecheck imports pytest
 

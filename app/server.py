@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from confluent_kafka import Consumer, Message, TopicPartition
 from fastapi import FastAPI
 
-from dashboard.app import create_router
+from dashboard.app import include_dashboard
 from foundation.backoff import Backoff
 from foundation.langsmith import configure_tracing
 from foundation.settings import Settings
@@ -158,7 +158,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(title="AI-Mesh", lifespan=lifespan)
-app.include_router(create_router(), prefix="/dashboard")
+include_dashboard(app, "/dashboard")
 
 
 @app.get("/aimesh/health")

@@ -169,8 +169,6 @@ def main() -> None:
     stop_on_sigterm()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("learning").setLevel(logging.INFO)
-    # LangGraph's in-memory checkpointer warns about the mesh's pydantic types on every read.
-    logging.getLogger("langgraph.checkpoint.serde.jsonplus").setLevel(logging.ERROR)
     if args.test_only:
         test_only(args)
         return

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from langgraph.checkpoint.memory import InMemorySaver
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -30,6 +28,7 @@ from app.services import build_context
 from benchmarks.common import RESULTS_DIR, begin, llm_overrides, saved_figure, write_result
 from foundation.settings import Settings
 from graph.builder import compile_mesh
+from graph.checkpoint import memory_checkpointer
 from graph.datasets import humaneval_tasks
 from graph.runner import BatchRunner
 from graph.state import TaskOutcome
@@ -41,7 +40,7 @@ console = Console()
 def run_arm(settings: Settings, use_memory: bool, limit: int, attempts: int) -> dict[str, Any]:
     """One arm: every problem through the graph with or without memory."""
     services = build_context(settings, use_memory=use_memory)
-    runner = BatchRunner(compile_mesh(NODE_FUNCTIONS, InMemorySaver()), services)
+    runner = BatchRunner(compile_mesh(NODE_FUNCTIONS, memory_checkpointer()), services)
     tasks = humaneval_tasks(limit)
     label = "with memory" if use_memory else "without memory"
     with Progress(console=console) as progress:
@@ -122,8 +121,6 @@ def main() -> None:
     )
     args = parser.parse_args()
     run = begin(**vars(args))
-    # LangGraph's in-memory checkpointer warns about the mesh's pydantic types on every read.
-    logging.getLogger("langgraph.checkpoint.serde.jsonplus").setLevel(logging.ERROR)
 
     overrides = {
         **llm_overrides(args.llm, args.base_url),

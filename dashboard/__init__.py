@@ -1,6 +1,7 @@
 """The live dashboard: Kafka telemetry and supervisor reports, aggregated and streamed to browsers.
 
-`create_app(bootstrap)` serves it standalone; `create_router()` mounts it in another FastAPI app.
+`create_app(bootstrap)` serves it standalone; `include_dashboard(app, "/dashboard")` mounts it in
+another FastAPI app (`create_router()` is the bare router).
 Importing this package starts nothing.
 """
 
@@ -8,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["DashboardService", "create_app", "create_router"]
+__all__ = ["DashboardService", "create_app", "create_router", "include_dashboard"]
 
 if TYPE_CHECKING:
-    from dashboard.app import DashboardService, create_app, create_router
+    from dashboard.app import DashboardService, create_app, create_router, include_dashboard
 
 
 def __getattr__(name: str) -> Any:

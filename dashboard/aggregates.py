@@ -26,6 +26,7 @@ from dashboard.schema import (
     parse_telemetry,
 )
 from graph.topics import AI_REPORTS, AI_TELEMETRY
+from graph.wire import BatchAuditMessage
 
 MAX_TASKS = 20_000
 """Tasks remembered (for de-duplication and outcome updates); older ones are forgotten."""
@@ -37,14 +38,22 @@ REWARD_POINTS = 300
 """Finished tasks shown on the reward-over-time chart."""
 REWARD_MEAN_WINDOW = 10
 """Tasks in the reward chart's rolling mean."""
-THROUGHPUT_MINUTES = 30
-"""Minutes shown on the throughput chart."""
+THROUGHPUT_BARS = 30
+"""Most bars on the throughput chart: its bucket grows with the time the data spans."""
+THROUGHPUT_BUCKETS_S = (10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
+"""The bucket lengths the throughput chart may use (the shortest that fits the data)."""
 RATE_WINDOW_S = 60.0
 """Window of the tasks-per-minute figure."""
 IN_PROGRESS_IDLE_S = 600.0
 """A started task with no step for this long no longer counts as in progress."""
+STALL_FACTOR = 3.0
+"""The mesh is idle once no step was seen for this many times its longest recent step..."""
+STALL_MIN_S = 30.0
+"""...and at least this long: then nothing is running, and unfinished tasks count as stalled."""
 LIST_LIMIT = 25
-"""Reports, failures and rejected messages listed in a snapshot (newest first)."""
+"""Reports, failures, batch audits and rejected messages listed in a snapshot (newest first)."""
+DETAIL_LIMIT = 1_000
+"""Finished tasks whose detail (attempts, code, review) is kept for the task view."""
 
 
 @dataclass
@@ -59,6 +68,7 @@ class _Task:
     reward_plotted: bool = False
     reported: bool = False
     failure_listed: bool = False
+    failed_at: str | None = None
 
 
 @dataclass
@@ -128,6 +138,7 @@ class Aggregator:
         self._events = 0
         self._duplicates = 0
         self._reports = 0
+        self._batches = 0
         self._finished = 0
         self._outcomes: Counter[str] = Counter()
         self._verdicts: Counter[str] = Counter()
@@ -142,11 +153,14 @@ class Aggregator:
         self._finish_times: deque[float] = deque(maxlen=MAX_TASKS)
         self._last_run_of: OrderedDict[str, str] = OrderedDict()
         self._event_keys = _LRUSet(MAX_EVENT_KEYS)
+        self._batch_ids = _LRUSet(MAX_TASKS)
+        self._last_step_at: float | None = None
         self._agents: dict[str, _Agent] = {}
         self._prompts: dict[tuple[str, str], _PromptVersion] = {}
         self._reward_points: deque[tuple[float, float, str]] = deque(maxlen=REWARD_POINTS)
-        self._minutes: dict[int, Counter[str]] = {}
+        self._details: OrderedDict[tuple[str | None, str], dict[str, Any]] = OrderedDict()
         self._report_list: deque[dict[str, Any]] = deque(maxlen=LIST_LIMIT)
+        self._batch_list: deque[dict[str, Any]] = deque(maxlen=LIST_LIMIT)
         self._failures: deque[dict[str, Any]] = deque(maxlen=LIST_LIMIT)
         self._rejected: deque[dict[str, Any]] = deque(maxlen=LIST_LIMIT)
 
@@ -174,7 +188,11 @@ class Aggregator:
             if topic == AI_TELEMETRY:
                 self.add_telemetry(parse_telemetry(value))
             elif topic == AI_REPORTS:
-                self.add_report(parse_report(value), kafka_ts=kafka_ts)
+                report = parse_report(value)
+                if isinstance(report, BatchAuditMessage):
+                    self.add_batch_audit(report, kafka_ts=kafka_ts)
+                else:
+                    self.add_report(report, kafka_ts=kafka_ts)
             else:
                 raise RecordError("unknown_topic", f"the dashboard does not read {topic!r}")
         except RecordError as exc:
@@ -204,6 +222,7 @@ class Aggregator:
                 self._version += 1
                 return
             self._events += 1
+            self._last_step_at = max(self._last_step_at or at, at)
             self._tokens += event.tokens_used
             self._memory_hits += event.memory_hits
             agent = self._agents.setdefault(event.agent, _Agent())
@@ -231,6 +250,8 @@ class Aggregator:
                 task = self._task(event.task_id, event.run_id, at)
                 if event.attempt is not None:
                     task.attempts = max(task.attempts or 0, event.attempt)
+                if event.status == "failed" and task.failed_at is None:
+                    task.failed_at = event.agent  # the first step that failed the task
                 if event.finishes_task:
                     self._finish(task, at)
                     if event.reward_score is not None:
@@ -239,7 +260,10 @@ class Aggregator:
                         self._set_outcome(task, event.outcome)
                     if event.outcome == "failed":
                         self._list_failure(
-                            task, at, event.agent, f"task ended with status {event.status}"
+                            task,
+                            at,
+                            task.failed_at or event.agent,
+                            f"task ended with status {event.status}",
                         )
             self._version += 1
 
@@ -275,14 +299,52 @@ class Aggregator:
                     "reward": report.reward if report.reward is not None else task.reward,
                     "attempts": report.attempts if report.attempts is not None else task.attempts,
                     "outcome": task.outcome,
+                    "has_detail": report.detail is not None,
                 }
             )
+            if report.detail is not None:
+                self._keep_detail(task, at, report)
             if report.outcome == "failed":
                 reason = report.reason or (
                     report.findings[0] if report.findings else report.summary
                 )
-                self._list_failure(task, at, "supervisor", reason, replace=True)
+                source = report.failed_at or task.failed_at or "report"
+                self._list_failure(task, at, source, reason, replace=True)
             self._version += 1
+
+    def add_batch_audit(self, message: BatchAuditMessage, *, kafka_ts: float | None = None) -> None:
+        """The supervisor's audit of a batch: listed on its own, never counted as a task."""
+        audit = message.audit
+        at = kafka_ts or self._clock()
+        with self._lock:
+            if not self._batch_ids.add(audit.batch_id):
+                self._duplicates += 1
+                self._version += 1
+                return
+            self._batches += 1
+            self._batch_list.appendleft(
+                {
+                    "at": at,
+                    "batch_id": audit.batch_id,
+                    "verdict": audit.verdict,
+                    "tasks": audit.tasks,
+                    "pass_rate": audit.pass_rate,
+                    "mean_reward": audit.mean_reward,
+                    "reward_trend": audit.reward_trend,
+                    "tokens_used": audit.tokens_used,
+                    "wall_time_s": audit.wall_time_s,
+                    "summary": _clip(audit.summary),
+                    "anomalies": [_clip(a, 200) for a in audit.anomalies[:8]],
+                }
+            )
+            self._version += 1
+
+    def task_detail(self, task_id: str, run_id: str | None = None) -> dict[str, Any] | None:
+        """A reported task's detail (its latest run unless `run_id` is given); None if unknown."""
+        with self._lock:
+            if run_id is None:
+                run_id = self._last_run_of.get(task_id)
+            return self._details.get((run_id, task_id))
 
     # internal helpers below expect the lock to be held
 
@@ -313,6 +375,20 @@ class Aggregator:
             task.last_seen = max(task.last_seen, at)
         return task
 
+    def _keep_detail(self, task: _Task, at: float, report: ReportRecord) -> None:
+        key = (task.run_id, task.task_id)
+        self._details[key] = {
+            **(report.detail or {}),
+            "task_id": task.task_id,
+            "at": at,
+            "outcome": task.outcome,
+            "failed_at": report.failed_at,
+            "reason": _clip(report.reason, 400),
+        }
+        self._details.move_to_end(key)
+        if len(self._details) > DETAIL_LIMIT:
+            self._details.popitem(last=False)
+
     def _finish(self, task: _Task, at: float) -> None:
         if task.finished_at is not None:
             return
@@ -321,8 +397,6 @@ class Aggregator:
         self._finish_times.append(at)
         self._finished += 1
         self._outcomes["unknown"] += 1
-        self._minutes.setdefault(int(at // 60), Counter())["unknown"] += 1
-        self._prune_minutes()
 
     def _set_outcome(self, task: _Task, outcome: Outcome) -> None:
         if task.finished_at is None or task.outcome == outcome:
@@ -331,10 +405,6 @@ class Aggregator:
         task.outcome = outcome
         self._outcomes[old] -= 1
         self._outcomes[outcome] += 1
-        bucket = self._minutes.get(int(task.finished_at // 60))
-        if bucket is not None:
-            bucket[old] -= 1
-            bucket[outcome] += 1
 
     def _set_reward(self, task: _Task, reward: float) -> None:
         task.reward = reward
@@ -364,12 +434,6 @@ class Aggregator:
         task.failure_listed = True
         self._failures.appendleft(entry)
 
-    def _prune_minutes(self) -> None:
-        if len(self._minutes) > 4 * THROUGHPUT_MINUTES:
-            newest = max(self._minutes)
-            for minute in [m for m in self._minutes if m < newest - 2 * THROUGHPUT_MINUTES]:
-                del self._minutes[minute]
-
     # ------------------------------------------------------------------ reading
 
     def snapshot(self, max_age_s: float = 1.0) -> dict[str, Any]:
@@ -395,6 +459,7 @@ class Aggregator:
             "agents": self._agent_rows(),
             "prompt_versions": self._prompt_rows(),
             "reports": sorted(self._report_list, key=lambda r: r["at"], reverse=True),
+            "batches": list(self._batch_list),
             "failures": sorted(self._failures, key=lambda f: f["at"], reverse=True),
             "rejected": list(self._rejected),
         }
@@ -404,17 +469,22 @@ class Aggregator:
         decided = passed + failed
         # a few seconds of clock skew between a producer and this process still count as recent
         recent = sum(1 for at in self._finish_times if now - RATE_WINDOW_S <= at <= now + 5.0)
-        in_progress = sum(1 for t in self._open.values() if now - t.last_seen <= IN_PROGRESS_IDLE_S)
+        unfinished = sum(1 for t in self._open.values() if now - t.last_seen <= IN_PROGRESS_IDLE_S)
+        stall_window = self._stall_window()
+        idle = self._last_step_at is None or now - self._last_step_at > stall_window
         mean_reward = self._reward_sum / self._reward_count if self._reward_count else None
         return {
             "events": self._events,
             "duplicates": self._duplicates,
             "reports": self._reports,
+            "batches": self._batches,
             "tasks_finished": self._finished,
             "tasks_passed": passed,
             "tasks_failed": failed,
             "tasks_unknown": self._outcomes["unknown"],
-            "tasks_in_progress": in_progress,
+            "tasks_in_progress": 0 if idle else unfinished,
+            "tasks_stalled": unfinished if idle else 0,
+            "stall_window_s": stall_window,
             "pass_rate": passed / decided if decided else None,
             "tasks_per_min": recent * 60.0 / RATE_WINDOW_S,
             "mean_reward": mean_reward,
@@ -434,20 +504,46 @@ class Aggregator:
             )
         return series
 
-    def _throughput(self, now: float) -> list[dict[str, Any]]:
-        current_minute = int(now // 60)
-        rows = []
-        for minute in range(current_minute - THROUGHPUT_MINUTES + 1, current_minute + 1):
-            bucket = self._minutes.get(minute, Counter())
-            rows.append(
-                {
-                    "t": minute * 60,
-                    "passed": bucket["passed"],
-                    "failed": bucket["failed"],
-                    "unknown": bucket["unknown"],
-                }
-            )
-        return rows
+    def _stall_window(self) -> float:
+        """How long the mesh may be silent while a step still runs: a step publishes its
+        telemetry when it ends, so silence shorter than a few of the longest steps means nothing."""
+        longest_ms = max(
+            (max(a.latency_recent, default=0.0) for a in self._agents.values()), default=0.0
+        )
+        return min(max(STALL_FACTOR * longest_ms / 1000.0, STALL_MIN_S), IN_PROGRESS_IDLE_S)
+
+    def _throughput(self, now: float) -> dict[str, Any]:
+        """Finished tasks per bucket, from the first finished task to now, in at most
+        THROUGHPUT_BARS buckets of the shortest length that fits."""
+        finished = [
+            (t.finished_at, t.outcome or "unknown")
+            for t in self._tasks.values()
+            if t.finished_at is not None
+        ]
+        if not finished:
+            return {"bucket_s": THROUGHPUT_BUCKETS_S[0], "buckets": []}
+        start = min(at for at, _ in finished)
+        end = max(now, max(at for at, _ in finished))
+        bucket_s = next(
+            (b for b in THROUGHPUT_BUCKETS_S if (end - start) / b < THROUGHPUT_BARS),
+            THROUGHPUT_BUCKETS_S[-1],
+        )
+        last = int(end // bucket_s)
+        first = max(int(start // bucket_s), last - THROUGHPUT_BARS + 1)
+        counts: dict[int, Counter[str]] = {}
+        for at, outcome in finished:
+            if int(at // bucket_s) >= first:
+                counts.setdefault(int(at // bucket_s), Counter())[outcome] += 1
+        buckets = [
+            {
+                "t": index * bucket_s,
+                "passed": counts.get(index, Counter())["passed"],
+                "failed": counts.get(index, Counter())["failed"],
+                "unknown": counts.get(index, Counter())["unknown"],
+            }
+            for index in range(first, last + 1)
+        ]
+        return {"bucket_s": bucket_s, "buckets": buckets}
 
     def _agent_rows(self) -> list[dict[str, Any]]:
         rows = []

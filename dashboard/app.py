@@ -4,9 +4,10 @@ Two ways to serve it:
 
 - standalone: `create_app(bootstrap)` (what `aimesh dashboard` runs);
 - inside another FastAPI app (the LangGraph server's http app):
-  `app.include_router(create_router(), prefix="/dashboard")`. FastAPI runs the router's
-  lifespan (which starts and stops the Kafka reader) as part of the app's own lifespan. An app
-  that composes lifespans by hand can use `DashboardService.lifespan` instead.
+  `include_dashboard(app, "/dashboard")`: the router under the prefix, and the prefix without
+  its trailing slash redirected to it. FastAPI runs the router's lifespan (which starts and
+  stops the Kafka reader) as part of the app's own lifespan. An app that composes lifespans by
+  hand can use `DashboardService.lifespan` instead.
 
 Nothing runs or connects at import time; each router owns its own DashboardService.
 """
@@ -24,7 +25,13 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
 from sse_starlette.sse import EventSourceResponse
 
 from dashboard.aggregates import Aggregator
@@ -153,8 +160,9 @@ def create_router(
 
     Routes (relative to where the router is included): `/` the page, `/api/snapshot` the
     aggregates as JSON, `/api/stream` the same as server-sent events (`event: snapshot`),
-    `/static/...` the page's assets, `/api/health` the reader's status. `router.service` is
-    the DashboardService (pass your own `service` to share or inspect it).
+    `/api/task?task_id=...[&run_id=...]` a reported task's detail (its attempts, code, verdicts,
+    review and report), `/static/...` the page's assets, `/api/health` the reader's status.
+    `router.service` is the DashboardService (pass your own `service` to share or inspect it).
     """
     service = service or DashboardService(
         bootstrap, kafka_config=kafka_config, topic_prefix=topic_prefix, start_from=start_from
@@ -190,6 +198,13 @@ def create_router(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
+    @router.get("/api/task", summary="A reported task's attempts, code, verdicts, review, report")
+    async def task(task_id: str, run_id: str | None = None) -> Response:
+        detail = service.aggregator.task_detail(task_id, run_id)
+        if detail is None:
+            raise HTTPException(404, f"no report of task {task_id!r} (yet, or any more)")
+        return Response(_dumps(detail), media_type="application/json")
+
     @router.get("/api/health", summary="Dashboard reader status")
     async def health() -> JSONResponse:
         return JSONResponse({"running": service.running, **service.aggregator.snapshot()["source"]})
@@ -217,6 +232,21 @@ async def _snapshots(
                 "retry": RECONNECT_MS,
             }
         await asyncio.sleep(STREAM_TICK_S)
+
+
+def include_dashboard(app: FastAPI, prefix: str, router: DashboardRouter | None = None) -> None:
+    """Serve the dashboard under `prefix` (e.g. "/dashboard") in `app`; `prefix` itself, without
+    the trailing slash, redirects to the page (hosts like the LangGraph server do not add the
+    slash themselves)."""
+    if not prefix.strip("/"):
+        raise ValueError("include_dashboard needs a path prefix such as '/dashboard'")
+    page = prefix.rstrip("/") + "/"
+
+    async def to_page() -> RedirectResponse:
+        return RedirectResponse(page, status_code=308)
+
+    app.include_router(router or create_router(), prefix=prefix.rstrip("/"))
+    app.add_api_route(page.rstrip("/"), to_page, methods=["GET"], include_in_schema=False)
 
 
 def _html_attr(value: str) -> str:

@@ -6,8 +6,9 @@ latency_ms, tokens_used, reward_score, memory_hits) and optional extras. The mes
 carry only the six required fields are accepted too.
 
 Reports (`ai_reports`) are the mesh's `graph.wire.ReportMessage` (the full MeshState
-plus a summary); a flat report ({task_id, verdict, findings, summary, wall_time_s, tokens_used,
-...}) is accepted as well.
+plus a summary, from which the task's detail is taken); a flat report ({task_id, verdict,
+findings, summary, wall_time_s, tokens_used, ...}) is accepted as well. The same topic carries
+the supervisor's audit of a whole batch (`graph.wire.BatchAuditMessage`): a batch, not a task.
 """
 
 from __future__ import annotations
@@ -18,9 +19,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from graph.wire import ReportMessage
+from graph.state import MeshState
+from graph.wire import BatchAuditMessage, ReportMessage
 
 Outcome = Literal["passed", "failed"]
+CODE_LIMIT = 20_000
+"""Characters of an attempt's code kept for the task detail view."""
+TEXT_LIMIT = 4_000
+"""Characters of a critique or a verdict's feedback kept for the task detail view."""
 
 
 class RecordError(ValueError):
@@ -89,7 +95,11 @@ class ReportRecord(BaseModel):
     status: str | None = None
     passed: bool | None = None
     reason: str | None = Field(None, description="why the task failed, when it did")
+    failed_at: str | None = Field(None, description="the node whose result failed the task")
     timestamp: datetime | None = None
+    detail: dict[str, Any] | None = Field(
+        None, description="the task, its attempts, the review and the report (see task_detail)"
+    )
 
     @property
     def outcome(self) -> Outcome | None:
@@ -136,19 +146,78 @@ def parse_telemetry(value: bytes | str | None) -> TelemetryRecord:
         raise _invalid(TelemetryRecord, exc) from None
 
 
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def task_detail(state: MeshState) -> dict[str, Any]:
+    """A finished task as the detail view shows it: the task, each attempt's code and verdict
+    (what a retry was told: hidden tests only as counts), the review's critique and reward
+    components, and the supervisor's report."""
+    task, review, report = state.task, state.review, state.report
+    return {
+        "run_id": state.run_id,
+        "status": state.status,
+        "error": state.error,
+        "tokens_used": state.tokens_used,
+        "prompt_versions": dict(state.prompt_versions),
+        "task": None
+        if task is None
+        else {
+            "task_id": task.task_id,
+            "statement": _clip(task.statement, TEXT_LIMIT),
+            "signature": task.signature,
+            "entry_point": task.entry_point,
+            "category": task.category,
+            "difficulty": task.difficulty,
+            "public_tests": len(task.tests),
+            "hidden_tests": len(task.hidden_tests),
+        },
+        "attempts": [
+            {
+                "number": attempt.number,
+                "code": _clip(attempt.code, CODE_LIMIT),
+                "passed": attempt.execution.passed if attempt.execution else None,
+                "tests_passed": attempt.execution.tests_passed if attempt.execution else None,
+                "tests_total": attempt.execution.tests_total if attempt.execution else None,
+                "error_type": attempt.execution.error_type if attempt.execution else None,
+                "timed_out": attempt.execution.timed_out if attempt.execution else False,
+                "feedback": _clip(attempt.feedback(), TEXT_LIMIT),
+                "tokens": attempt.tokens,
+            }
+            for attempt in state.attempts
+        ],
+        "review": None
+        if review is None
+        else {
+            "reward": review.reward,
+            "scores": review.scores.model_dump(),
+            "critique": _clip(review.critique, TEXT_LIMIT),
+            "findings": list(review.findings),
+        },
+        "report": None if report is None else report.model_dump(),
+    }
+
+
+def _failure(state: MeshState) -> tuple[str, str] | None:
+    """(the node whose result failed the task, why), or None when it passed."""
+    if state.status == "failed" or state.task is None:  # only the producer fails a run
+        return "producer", state.error or "the producer could not make a task"
+    if state.passed:
+        return None
+    submitted = state.submitted
+    execution = submitted.execution if submitted else None
+    if execution is not None:  # the tests' verdict failed the submitted code
+        return "sandbox", execution.feedback(limit=400) or "the tests failed"
+    return "consumer", state.error or f"no code to test after {len(state.attempts)} attempt(s)"
+
+
 def _from_report_message(message: ReportMessage) -> ReportRecord:
     state = message.state
     report = state.report
-    last = state.last_attempt
-    producer_failed = state.status == "failed" or state.task is None
-    passed = False if producer_failed else state.passed
-    reason: str | None = None
-    if producer_failed:
-        reason = state.error or "the producer could not make a task"
-    elif not passed:
-        execution = last.execution if last else None
-        feedback = execution.feedback(limit=400) if execution else ""
-        reason = feedback or state.error or f"unsolved after {len(state.attempts)} attempt(s)"
+    failure = _failure(state)
+    failed_at, reason = failure if failure else (None, None)
+    passed = failure is None
     return ReportRecord(
         task_id=message.task_id,
         run_id=message.run_id,
@@ -162,13 +231,21 @@ def _from_report_message(message: ReportMessage) -> ReportRecord:
         status=state.status,
         passed=passed,
         reason=reason,
+        failed_at=failed_at,
         timestamp=message.produced_at,
+        detail=task_detail(state),
     )
 
 
-def parse_report(value: bytes | str | None) -> ReportRecord:
-    """Parse one `ai_reports` value (a mesh ReportMessage, or a flat report); RecordError if unusable."""
+def parse_report(value: bytes | str | None) -> ReportRecord | BatchAuditMessage:
+    """Parse one `ai_reports` value: a mesh ReportMessage or a flat report (a task's), or a
+    BatchAuditMessage (a batch's); RecordError if unusable."""
     data = _load(value)
+    if isinstance(data.get("audit"), dict):
+        try:
+            return BatchAuditMessage.model_validate(data)
+        except ValidationError as exc:
+            raise _invalid(BatchAuditMessage, exc) from None
     if isinstance(data.get("state"), dict):
         try:
             message = ReportMessage.model_validate(data)

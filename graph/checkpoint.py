@@ -1,4 +1,5 @@
-"""The checkpointer: SQLite with a serializer that knows (only) the mesh's own state types."""
+"""The checkpointers: SQLite (durable) or in memory (one process), both with a serializer that
+knows (only) the mesh's own state types, so restoring a checkpoint neither warns nor guesses."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -36,3 +38,8 @@ def sqlite_checkpointer(path: Path) -> Iterator[SqliteSaver]:
         yield SqliteSaver(conn, serde=mesh_serializer())
     finally:
         conn.close()
+
+
+def memory_checkpointer() -> InMemorySaver:
+    """An in-memory checkpointer (one process, nothing on disk) with the mesh's serializer."""
+    return InMemorySaver(serde=mesh_serializer())

@@ -18,9 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from langgraph.checkpoint.memory import InMemorySaver
-
 from graph.builder import compile_mesh
+from graph.checkpoint import memory_checkpointer
 from graph.context import MeshContext
 from graph.runner import BatchRunner
 from graph.state import Task
@@ -154,7 +153,7 @@ class MeshEvaluator:
         recorder = RolloutRecorder(self.db, source=source, registry=self.registry, keep=1)
         services = recorder.instrument(dataclasses.replace(self.services, prompts=prompts))
         runner = BatchRunner(
-            compile_mesh(NODE_FUNCTIONS, InMemorySaver(), recorder),
+            compile_mesh(NODE_FUNCTIONS, memory_checkpointer(), recorder),
             services,
             batch_id=f"{source}-{uuid.uuid4().hex[:8]}",
         )

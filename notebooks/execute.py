@@ -1,8 +1,12 @@
-"""Execute the notebooks in this directory with the project's own interpreter; save them in place.
+"""Execute the notebooks in this directory with the project's own interpreter; check them, or
+refresh their saved outputs.
 
-    .venv/bin/python notebooks/execute.py                 # every notebook, saved executed
+    .venv/bin/python notebooks/execute.py                 # execute every notebook, save nothing
     .venv/bin/python notebooks/execute.py quickstart      # one (name or path)
-    .venv/bin/python notebooks/execute.py --check         # execute, save nothing (exit 1 on error)
+    .venv/bin/python notebooks/execute.py --save          # refresh: save the outputs in place
+
+A run fails (exit 1) on a cell error or on anything a cell writes to stderr (a warning, a log
+line): saved outputs are free of both.
 
 The kernel is `sys.executable` (a kernel spec written to a temporary directory: nothing is
 installed into ~/.local/share/jupyter, and no other `python3` kernel can be picked by mistake).
@@ -31,7 +35,10 @@ from nbclient import NotebookClient
 from traitlets import default
 
 HERE = Path(__file__).resolve().parent
-KERNEL_NAME = "aimesh-venv"
+KERNEL_NAME = "aimesh"
+"""The venv's kernel: the name `make notebook` registers (`ipykernel install --sys-prefix`) and the
+saved notebooks ask for."""
+KERNEL_DISPLAY_NAME = "Python (AI-Mesh .venv)"
 CELL_TIMEOUT_S = 240
 """Longest a single cell may run before the execution fails."""
 DROPPED_ENV = ("MPLBACKEND", "JUPYTER_PATH", "PYTHONSTARTUP")
@@ -132,6 +139,26 @@ def execute(path: Path, *, timeout_s: int = CELL_TIMEOUT_S, probe: str | None = 
     return Executed(path, nb, seconds, result)
 
 
+def stderr_outputs(nb: Any) -> list[str]:
+    """What the notebook's cells wrote to stderr (warnings, log lines), one entry per output."""
+    return [
+        "".join(output.get("text", ""))
+        for cell in nb.cells
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "stream" and output.get("name") == "stderr"
+    ]
+
+
+def save(done: Executed) -> None:
+    """Write an executed notebook in place, asking for the venv's kernel."""
+    done.notebook.metadata["kernelspec"] = {
+        "name": KERNEL_NAME,
+        "display_name": KERNEL_DISPLAY_NAME,
+        "language": "python",
+    }
+    nbformat.write(done.notebook, done.path)
+
+
 def _resolve(name: str) -> Path:
     path = Path(name)
     if path.suffix != ".ipynb":
@@ -144,7 +171,7 @@ def _resolve(name: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="notebook names or paths (default: all)")
-    parser.add_argument("--check", action="store_true", help="execute only; save nothing")
+    parser.add_argument("--save", action="store_true", help="save the executed notebooks in place")
     parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT_S, help="seconds per cell")
     args = parser.parse_args(argv)
     paths = [_resolve(n) for n in args.names] or notebooks()
@@ -156,9 +183,14 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             print(f"FAILED {path.name}:\n{exc}", file=sys.stderr)
             continue
-        if not args.check:
-            nbformat.write(done.notebook, path)
-        print(f"{'checked' if args.check else 'saved'} {path.name} ({done.seconds:.1f} s)")
+        stderr = stderr_outputs(done.notebook)
+        if stderr:
+            failed += 1
+            print(f"FAILED {path.name}: cells wrote to stderr:\n{stderr[0][:2000]}", file=sys.stderr)
+            continue
+        if args.save:
+            save(done)
+        print(f"{'saved' if args.save else 'checked'} {path.name} ({done.seconds:.1f} s)")
     return 1 if failed else 0
 
 

@@ -29,9 +29,13 @@ step "torch 2.13.0 (the CPU build; an exact pin so pip never pulls CUDA wheels)"
   || { echo "a CUDA build of torch got installed" >&2; exit 1; }
 
 step "installing AI-Mesh and its pinned dependencies"
-"${PIP[@]}" install -q --find-links "$CACHE/wheels" -c constraints.txt -e ".[llm,server,memory,learning,docker,dev]"
+"${PIP[@]}" install -q --find-links "$CACHE/wheels" -c constraints.txt -e ".[llm,server,memory,learning,docker,notebook,dev]"
 # the cached wheel keeps its version when rebuilt with other flags: always install that exact file
 "${PIP[@]}" install -q --no-deps --force-reinstall "$CACHE/wheels"/llama_cpp_python-0.3.36-*.whl
+
+step "Jupyter kernel of this venv (ipykernel --sys-prefix: it lives in $VENV, not in ~/.local)"
+"$VENV/bin/python" -m ipykernel install --sys-prefix --name aimesh \
+  --display-name "Python (AI-Mesh .venv)" >/dev/null
 
 step "headless Chromium for the dashboard's browser test"
 scripts/install_browser.sh

@@ -18,6 +18,34 @@
     const d = new Date(epochS * 1000);
     return pad(d.getHours()) + ":" + pad(d.getMinutes()) + (withSeconds ? ":" + pad(d.getSeconds()) : "");
   }
+  // a readable time axis: ticks on round steps, labelled to the step's resolution (never repeated)
+  const TIME_STEPS_S = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
+    21600, 43200, 86400];
+  const DAY_S = 86400;
+  function timeStep(spanS, maxTicks) {
+    const step = TIME_STEPS_S.find((s) => spanS / s <= maxTicks - 1);
+    return step || DAY_S * Math.ceil(spanS / DAY_S / (maxTicks - 1));
+  }
+  function timeLabel(epochS, stepS) {
+    const d = new Date(epochS * 1000);
+    if (stepS >= DAY_S) return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate());
+    return clock(epochS, stepS < 60);
+  }
+  function duration(seconds) {
+    if (seconds < 60) return seconds + " s";
+    if (seconds < 3600) return seconds / 60 + " min";
+    if (seconds < DAY_S) return seconds / 3600 + " h";
+    return seconds / DAY_S + " d";
+  }
+  function timeTicks(axis) {  // Chart.js afterBuildTicks: epoch milliseconds on round steps
+    const stepS = timeStep(Math.max(1, (axis.max - axis.min) / 1000), 8);
+    axis.aimeshStepS = stepS;
+    const ticks = [];
+    for (let v = Math.ceil(axis.min / 1000 / stepS) * stepS; v * 1000 <= axis.max; v += stepS) {
+      ticks.push({ value: v * 1000 });
+    }
+    axis.ticks = ticks;
+  }
   const ms = (v) => num.format(v) + " ms";
   const pct = (v) => (v === null || v === undefined ? "–" : Math.round(v * 100) + "%");
 
@@ -70,7 +98,8 @@
       options: {
         parsing: false,
         scales: {
-          x: { type: "linear", ticks: { callback: (v) => clock(v / 1000), maxTicksLimit: 8 } },
+          x: { type: "linear", afterBuildTicks: timeTicks,
+               ticks: { callback: function (v) { return timeLabel(v / 1000, this.aimeshStepS); } } },
           y: { min: 0, max: 1, title: { display: true, text: "reward" } },
         },
         plugins: { tooltip: { callbacks: {
@@ -117,14 +146,25 @@
     const reward = charts.reward.data.datasets;
     reward[0].data = snap.reward.map((p) => ({ x: p.t * 1000, y: p.reward, task: p.task_id }));
     reward[1].data = snap.reward.map((p) => ({ x: p.t * 1000, y: p.mean }));
+    const x = charts.reward.options.scales.x;
+    if (snap.reward.length) {  // the axis spans the data, with a margin (a minute around one point)
+      const first = snap.reward[0].t, last = snap.reward[snap.reward.length - 1].t;
+      const margin = last > first ? (last - first) * 0.04 : 30;
+      x.min = (first - margin) * 1000;
+      x.max = (last + margin) * 1000;
+    } else {
+      x.min = undefined;
+      x.max = undefined;
+    }
     charts.reward.update("none");
 
-    const tp = charts.throughput.data;
-    tp.labels = snap.throughput.map((b) => clock(b.t, false));
-    tp.datasets[0].data = snap.throughput.map((b) => b.passed);
-    tp.datasets[1].data = snap.throughput.map((b) => b.failed);
-    tp.datasets[2].data = snap.throughput.map((b) => b.unknown);
+    const tp = charts.throughput.data, buckets = snap.throughput.buckets, bucketS = snap.throughput.bucket_s;
+    tp.labels = buckets.map((b) => timeLabel(b.t, bucketS));
+    tp.datasets[0].data = buckets.map((b) => b.passed);
+    tp.datasets[1].data = buckets.map((b) => b.failed);
+    tp.datasets[2].data = buckets.map((b) => b.unknown);
     charts.throughput.update("none");
+    setText("throughput-window", "(tasks finished per " + duration(bucketS) + ")");
 
     const names = agents.map((a) => a.agent);
     const lat = charts.latency.data;
@@ -157,7 +197,8 @@
     setText("kpi-outcomes", t.tasks_passed + " passed · " + t.tasks_failed + " failed" +
       (t.tasks_unknown ? " · " + t.tasks_unknown + " unknown" : ""));
     setText("kpi-tasks-per-min", num1.format(t.tasks_per_min));
-    setText("kpi-in-progress", num.format(t.tasks_in_progress) + " in progress");
+    setText("kpi-in-progress", num.format(t.tasks_in_progress) + " in progress" +
+      (t.tasks_stalled ? " · " + num.format(t.tasks_stalled) + " stalled" : ""));
     setText("kpi-pass-rate", pct(t.pass_rate));
     setText("kpi-pass-detail", t.pass_rate === null ? "no outcomes yet" :
       t.tasks_passed + " of " + (t.tasks_passed + t.tasks_failed) + " tasks passed");
@@ -195,10 +236,17 @@
     )), "no prompt versions reported", 4);
   }
 
-  function renderFailures(failures) {
+  function taskLink(taskId, runId, linked) {
+    if (!linked) return el("td", { class: "mono", text: taskId });
+    const params = new URLSearchParams({ task: taskId });
+    if (runId) params.set("run", runId);
+    return el("td", { class: "mono" }, el("a", { class: "task-link", href: "#" + params, text: taskId }));
+  }
+
+  function renderFailures(failures, detailed) {
     fillTable("failures", failures.map((f) => el("tr", { "data-task": f.task_id },
       el("td", { text: clock(f.at) }),
-      el("td", { class: "mono", text: f.task_id }),
+      taskLink(f.task_id, f.run_id, detailed.has(f.task_id + "\u0000" + f.run_id)),
       el("td", { text: f.source }),
       el("td", { class: "reason", text: f.reason }),
     )), "no failures", 4);
@@ -209,7 +257,7 @@
       const findings = r.findings.length ? el("ul", { class: "findings" }, ...r.findings.map((f) => el("li", { text: f }))) : null;
       return el("tr", { "data-task": r.task_id },
         el("td", { text: clock(r.at) }),
-        el("td", { class: "mono", text: r.task_id }),
+        taskLink(r.task_id, r.run_id, r.has_detail),
         el("td", {}, badge(r.verdict, r.verdict)),
         el("td", {}, badge(r.outcome || "unknown", r.outcome || "unknown")),
         el("td", { class: "num", text: r.reward === null ? "–" : num2.format(r.reward) }),
@@ -219,6 +267,21 @@
         el("td", { class: "reason" }, el("div", { class: "summary", text: r.summary }), findings),
       );
     }), "no reports yet", 9);
+  }
+
+  function renderBatches(batches) {
+    fillTable("batches", batches.map((b) => el("tr", { "data-batch": b.batch_id },
+      el("td", { text: clock(b.at) }),
+      el("td", { class: "mono", text: b.batch_id }),
+      el("td", {}, badge(b.verdict, b.verdict)),
+      el("td", { class: "num", text: num.format(b.tasks) }),
+      el("td", { class: "num", text: pct(b.pass_rate) }),
+      el("td", { class: "num", text: num2.format(b.mean_reward) }),
+      el("td", { class: "num", text: num.format(b.tokens_used) }),
+      el("td", { class: "num", text: num1.format(b.wall_time_s) + " s" }),
+      el("td", { class: "reason" }, el("div", { class: "summary", text: b.summary }),
+        b.anomalies.length ? el("ul", { class: "findings" }, ...b.anomalies.map((a) => el("li", { text: a }))) : null),
+    )), "no batch audits yet", 9);
   }
 
   function renderRejected(rejected) {
@@ -247,13 +310,79 @@
     renderTotals(snap);
     renderAgents(agents);
     renderPrompts(snap.prompt_versions);
-    renderFailures(snap.failures);
+    const detailed = new Set(snap.reports.filter((r) => r.has_detail).map((r) => r.task_id + "\u0000" + r.run_id));
+    renderFailures(snap.failures, detailed);
     renderReports(snap.reports);
+    renderBatches(snap.batches);
     renderRejected(snap.rejected);
     renderCharts(snap, agents);
     setText("updated", "updated " + clock(snap.generated_at));
     document.body.dataset.version = String(snap.version);
   }
+
+  // ------------------------------------------------------------------ task detail (#task=ID&run=RUN)
+
+  const SCORES = ["correctness", "efficiency", "readability", "adherence"];
+
+  function renderDetail(d) {
+    const outcome = d.outcome || "unknown";
+    setText("detail-title", d.task_id);
+    $('[data-testid="detail-outcome"]').replaceChildren(badge(outcome, outcome));
+    setText("detail-status", "run " + d.run_id + " · status " + d.status + " · " + num.format(d.tokens_used) +
+      " tokens" + (d.failed_at ? " · failed at the " + d.failed_at + ": " + (d.reason || "") : ""));
+    setText("detail-signature", d.task ? d.task.signature : "(no task: the producer failed)");
+    setText("detail-statement", d.task ? d.task.statement + "\n(" + d.task.category + ", difficulty " +
+      d.task.difficulty + "; " + d.task.public_tests + " public and " + d.task.hidden_tests + " hidden tests)" : (d.error || ""));
+    const report = d.report;
+    setText("detail-report", report ? report.verdict + ": " + report.summary : "no report");
+    $('[data-testid="detail-findings"]').replaceChildren(...(report ? report.findings : []).map((f) => el("li", { text: f })));
+    const review = d.review;
+    const rows = review ? [...SCORES.map((k) => [k, review.scores[k]]), ["reward", review.reward]] : [];
+    $('[data-testid="detail-scores"] tbody').replaceChildren(...(rows.length ? rows.map(([k, v]) =>
+      el("tr", { "data-score": k }, el("td", { text: k }), el("td", { class: "num", text: num2.format(v) }))) :
+      [el("tr", { class: "empty" }, el("td", { text: "not reviewed" }))]));
+    setText("detail-critique", review ? review.critique : "");
+    $('[data-testid="detail-attempts"]').replaceChildren(...d.attempts.map((a) => {
+      const verdict = a.passed === null ? "not tested" : (a.passed ? "passed" : "failed") +
+        (a.tests_total ? " · " + a.tests_passed + "/" + a.tests_total + " tests" : "") +
+        (a.error_type ? " · " + a.error_type : "") + (a.timed_out ? " · timed out" : "");
+      return el("div", { class: "attempt", "data-attempt": String(a.number) },
+        el("h3", {}, "Attempt " + a.number + " ", badge(a.passed === null ? "unknown" : a.passed ? "passed" : "failed",
+          a.passed === null ? "untested" : a.passed ? "passed" : "failed"),
+          el("span", { class: "muted", "data-testid": "detail-verdict", text: " " + verdict })),
+        el("pre", { class: "code", "data-testid": "detail-code", text: a.code }),
+        a.feedback && !a.passed ? el("pre", { class: "code feedback", "data-testid": "detail-feedback", text: a.feedback }) : null,
+      );
+    }));
+  }
+
+  async function showDetail() {
+    const panel = $("#task-detail");
+    const params = new URLSearchParams(location.hash.slice(1));
+    const taskId = params.get("task");
+    if (!taskId) { panel.hidden = true; return; }
+    const query = new URLSearchParams({ task_id: taskId });
+    if (params.get("run")) query.set("run_id", params.get("run"));
+    const response = await fetch(new URL("api/task?" + query, document.baseURI));
+    if (!response.ok) {
+      setText("detail-title", taskId);
+      $('[data-testid="detail-attempts"]').replaceChildren();
+      setText("detail-status", "no report of this task (yet, or any more)");
+      panel.hidden = false;
+      return;
+    }
+    renderDetail(await response.json());
+    panel.hidden = false;
+    panel.scrollIntoView({ block: "start" });
+  }
+
+  $('[data-testid="detail-close"]').addEventListener("click", (event) => {
+    event.preventDefault();
+    history.replaceState(null, "", location.pathname + location.search);
+    $("#task-detail").hidden = true;
+  });
+  window.addEventListener("hashchange", showDetail);
+  showDetail();
 
   // ------------------------------------------------------------------ stream
 

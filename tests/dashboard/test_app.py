@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from dashboard.aggregates import Aggregator
-from dashboard.app import DashboardService, _snapshots, create_router
+from dashboard.app import DashboardService, _snapshots, create_router, include_dashboard
+from kafka_edges.codec import encode
 
 
 def test_router_mounts_under_a_prefix_with_its_lifespan(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,3 +74,37 @@ def test_stream_sends_a_snapshot_at_once_then_on_change() -> None:
     assert int(second["id"]) > int(first["id"])
     assert json.loads(first["data"])["totals"]["events"] == 0
     assert json.loads(second["data"])["totals"]["events"] == 1
+
+
+def test_include_dashboard_redirects_the_bare_prefix_where_the_host_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AIMESH_KAFKA_BOOTSTRAP", raising=False)
+    app = FastAPI()
+    app.router.redirect_slashes = False  # like the LangGraph server's app: no implicit redirect
+    include_dashboard(app, "/dashboard")
+    with TestClient(app) as client:
+        response = client.get("/dashboard", follow_redirects=False)
+        assert response.status_code == 308
+        assert response.headers["location"] == "/dashboard/"
+        assert '<base href="/dashboard/">' in client.get("/dashboard").text
+
+
+def test_task_detail_endpoint(
+    monkeypatch: pytest.MonkeyPatch, mesh_run: Callable[..., Any]
+) -> None:
+    monkeypatch.delenv("AIMESH_KAFKA_BOOTSTRAP", raising=False)
+    service = DashboardService()
+    app = FastAPI()
+    include_dashboard(app, "/dashboard", create_router(service=service))
+    run = mesh_run("HumanEval/7", passed=True, reward=0.9)
+    service.aggregator.ingest("ai_reports", encode(run.report).value)
+    with TestClient(app) as client:
+        found = client.get("/dashboard/api/task", params={"task_id": "HumanEval/7"})
+        assert found.status_code == 200
+        assert found.json()["attempts"][0]["passed"] is True
+        assert found.json()["run_id"] == run.state.run_id
+        other_run = {"task_id": "HumanEval/7", "run_id": "another"}
+        assert client.get("/dashboard/api/task", params=other_run).status_code == 404
+        missing = client.get("/dashboard/api/task", params={"task_id": "nope"})
+        assert missing.status_code == 404 and "nope" in missing.json()["detail"]

@@ -1,9 +1,11 @@
 """The dashboard in a real headless Chromium, fed by a real (embedded) Kafka broker.
 
-Starts tansu, runs `aimesh dashboard` (as `python -m app.cli.main dashboard`) against it (as `aimesh dashboard` would), opens the
-page, publishes a batch of mesh traffic (the mesh's own TelemetryEvent and ReportMessage wire
-format, plus a flat report and a malformed message) and checks that the page shows it.
-Saves a screenshot to artifacts/dashboard.png. Needs scripts/install_browser.sh.
+Starts tansu, runs `aimesh dashboard` (as `python -m app.cli.main dashboard`) against it, opens the
+page, publishes a batch of mesh traffic (the mesh's own TelemetryEvent, ReportMessage and
+BatchAuditMessage wire format, plus a flat report and a malformed message) and checks that the
+page shows it: counts, charts with readable axes, and a task's detail view.
+Saves screenshots to artifacts/dashboard.png and artifacts/dashboard-task.png. Needs
+scripts/install_browser.sh.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Any
 
 import pytest
 
+from graph.state import BatchAudit
+from graph.wire import BatchAuditMessage
 from kafka_edges.broker import EmbeddedBroker, free_port
 from kafka_edges.codec import encode
 
@@ -229,6 +233,15 @@ def test_dashboard_shows_live_telemetry_in_chromium(
         "tokens_used": 512,
     }
     reports.append(("ai_reports", json.dumps(flat).encode(), b"t-09"))
+    # the supervisor's audit of the whole batch: a batch, not a tenth task
+    audit = BatchAuditMessage.of(
+        BatchAudit(
+            batch_id="b-42", tasks=8, pass_rate=0.75, mean_reward=0.59, reward_trend=0.1,
+            tokens_used=7960, wall_time_s=33.6, anomalies=["2 tasks unsolved"], verdict="warn",
+            summary="8 tasks, 6 solved, reward trending up",
+        )
+    )  # fmt: skip
+    reports.append((audit.TOPIC, encode(audit).value, encode(audit).key))
     records.append(("ai_telemetry", b"{this is not json", None))
     _produce(broker.bootstrap, records + reports)
 
@@ -243,6 +256,8 @@ def test_dashboard_shows_live_telemetry_in_chromium(
     expect(page.get_by_test_id("kpi-in-progress")).to_have_text("1 in progress")
     expect(page.get_by_test_id("kpi-mean-reward")).to_have_text("0.59")
     expect(page.get_by_test_id("kpi-reports")).to_have_text("9")
+    expect(page.locator('#batches tr[data-batch="b-42"]')).to_contain_text("2 tasks unsolved")
+    expect(page.locator('#batches tr[data-batch="b-42"] .badge.warn')).to_have_text("warn")
     expect(page.get_by_test_id("kpi-verdicts")).to_have_text("ok 6 · warn 2 · flag 1")
     expect(page.get_by_test_id("kpi-events")).to_have_text("42 steps")  # 8 x 5 + 2
     # 8 tasks x (1 + 2); the task in flight had none
@@ -273,6 +288,8 @@ def test_dashboard_shows_live_telemetry_in_chromium(
     expect(page.locator('#reports tr[data-task="t-05"] .badge.warn')).to_have_text("warn")
     expect(page.locator("#failures tbody tr")).to_have_count(2)
     expect(page.locator('#failures tr[data-task="t-05"]')).to_contain_text("AssertionError")
+    # the failing tests failed t-05 in the sandbox; the supervisor only reported it
+    expect(page.locator('#failures tr[data-task="t-05"] td').nth(2)).to_have_text("sandbox")
     expect(page.locator("#rejected-card")).to_be_visible()
     expect(page.locator("#rejected")).to_contain_text("malformed_json")
 
@@ -284,16 +301,48 @@ def test_dashboard_shows_live_telemetry_in_chromium(
             latencyLabels: aimeshCharts.latency.data.labels,
             latencyMeans: aimeshCharts.latency.data.datasets[0].data,
             throughput: aimeshCharts.throughput.data.datasets.map((d) => d.data.reduce((a, b) => a + b, 0)),
+            throughputBars: aimeshCharts.throughput.data.labels.length,
+            throughputLabels: aimeshCharts.throughput.scales.x.ticks.map((t) => t.label),
+            rewardLabels: aimeshCharts.reward.scales.x.ticks.map((t) => t.label),
         })"""
     )
     assert charts["isChartJs"]
     assert charts["rewardPoints"] == [r[3] for r in RUNS]  # in time order
     assert charts["latencyLabels"] == ["producer", "consumer", "sandbox", "reviewer", "supervisor"]
     assert charts["latencyMeans"][1] == 1775
-    assert charts["throughput"] == [6, 2, 1]  # passed, failed, unknown over the last 30 minutes
+    assert charts["throughput"] == [6, 2, 1]  # passed, failed, unknown
+    # the window fits the data: 7 minutes of tasks in 15 s buckets, not 30 one-minute bars
+    expect(page.get_by_test_id("throughput-window")).to_have_text("(tasks finished per 15 s)")
+    assert 28 <= charts["throughputBars"] <= 30
+    # readable time axes: a few labels, none repeated
+    for labels in (charts["rewardLabels"], charts["throughputLabels"]):
+        assert len(labels) >= 3 and len(set(labels)) == len(labels), labels
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+    # ---- a task's detail: its attempts, code, verdict, critique and reward components
+    expect(page.get_by_test_id("task-detail")).to_be_hidden()
+    page.locator('#reports tr[data-task="t-05"] a.task-link').click()
+    detail = page.get_by_test_id("task-detail")
+    expect(detail).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_test_id("detail-title")).to_have_text("t-05")
+    expect(page.get_by_test_id("detail-outcome")).to_have_text("failed")
+    expect(page.get_by_test_id("detail-status")).to_contain_text("failed at the sandbox")
+    expect(page.get_by_test_id("detail-signature")).to_have_text("def add(a: int, b: int) -> int")
+    attempt = detail.locator('[data-attempt="1"]')
+    expect(attempt.get_by_test_id("detail-code")).to_have_text("def add(a, b):\n    return a + b\n")
+    expect(attempt.get_by_test_id("detail-verdict")).to_contain_text("1/3 tests · AssertionError")
+    expect(attempt.get_by_test_id("detail-feedback")).to_contain_text("1/3 tests passed")
+    expect(page.get_by_test_id("detail-critique")).to_have_text("fine")
+    scores = page.get_by_test_id("detail-scores")
+    expect(scores.locator('tr[data-score="correctness"] td').nth(1)).to_have_text("0.00")
+    expect(scores.locator('tr[data-score="reward"] td').nth(1)).to_have_text("0.20")
+    expect(page.get_by_test_id("detail-report")).to_contain_text("warn: Task t-05 not solved")
+    assert "task=t-05" in page.url  # a link to the view, kept in the address
+    page.screenshot(path=str(ARTIFACTS / "dashboard-task.png"), full_page=True)
+    page.get_by_test_id("detail-close").click()
+    expect(detail).to_be_hidden()
     assert problems == []
 
     # ---- Ctrl-C with a stream open: the server stops promptly, the page notices

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from langgraph_sdk import get_sync_client
@@ -158,3 +159,15 @@ def test_the_dashboard_is_mounted_in_the_server(server: Server) -> None:
     assert health["bootstrap"] == server.settings.kafka_bootstrap
     with urllib.request.urlopen(server.url + "/dashboard/", timeout=5) as page:
         assert "AI-Mesh" in page.read().decode()
+    with urllib.request.urlopen(server.url + "/dashboard", timeout=5) as page:  # redirected
+        assert page.url == server.url + "/dashboard/" and "AI-Mesh" in page.read().decode()
+    # the runs of the tests above: each a finished task with its detail, none left in progress
+    deadline = time.monotonic() + 20
+    while (snap := _get_json(server.url + "/dashboard/api/snapshot"))["totals"]["reports"] < 2:
+        assert time.monotonic() < deadline, snap["totals"]
+        time.sleep(0.3)
+    totals = snap["totals"]
+    assert totals["tasks_finished"] == totals["reports"] and totals["tasks_in_progress"] == 0
+    task_id = snap["reports"][0]["task_id"]
+    detail = _get_json(server.url + "/dashboard/api/task?" + urlencode({"task_id": task_id}))
+    assert detail["attempts"] and detail["attempts"][0]["code"]

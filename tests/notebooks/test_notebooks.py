@@ -1,6 +1,6 @@
 """The notebooks never rot: each one is executed in a fresh kernel on this interpreter (scripted LLM
 test double, embedded broker), must run without a cell error, and must show what it is there to
-show. `notebooks/execute.py` does the executing (and, run by hand, saves the outputs in place).
+show. `notebooks/execute.py` does the executing (and, with `--save`, refreshes the saved outputs).
 
 A probe run in the notebook's kernel after its last cell reports the notebook's own variables as
 JSON; the probe is not kept in the notebook.
@@ -187,6 +187,7 @@ def test_notebook_executes_and_shows_what_it_should(path: Path) -> None:
     done = executor.execute(path, timeout_s=CELL_TIMEOUT_S, probe=probe)
     text = _output_text(done.notebook)
     assert "Traceback (most recent call last)" not in text
+    assert executor.stderr_outputs(done.notebook) == []  # no warning, no log line
     if check is not None:
         check(done.probe, text, done.notebook)
 
@@ -203,6 +204,61 @@ def test_committed_notebook_is_saved_executed(path: Path) -> None:
     )
     assert all(o["output_type"] != "error" for c in code for o in c["outputs"])
     assert any(c["outputs"] for c in code)
+    stderr = [o for c in code for o in c["outputs"] if o.get("name") == "stderr"]
+    assert stderr == [], f"saved with warnings or log lines: {stderr[0]['text']}"
+    assert nb["metadata"]["kernelspec"]["name"] == executor.KERNEL_NAME  # the venv's kernel
+
+
+def _tiny_notebook(path: Path, *sources: str) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_execute_checks_without_writing_unless_asked_to_save(tmp_path: Path) -> None:
+    path = _tiny_notebook(tmp_path / "tiny.ipynb", "print(6 * 7)")
+    original = path.read_bytes()
+    assert executor.main([str(path)]) == 0
+    assert path.read_bytes() == original  # checked, not rewritten
+    assert executor.main(["--save", str(path)]) == 0
+    saved = json.loads(path.read_text())
+    assert "".join(saved["cells"][0]["outputs"][0]["text"]) == "42\n"
+    assert saved["metadata"]["kernelspec"]["name"] == executor.KERNEL_NAME
+
+
+def test_a_cell_writing_to_stderr_fails_the_run_and_is_not_saved(tmp_path: Path) -> None:
+    path = _tiny_notebook(tmp_path / "noisy.ipynb", "import warnings\nwarnings.warn('noisy')")
+    original = path.read_bytes()
+    assert executor.main(["--save", str(path)]) == 1
+    assert path.read_bytes() == original
+
+
+def test_jupyter_opens_the_notebooks_on_the_venv_kernel(tmp_path: Path) -> None:
+    """What `make notebook` relies on: JupyterLab and nbconvert in the venv, and the kernel that
+    set-up registers (`ipykernel install --sys-prefix`) running this interpreter."""
+    import subprocess
+
+    bin_dir = Path(sys.executable).parent
+    lab = subprocess.run([bin_dir / "jupyter", "lab", "--version"], capture_output=True, text=True)
+    assert lab.returncode == 0 and lab.stdout.startswith("4."), lab.stderr
+    specs = subprocess.run(
+        [bin_dir / "jupyter", "kernelspec", "list", "--json"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    spec = json.loads(specs)["kernelspecs"][executor.KERNEL_NAME]
+    assert Path(spec["resource_dir"]).is_relative_to(Path(sys.prefix))  # inside the venv
+    assert Path(spec["spec"]["argv"][0]).parent == Path(sys.executable).parent
+    path = _tiny_notebook(tmp_path / "nbconvert.ipynb", "import sys\nprint(sys.prefix)")
+    subprocess.run(
+        [bin_dir / "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
+         f"--ExecutePreprocessor.kernel_name={executor.KERNEL_NAME}", str(path)],
+        check=True, capture_output=True, cwd=tmp_path,
+    )  # fmt: skip
+    output = "".join(json.loads(path.read_text())["cells"][0]["outputs"][0]["text"])
+    assert output.strip() == sys.prefix
 
 
 def test_a_cell_error_fails_the_run(tmp_path: Path) -> None:
