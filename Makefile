@@ -10,7 +10,7 @@ setup:
 	@scripts/setup.sh
 
 demo: setup
-	$(BIN)/aimesh run --tasks $(TASKS)
+	$(BIN)/aimesh run --count $(TASKS)
 
 test: setup lint typecheck imports pytest
 
