@@ -2,7 +2,9 @@
 
 Each command group lives in its own module and is imported only when that command runs: the
 root knows every command's name and one-line help, so `aimesh --help` (and a typo) answers
-without importing LangGraph, the model clients, memory or the dashboard.
+without importing LangGraph, the model clients, memory or the dashboard. The root group also
+ends every failure the same way: one `error: ...` line on stderr, exit code 2 for a usage error
+and for a service that is unreachable or broken (`app.cli.common.readable_errors`).
 """
 
 from __future__ import annotations
@@ -227,6 +229,7 @@ def usage_line(exc: Exception) -> str:
     """A usage error as one line, with where to read the valid usage."""
     format_message = getattr(exc, "format_message", None)
     message = format_message() if callable(format_message) else str(exc)
+    # typer checks a choice with pydantic, whose message starts "Value error, "
     message = " ".join(message.replace("Value error, ", "").split())
     ctx = getattr(exc, "ctx", None)
     return f"{message} (see `{ctx.command_path} --help`)" if ctx is not None else message

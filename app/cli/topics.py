@@ -16,7 +16,7 @@ from app.cli.common import BootstrapOption, broker_settings, console, count_opti
 from graph.topics import ALL_TOPICS
 from graph.wire import MODEL_BY_TOPIC
 from kafka_edges.admin import base_name
-from kafka_edges.codec import H_RUN_ID, H_TASK_ID
+from kafka_edges.codec import H_ATTEMPT, H_RUN_ID, H_SOURCE, H_TASK_ID
 from kafka_edges.reader import Record, TopicReader
 from kafka_edges.topic_stats import topic_stats
 
@@ -100,7 +100,7 @@ def record_view(record: Record, prefix: str = "") -> RenderableType:
         (when, "dim"),
         f" key={record.key}",
     )
-    for label, header_name in (("run", H_RUN_ID), ("attempt", "attempt"), ("from", "source")):
+    for label, header_name in (("run", H_RUN_ID), ("attempt", H_ATTEMPT), ("from", H_SOURCE)):
         if header_name in record.headers:
             header.append(f" {label}={record.headers[header_name]}")
     if record.message is None:
