@@ -11,7 +11,7 @@ setup:
 	@scripts/setup.sh
 
 demo: setup
-	$(BIN)/aimesh run --tasks $(TASKS)
+	$(BIN)/aimesh run --count $(TASKS)
 
 notebook: setup
 	$(BIN)/jupyter lab notebooks/

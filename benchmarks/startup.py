@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.startup [--runs 5] [--baseline REF]
 
 Times, as a whole process (spawn to exit), `python -c pass` (the baseline of the same run),
-`aimesh --help`, `aimesh run --tasks 3 --llm scripted` (embedded broker, memory on) and
+`aimesh --help`, `aimesh run -n 3 --llm scripted` (embedded broker, memory on) and
 `aimesh memory list`, interleaved round by round so that drifting load hits all alike; with
 `--baseline REF` also the same commands from commit REF's tree (before/after in one run). Each
 command is then run once under `python -X importtime` and its import time summed per top-level
@@ -35,11 +35,11 @@ console = Console()
 COMMANDS: dict[str, list[str]] = {
     "python -c pass": ["-c", "pass"],
     "aimesh --help": ["-m", "app.cli.main", "--help"],
-    "aimesh run --tasks 3 --llm scripted": [
+    "aimesh run -n 3 --llm scripted": [
         "-m",
         "app.cli.main",
         "run",
-        "--tasks",
+        "-n",  # `--tasks` before the CLI named every "how many" `--count`; `-n` in both
         "3",
         "--llm",
         "scripted",
@@ -48,7 +48,7 @@ COMMANDS: dict[str, list[str]] = {
 }
 GOALS_S = {
     "aimesh --help": 0.5,
-    "aimesh run --tasks 3 --llm scripted": 5.0,
+    "aimesh run -n 3 --llm scripted": 5.0,
     "aimesh memory list": 3.0,
 }
 

@@ -19,6 +19,9 @@ def _default_cache_dir() -> Path:
 
 
 Backend = Literal["qdrant", "chroma"]
+LLMProvider = Literal["auto", "openai", "local", "scripted"]
+RetryStrategy = Literal["repair", "resample"]
+SandboxBackend = Literal["local", "e2b", "docker"]
 
 
 class MemorySettings(BaseSettings):
@@ -89,7 +92,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AIMESH_", env_file=".env", extra="ignore")
 
     # LLM
-    llm: Literal["auto", "openai", "local", "scripted"] = Field(
+    llm: LLMProvider = Field(
         "auto",
         description="auto: an OpenAI-compatible endpoint if llm_base_url or OPENAI_API_KEY is set, "
         "else the embedded local model; scripted: the deterministic test double",
@@ -129,7 +132,7 @@ class Settings(BaseSettings):
         description="compute the expected values of a produced task's tests by running its "
         "reference solution (the reference is the truth); off: tests must pass as written",
     )
-    retry_strategy: Literal["repair", "resample"] = Field(
+    retry_strategy: RetryStrategy = Field(
         "resample",
         description="repair: a retry sees its previous code and the sandbox's verdict; resample: "
         "a retry starts afresh from the task and the verdict, without the failed code",
@@ -139,7 +142,7 @@ class Settings(BaseSettings):
     task_token_budget: int = 20_000
 
     # Sandbox
-    sandbox: Literal["local", "e2b", "docker"] = "local"
+    sandbox: SandboxBackend = "local"
     sandbox_timeout_s: float = 10.0
     sandbox_memory_mb: int = 512
     sandbox_allow_unisolated: bool = Field(

@@ -221,6 +221,7 @@ class TaskOutcome(BaseModel):
 
     index: int
     task_id: str
+    entry_point: str = "-"
     category: str
     difficulty: int
     attempts: int
@@ -240,6 +241,7 @@ class TaskOutcome(BaseModel):
         return cls(
             index=index,
             task_id=state.task.task_id if state.task else "-",
+            entry_point=state.task.entry_point if state.task else "-",
             category=state.task.category if state.task else "-",
             difficulty=state.task.difficulty if state.task else 0,
             attempts=len(state.attempts),

@@ -38,7 +38,8 @@ class Record:
 
 class TopicReader:
     """Iterate over one topic from the beginning (or the end) of every partition; values are
-    decoded with the model `models` gives for the topic's (unprefixed) name, if any."""
+    decoded with the model `models` gives for the topic's (unprefixed) name, if any.
+    `read_to_end` reads what the topic holds, then stops."""
 
     def __init__(
         self,
@@ -61,13 +62,20 @@ class TopicReader:
             f"aimesh-reader-{uuid.uuid4().hex[:8]}",  # required by librdkafka; never joined
             bootstrap=bootstrap,
             client="reader",
-            overrides=overrides,
+            overrides={"enable.partition.eof": True, **(overrides or {})},
         )
         self._consumer = Consumer(with_logger(conf))
         metadata = self._consumer.list_topics(self.topic, timeout=10)
         partitions = metadata.topics[self.topic].partitions if self.topic in metadata.topics else {}
+        self.partitions = sorted(partitions)
+        self._at_end: set[int] = set()
         start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-        self._consumer.assign([TopicPartition(self.topic, p, start) for p in sorted(partitions)])
+        self._consumer.assign([TopicPartition(self.topic, p, start) for p in self.partitions])
+
+    @property
+    def exists(self) -> bool:
+        """Whether the topic was on the broker when the reader started."""
+        return bool(self.partitions)
 
     def poll(self, timeout_s: float = 0.2) -> Record | None:
         msg = self._consumer.poll(timeout_s)
@@ -75,9 +83,13 @@ class TopicReader:
             return None
         error = msg.error()
         if error is not None:
-            if error.code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
+            if error.code() == KafkaError._PARTITION_EOF:
+                self._at_end.add(msg.partition() or 0)
+                return None
+            if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                 return None
             raise RuntimeError(f"reading {self.topic}: {error}")
+        self._at_end.discard(msg.partition() or 0)
         model = self.models.get(self.base_topic)
         decoded: WireModel | None = None
         problem: MessageDecodeError | None = None
@@ -124,6 +136,16 @@ class TopicReader:
                 break
             if until is not None and until(record):
                 break
+        return records
+
+    def read_to_end(self, *, timeout_s: float = 30.0) -> list[Record]:
+        """The records up to the end of every partition, then stop (like `kcat -e`)."""
+        records: list[Record] = []
+        deadline = time.monotonic() + timeout_s
+        while not self._at_end.issuperset(self.partitions) and time.monotonic() < deadline:
+            record = self.poll(0.1)
+            if record is not None:
+                records.append(record)
         return records
 
     def __iter__(self) -> Iterator[Record]:

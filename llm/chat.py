@@ -7,6 +7,8 @@ import atexit
 import os
 import sys
 import threading
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +57,32 @@ def resolve_provider(settings: Settings) -> str:
     if settings.llm_base_url or os.environ.get("OPENAI_API_KEY"):
         return "openai"
     return "local"
+
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+def check_llm(settings: Settings, *, timeout_s: float = 10.0) -> None:
+    """Fail fast, with a hint, when the model the settings name cannot answer: an endpoint must
+    answer HTTP (any status) within `timeout_s`; the local model's server is started (once per
+    process, reused by `make_chat_model`)."""
+    provider = resolve_provider(settings)
+    if provider == "local":
+        _local_model_url(settings)
+    if provider != "openai":
+        return
+    url = (settings.llm_base_url or OPENAI_BASE_URL).rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{url}/models", timeout=timeout_s):
+            pass
+    except urllib.error.HTTPError:
+        pass  # it answered: a refusal (401, 404) is the request's business, not reachability
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise LLMUnavailableError(
+            f"cannot reach the LLM at {url}: {reason}; start one (`aimesh model serve` prints its "
+            "AIMESH_LLM_BASE_URL), correct AIMESH_LLM_BASE_URL, or use --llm local or --llm scripted"
+        ) from None
 
 
 def make_chat_model(settings: Settings) -> BaseChatModel:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,3 +23,12 @@ def scripted_settings(tmp_path: Path) -> Settings:
 def scripted_services(scripted_settings: Settings) -> MeshContext:
     """MeshContext with the scripted LLM test double and the real local sandbox (no memory)."""
     return build_context(scripted_settings, use_memory=False)
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port another program listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]

@@ -1,45 +1,75 @@
-"""What every `aimesh` command shares: the console, readable infrastructure errors, progress bars."""
+"""What every `aimesh` command shares: the console, one-line errors, shared options, progress bars."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
-from app.distributed import DistributedRunError
 from foundation.errors import InfrastructureError
-from foundation.settings import Settings
+from foundation.settings import LLMProvider, Settings
 from graph.datasets import DatasetError
-from graph.node_worker import WorkerError
-from memory import AgentMemoryError
+from kafka_edges.broker import BrokerError, check_reachable
+from kafka_edges.group_worker import WorkerError
+from prompt_registry.registry import RegistryError
 from sandbox import SandboxError
 
 console = Console()
+_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
-    InfrastructureError,
+    InfrastructureError,  # LLM, local model server, broker, memory store, Chroma server, ...
     SandboxError,
     DatasetError,
     FileNotFoundError,
-    DistributedRunError,
     WorkerError,
-    AgentMemoryError,
+    RegistryError,
 )
-"""Failures that end a command with one readable line and exit code 2."""
+"""Failures that end a command with one readable line on stderr and exit code 2."""
+
+USAGE_EXIT = 2
+"""The exit code of a usage error and of unreachable or broken infrastructure."""
+
+
+def print_error(message: str) -> None:
+    """`error: <message>` on stderr, as one line, verbatim (no markup): a message of several
+    lines (a server's log tail) keeps its first and its last line."""
+    lines = [" ".join(line.split()) for line in message.splitlines() if line.strip()]
+    line = f"{lines[0]} ... {lines[-1]}" if len(lines) > 1 else "".join(lines)
+    _stderr.print(Text.assemble(("error:", "bold red"), " ", line))
+
+
+def fail(message: str) -> typer.Exit:
+    """Print `message` as the command's one error line; the Exit (code 2) to raise."""
+    print_error(message)
+    return typer.Exit(USAGE_EXIT)
 
 
 @contextlib.contextmanager
 def readable_errors() -> Iterator[None]:
-    """Turn infrastructure failures into one readable line and exit code 2."""
+    """Turn infrastructure failures and invalid settings into one error line and exit code 2."""
     try:
         yield
     except INFRASTRUCTURE_ERRORS as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
+    except ValidationError as exc:
+        raise fail(settings_problem(exc)) from None
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """A settings validation error as one line: the setting, what was given, what is valid."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"]) or "settings"
+        parts.append(f"{where}={error.get('input')!r}: {error['msg']}")
+    return f"invalid setting {'; '.join(parts)} (check the AIMESH_* environment and .env)"
 
 
 def settings_with(**overrides: Any) -> Settings:
@@ -47,6 +77,44 @@ def settings_with(**overrides: Any) -> Settings:
     settings = Settings.load()
     given = {k: v for k, v in overrides.items() if v is not None}
     return Settings.model_validate({**settings.model_dump(), **given}) if given else settings
+
+
+def broker_settings(bootstrap: str | None, **overrides: Any) -> Settings:
+    """Settings for a command that talks to a running broker, checked reachable (exit 2 with a
+    hint when none is configured or it does not answer)."""
+    settings = settings_with(kafka_bootstrap=bootstrap, **overrides)
+    if not settings.kafka_bootstrap:
+        raise fail(
+            "no Kafka bootstrap servers configured: set AIMESH_KAFKA_BOOTSTRAP or pass --bootstrap "
+            "(`aimesh broker` starts one)"
+        )
+    try:
+        check_reachable(settings.kafka_bootstrap, settings.kafka_config)
+    except BrokerError as exc:
+        raise fail(str(exc)) from None
+    return settings
+
+
+def count_option(what: str) -> Any:
+    """`--count/-n`: the one name for "how many" (tasks, problems, memories, messages)."""
+    return typer.Option("--count", "-n", min=1, help=what)
+
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="where the mesh keeps its data (checkpoints, ledger, memory, prompts) "
+        "[default: AIMESH_DATA_DIR or .aimesh]",
+    ),
+]
+LlmOption = Annotated[
+    LLMProvider | None, typer.Option(help="the model [default: AIMESH_LLM or auto]")
+]
+BootstrapOption = Annotated[
+    str | None,
+    typer.Option(help="Kafka bootstrap servers [default: AIMESH_KAFKA_BOOTSTRAP]"),
+]
 
 
 def progress() -> Progress:

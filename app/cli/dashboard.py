@@ -15,12 +15,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from app.cli.common import fail
 from foundation.settings import Settings
 from graph.topics import ALL_TOPICS
 from kafka_edges.broker import BrokerError, broker_for, check_reachable, free_port
 
 _out = Console()
-_err = Console(stderr=True)
 
 GRACEFUL_SHUTDOWN_S = 3
 """Open streams get this long to close on Ctrl-C before the server drops them."""
@@ -84,12 +84,10 @@ def dashboard(
 
         from dashboard.app import create_app
     except ImportError as exc:  # fastapi, uvicorn and sse-starlette come with the `server` extra
-        _err.print(
-            f"[bold red]error:[/] the dashboard needs the server extra ({exc.name} is missing): "
-            "pip install -e '.[server]'",
-            highlight=False,
-        )
-        raise typer.Exit(2) from None
+        raise fail(
+            f"the dashboard needs the server extra ({exc.name} is missing): "
+            "pip install -e '.[server]'"
+        ) from None
 
     settings = Settings.load()
     try:
@@ -115,8 +113,7 @@ def dashboard(
             )
             uvicorn.Server(config).run()
     except BrokerError as exc:
-        _err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
 
 
 def main() -> None:

@@ -7,16 +7,18 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from app.cli.common import console, progress, readable_errors, settings_with
+from app.cli.common import DataDirOption, LlmOption, console, count_option, progress, settings_with
 from app.eval_protocol import ProblemRow, Protocol, ProtocolOptions, write_manifest
 from app.eval_report import commit, load_average, machine, public_settings, report
 from app.services import build_context
+from foundation.settings import RetryStrategy, Settings
 from graph.builder import compile_mesh
 from graph.checkpoint import sqlite_checkpointer
 from graph.datasets import humaneval_tasks, load_tasks, task_id_of
@@ -29,12 +31,12 @@ def evaluate_command(
     dataset: Annotated[
         str, typer.Option(help="humaneval, or a HumanEval-format JSONL")
     ] = "humaneval",
-    limit: Annotated[int | None, typer.Option(min=1, help="first N problems")] = None,
+    count: Annotated[int | None, count_option("first N problems [default: all]")] = None,
     attempts: Annotated[
         int, typer.Option(min=1, max=10, help="K: model calls of the loop and of best-of-K")
     ] = 3,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
-    llm: Annotated[str | None, typer.Option(help="auto | openai | local | scripted")] = None,
+    llm: LlmOption = None,
     resume: Annotated[str | None, typer.Option(help="id of an interrupted eval")] = None,
     memory: Annotated[
         bool,
@@ -44,7 +46,8 @@ def evaluate_command(
         ),
     ] = False,
     retry: Annotated[
-        str | None, typer.Option(help="retry strategy: repair | resample (AIMESH_RETRY_STRATEGY)")
+        RetryStrategy | None,
+        typer.Option(help="retry strategy [default: AIMESH_RETRY_STRATEGY or resample]"),
     ] = None,
     ids: Annotated[
         str | None, typer.Option(help="only these problems, comma-separated (e.g. HumanEval/10)")
@@ -62,96 +65,137 @@ def evaluate_command(
         bool,
         typer.Option(help="with --resume: rebuild the report from the stored rows, run nothing"),
     ] = False,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Measure, on the same problems in one run: (a) greedy first attempt, (b) blind best-of-K,
     (c) the loop with public feedback, (d) the loop with oracle feedback; with intervals."""
-    with readable_errors():
-        eval_id = resume or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        base = settings_with(llm=llm)
-        folder = base.data_dir / "evals"
-        manifest_path = folder / f"{eval_id}.json"
-        if resume:
-            if not manifest_path.exists():
-                raise FileNotFoundError(f"no eval manifest at {manifest_path}")
-            manifest: dict[str, Any] = json.loads(manifest_path.read_text())
-        else:
-            manifest = {
-                "eval_id": eval_id,
-                "args": {
-                    "dataset": dataset,
-                    "limit": limit,
-                    "ids": ids,
-                    "llm": llm,
-                    "memory": memory,
-                    "retry": retry,
-                    "json": str(json_out) if json_out else None,
-                },
-                "options": ProtocolOptions(
-                    k=attempts,
-                    oracle_limit=oracle_limit,
-                    completion=completion,
-                ).model_dump(),
-                "segments": [],
-            }
-        args = manifest["args"]
-        options = ProtocolOptions.model_validate(manifest["options"])
-        settings = settings_with(
-            llm=args["llm"],
-            review_with_llm=False,
-            llm_temperature=0.0,
-            retry_strategy=args["retry"],
+    if report_only and not resume:
+        raise typer.BadParameter("--report-only needs --resume")
+    eval_id = resume or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    folder = settings_with(llm=llm, data_dir=data_dir).data_dir / "evals"
+    manifest_path = folder / f"{eval_id}.json"
+    if resume:
+        manifest = _stored_manifest(manifest_path)
+    else:
+        args = {  # "limit": the key manifests have always used for the first N problems
+            "dataset": dataset, "limit": count, "ids": ids, "llm": llm, "memory": memory,
+            "retry": retry, "json": str(json_out) if json_out else None,
+        }  # fmt: skip
+        options = ProtocolOptions(k=attempts, oracle_limit=oracle_limit, completion=completion)
+        manifest = {
+            "eval_id": eval_id, "args": args, "options": options.model_dump(), "segments": [],
+        }  # fmt: skip
+    run = EvalRun(
+        manifest=manifest,
+        manifest_path=manifest_path,
+        rows_path=folder / f"{eval_id}.jsonl",
+        settings=_eval_settings(manifest["args"], data_dir),
+        out=json_out or (Path(manifest["args"]["json"]) if manifest["args"]["json"] else None),
+    )
+    tasks = _tasks(run.args["dataset"], run.args["ids"], run.args["limit"])
+    if report_only:
+        _report_stored(run, tasks)
+    else:
+        _run_protocol(run, tasks)
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """One eval: its manifest (arguments, options, segments), where its files go, its settings."""
+
+    manifest: dict[str, Any]
+    manifest_path: Path
+    rows_path: Path
+    settings: Settings
+    out: Path | None
+
+    @property
+    def args(self) -> dict[str, Any]:
+        args: dict[str, Any] = self.manifest["args"]
+        return args
+
+    @property
+    def options(self) -> ProtocolOptions:
+        return ProtocolOptions.model_validate(self.manifest["options"])
+
+    def save(self) -> None:
+        write_manifest(self.manifest_path, self.manifest)
+
+    def publish(self, rows: list[ProblemRow], segment: dict[str, Any]) -> dict[str, Any]:
+        """The report of `rows` (written to `out` when given: partial figures survive a stop)."""
+        payload = report(rows, _header(self.manifest, self.settings, segment))
+        if self.out:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.out.write_text(json.dumps(payload, indent=2))
+        return payload
+
+
+def _stored_manifest(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise FileNotFoundError(f"no eval manifest at {path}")
+    manifest: dict[str, Any] = json.loads(path.read_text())
+    return manifest
+
+
+def _eval_settings(args: dict[str, Any], data_dir: Path | None) -> Settings:
+    """The settings every column runs with: greedy, no LLM review, the eval's model and retry."""
+    return settings_with(
+        llm=args["llm"],
+        review_with_llm=False,
+        llm_temperature=0.0,
+        retry_strategy=args["retry"],
+        data_dir=data_dir,
+    )
+
+
+def _report_stored(run: EvalRun, tasks: list[Task]) -> None:
+    """`--report-only`: rebuild the report from the stored rows, run nothing."""
+    segment = run.manifest["segments"][-1]
+    if "ended" not in segment:  # stopped by a signal that left no time to write
+        segment.update(ended=_now(), load_after=load_average(), interrupted=True)
+    run.save()
+    stored = Protocol.stored(run.rows_path)
+    rows = [stored[i] for i in range(len(tasks)) if i in stored]
+    _print(run.publish(rows, segment), run.options.k)
+
+
+def _run_protocol(run: EvalRun, tasks: list[Task]) -> None:
+    """Run (or continue) the protocol on `tasks` as a new segment, then print the report."""
+    # the code that runs is the one at the start (the tree may change while a long run goes on)
+    segment = {"started": _now(), "load_before": load_average(), **commit()}
+    run.manifest["segments"].append(segment)
+    run.save()
+    eval_id = run.manifest["eval_id"]
+    with sqlite_checkpointer(run.settings.checkpoint_db) as saver, progress() as bars:
+        context = build_context(run.settings, use_memory=bool(run.args["memory"]))
+        graph = compile_mesh(NODE_FUNCTIONS, saver)
+        protocol = Protocol(
+            BatchRunner(graph, context, f"{eval_id}-public"),
+            BatchRunner(graph, context, f"{eval_id}-oracle"),
+            run.options,
+            run.rows_path,
         )
-        out = json_out or (Path(args["json"]) if args["json"] else None)
-        tasks = _tasks(args["dataset"], args["ids"], args["limit"])
-        rows_path = folder / f"{eval_id}.jsonl"
-        if report_only:
-            if not resume:
-                raise typer.BadParameter("--report-only needs --resume")
-            segment = manifest["segments"][-1]
-            if "ended" not in segment:  # stopped by a signal that left no time to write
-                segment.update(ended=_now(), load_after=load_average(), interrupted=True)
-            write_manifest(manifest_path, manifest)
-            stored = Protocol.stored(rows_path)
-            rows = [stored[i] for i in range(len(tasks)) if i in stored]
-            payload = _write(out, rows, manifest, settings, segment) if out else None
-            _print(payload or report(rows, _header(manifest, settings, segment)), options.k)
-            return
-        # the code that runs is the one at the start (the tree may change while a long run goes on)
-        segment = {"started": _now(), "load_before": load_average(), **commit()}
-        manifest["segments"].append(segment)
-        write_manifest(manifest_path, manifest)
-        with sqlite_checkpointer(settings.checkpoint_db) as saver, progress() as bars:
-            context = build_context(settings, use_memory=bool(args["memory"]))
-            graph = compile_mesh(NODE_FUNCTIONS, saver)
-            protocol = Protocol(
-                BatchRunner(graph, context, f"{eval_id}-public"),
-                BatchRunner(graph, context, f"{eval_id}-oracle"),
-                options,
-                rows_path,
-            )
-            bars.console.print(f"eval {eval_id} (resume: --resume {eval_id})")
-            bar = bars.add_task("problems", total=len(tasks))
-            done: list[ProblemRow] = []
+        bars.console.print(f"eval {eval_id} (resume: --resume {eval_id})")
+        bar = bars.add_task("problems", total=len(tasks))
+        done: list[ProblemRow] = []
 
-            def on_row(row: ProblemRow) -> None:
-                done.append(row)
-                bars.update(bar, advance=1, description=f"loop {sum(r.loop for r in done)}")
-                if out:  # partial figures survive an interruption
-                    _write(out, done, manifest, settings, segment)
+        def on_row(row: ProblemRow) -> None:
+            done.append(row)
+            bars.update(bar, advance=1, description=f"loop {sum(r.loop for r in done)}")
+            if run.out:  # partial figures survive an interruption
+                run.publish(done, segment)
 
-            try:
-                rows = protocol.run(tasks, on_row=on_row)
-            except (KeyboardInterrupt, SystemExit):
-                segment.update(ended=_now(), load_after=load_average(), interrupted=True)
-                write_manifest(manifest_path, manifest)
-                raise
-        segment.update(ended=_now(), load_after=load_average())
-        write_manifest(manifest_path, manifest)
-        payload = _write(out, rows, manifest, settings, segment) if out else None
-        payload = payload or report(rows, _header(manifest, settings, segment))
-        _print(payload, options.k)
-        if out:
-            console.print(f"report written to {out}")
+        try:
+            rows = protocol.run(tasks, on_row=on_row)
+        except (KeyboardInterrupt, SystemExit):
+            segment.update(ended=_now(), load_after=load_average(), interrupted=True)
+            run.save()
+            raise
+    segment.update(ended=_now(), load_after=load_average())
+    run.save()
+    _print(run.publish(rows, segment), run.options.k)
+    if run.out:
+        console.print(f"report written to {run.out}")
 
 
 def _header(manifest: dict[str, Any], settings: Any, segment: dict[str, Any]) -> dict[str, Any]:
@@ -171,15 +215,6 @@ def _header(manifest: dict[str, Any], settings: Any, segment: dict[str, Any]) ->
         "segments": segments,
         "loaded": any(load is not None and load > cores for load in loads),
     }
-
-
-def _write(
-    out: Path, rows: list[ProblemRow], manifest: dict[str, Any], settings: Any, segment: Any
-) -> dict[str, Any]:
-    payload = report(rows, _header(manifest, settings, segment))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=2))
-    return payload
 
 
 def _print(payload: dict[str, Any], k: int) -> None:

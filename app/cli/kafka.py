@@ -15,6 +15,14 @@ from typing import Annotated
 import typer
 from confluent_kafka.admin import AdminClient
 
+from app.cli.common import (
+    BootstrapOption,
+    DataDirOption,
+    broker_settings,
+    count_option,
+    fail,
+    settings_with,
+)
 from app.distributed import READY_LINE
 from app.services import recorded_step
 from foundation.errors import InfrastructureError
@@ -45,18 +53,6 @@ app = typer.Typer(
 )
 
 ROLE_CHOICES = (*NODES, "all")
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
-
-
-def _settings(bootstrap: str | None) -> Settings:
-    settings = Settings.load()
-    if bootstrap:
-        settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
-    return settings
 
 
 def _wait_for_signal() -> None:
@@ -92,7 +88,7 @@ def broker_command(
     try:
         broker = _start_broker(host, port, advertised_host, port_wait)
     except BrokerError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     try:
         settings = Settings.load()
         admin = AdminClient(with_logger(common_config(settings, bootstrap=broker.bootstrap)))
@@ -127,9 +123,7 @@ def _start_broker(
 
 @app.command("recover")
 def recover_command(
-    bootstrap: Annotated[
-        str | None, typer.Option(help="Kafka bootstrap servers (default: AIMESH_KAFKA_BOOTSTRAP)")
-    ] = None,
+    bootstrap: BootstrapOption = None,
     older_than: Annotated[
         float, typer.Option(help="only runs whose last transition is at least this old (s)")
     ] = 0.0,
@@ -140,26 +134,22 @@ def recover_command(
             "their positions (about their session timeout: 6 s by default)"
         ),
     ] = 8.0,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Re-publish the last transition of every unfinished run from the delivery ledger.
 
     Run it after a memory-only broker restarted (and the workers rejoined): the tasks in flight
     when it died continue; a transition that was not lost is recognised as a duplicate.
     """
-    settings = _settings(bootstrap)
-    if not settings.kafka_bootstrap:
-        raise _fail(
-            "no Kafka bootstrap servers configured: set AIMESH_KAFKA_BOOTSTRAP or pass --bootstrap"
-        )
+    settings = broker_settings(bootstrap, data_dir=data_dir)
     try:
-        check_reachable(settings.kafka_bootstrap, settings.kafka_config)
         admin = AdminClient(with_logger(common_config(settings)))
         ensure_topics(admin, ALL_TOPICS, prefix=settings.kafka_topic_prefix)
         time.sleep(max(0.0, settle))
         with DeliveryLedger(settings.delivery_ledger_db) as ledger:
             count = republish_in_flight(settings, ledger, older_than_s=older_than)
     except (BrokerError, PublishError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(f"re-published {count} in-flight transition(s) from {settings.delivery_ledger_db}")
 
 
@@ -167,9 +157,7 @@ def recover_command(
 def worker_command(
     role: Annotated[str, typer.Option(help=f"node to run: {', '.join(ROLE_CHOICES)}")],
     concurrency: Annotated[int, typer.Option(min=1, help="group members in this process")] = 1,
-    bootstrap: Annotated[
-        str | None, typer.Option(help="Kafka bootstrap servers (default: AIMESH_KAFKA_BOOTSTRAP)")
-    ] = None,
+    bootstrap: BootstrapOption = None,
     partitions: Annotated[
         int, typer.Option(help="partitions for topics this worker creates")
     ] = DEFAULT_PARTITIONS,
@@ -181,18 +169,19 @@ def worker_command(
             "re-publish the runs in flight from the delivery ledger"
         ),
     ] = True,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Run a node as a Kafka consumer-group worker (`--role all`: every node, in one process).
 
     With `--role all` and no bootstrap configured, an embedded broker is started.
     """
     if role not in ROLE_CHOICES:
-        raise _fail(f"unknown role {role!r}; expected one of {', '.join(ROLE_CHOICES)}")
+        raise fail(f"unknown role {role!r}; expected one of {', '.join(ROLE_CHOICES)}")
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    settings = _settings(bootstrap)
+    settings = settings_with(kafka_bootstrap=bootstrap, data_dir=data_dir)
     try:
         if role == "all":
             with broker_for(settings, topics=ALL_TOPICS, partitions=partitions) as info:
@@ -206,7 +195,7 @@ def worker_command(
                 ).run()
             return
         if not settings.kafka_bootstrap:
-            raise _fail(
+            raise fail(
                 "no Kafka bootstrap servers configured: set AIMESH_KAFKA_BOOTSTRAP or pass "
                 "--bootstrap (start a broker with `aimesh broker`)"
             )
@@ -224,28 +213,22 @@ def worker_command(
         stats = worker.run()
         typer.echo(f"{role} worker stopped: {stats.snapshot()}")
     except (InfrastructureError, SandboxError, WorkerError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 @app.command("feed")
 def feed_command(
-    count: Annotated[int, typer.Option(min=1, help="task requests to send")] = 1,
-    bootstrap: Annotated[
-        str | None, typer.Option(help="Kafka bootstrap servers (default: AIMESH_KAFKA_BOOTSTRAP)")
-    ] = None,
+    count: Annotated[int, count_option("task requests to send")] = 1,
+    bootstrap: BootstrapOption = None,
     first_index: Annotated[int, typer.Option(help="task_index of the first request")] = 0,
     wait: Annotated[
         float, typer.Option(help="seconds to wait for the supervisors' reports (0: don't)")
     ] = 0.0,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Send task requests to the producer workers (`ai_requests`); optionally wait for reports."""
-    settings = _settings(bootstrap)
-    if not settings.kafka_bootstrap:
-        raise _fail(
-            "no Kafka bootstrap servers configured: set AIMESH_KAFKA_BOOTSTRAP or pass --bootstrap"
-        )
+    settings = broker_settings(bootstrap, data_dir=data_dir)
     try:
-        check_reachable(settings.kafka_bootstrap, settings.kafka_config)
         with (
             DeliveryLedger(settings.delivery_ledger_db) as ledger,
             KafkaEdgeSink(settings, ledger=ledger) as sink,
@@ -257,7 +240,7 @@ def feed_command(
                 for i in range(count)
             ]
     except (BrokerError, PublishError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(f"sent {count} task request(s): {', '.join(runs)}")
     if wait <= 0:
         return
@@ -276,7 +259,7 @@ def feed_command(
 
     read_mesh_topic(AI_REPORTS, settings, timeout_s=wait, until=report_line)
     if pending:
-        raise _fail(
+        raise fail(
             f"no report within {wait:g} s for {len(pending)} task(s): {', '.join(sorted(pending))}"
         )
 

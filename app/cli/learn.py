@@ -1,7 +1,7 @@
 """`aimesh learn`: learning rounds (APO or the bandit) and the prompt registry.
 
 Mount with ``app.add_typer(learn_app, name="learn")``. ``aimesh learn [OPTIONS]`` runs rounds;
-``aimesh learn status | history NAME | show NAME VERSION | promote NAME VERSION | rollback NAME``
+``aimesh learn status | history [NAME] | show NAME [VERSION] | promote NAME VERSION | rollback NAME``
 inspect and steer the registry.
 """
 
@@ -17,9 +17,10 @@ from typing import Annotated, Any, Literal
 import typer
 from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from app.cli.common import settings_with
+from app.cli.common import DataDirOption, LlmOption, fail, settings_with
 from app.services import build_context
 from foundation.errors import InfrastructureError
 from foundation.settings import Settings
@@ -27,8 +28,10 @@ from learning.apo_options import APOOptions
 from learning.candidates import humaneval_split, producer_items, task_items
 from learning.learner import RoundReport, learning_settings, llm_endpoint, open_learner
 from nodes.prompts import CONSUMER_SYSTEM, PRODUCER_SYSTEM, SEED_PROMPTS, SKILLS
-from prompt_registry.registry import PromptRegistry, RegistryError
-from sandbox import SandboxError
+from prompt_registry.registry import PromptRegistry
+
+Algorithm = Literal["apo", "bandit", "skills"]
+Policy = Literal["ucb1", "thompson"]
 
 learn_app = typer.Typer(
     help="Self-learning: optimize prompts on HumanEval through the graph; inspect and roll back "
@@ -44,7 +47,15 @@ def stop_on_sigterm() -> None:
 
 
 def _registry(data_dir: Path | None) -> PromptRegistry:
-    return PromptRegistry.in_data_dir(data_dir or Settings.load().data_dir, SEED_PROMPTS)
+    return PromptRegistry.in_data_dir(settings_with(data_dir=data_dir).data_dir, SEED_PROMPTS)
+
+
+def _known(registry: PromptRegistry, name: str) -> str:
+    """`name` if the registry has that prompt; else a usage error listing the prompts it has."""
+    names = sorted(registry.names())
+    if name not in names:
+        raise fail(f"no prompt named {name!r}; the prompts are: {', '.join(names)}")
+    return name
 
 
 @learn_app.callback(invoke_without_command=True)
@@ -52,7 +63,8 @@ def learn(
     ctx: typer.Context,
     rounds: Annotated[int, typer.Option(min=1, help="learning rounds")] = 3,
     algorithm: Annotated[
-        str, typer.Option(help="apo | bandit (prompts) | skills (consumer.rules/exemplars)")
+        Algorithm,
+        typer.Option(help="apo or bandit (prompts), skills (consumer.rules, consumer.exemplars)"),
     ] = "apo",
     train: Annotated[int, typer.Option(min=1, help="training tasks")] = 6,
     val: Annotated[int, typer.Option(min=1, help="held-out validation tasks")] = 8,
@@ -74,15 +86,16 @@ def learn(
     branch_factor: Annotated[int, typer.Option(min=1, help="APO edits per round")] = 2,
     beam_width: Annotated[int, typer.Option(min=1, help="APO beam width")] = 1,
     gradient_batch: Annotated[int, typer.Option(min=1, help="APO rollouts per gradient")] = 3,
-    policy: Annotated[str, typer.Option(help="bandit policy: ucb1 | thompson")] = "ucb1",
+    policy: Annotated[Policy, typer.Option(help="the bandit's policy")] = "ucb1",
     batch: Annotated[int, typer.Option(min=1, help="bandit: training tasks per pull")] = 3,
-    llm: Annotated[str | None, typer.Option(help="auto | openai | local | scripted")] = None,
+    llm: LlmOption = None,
     optimizer_base_url: Annotated[
         str | None,
         typer.Option(help="APO's OpenAI-compatible endpoint [default: AIMESH_OPTIMIZER_BASE_URL]"),
     ] = None,
     optimizer_model: Annotated[str | None, typer.Option(help="APO's model name")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the rounds here")] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Run learning rounds: propose prompt versions, validate on held-out tasks through the graph,
     promote only what beats the active version (else keep it as rejected)."""
@@ -103,16 +116,15 @@ def learn(
         raise typer.BadParameter(f"{error['loc'][0]}: {error['msg']}") from None
     settings = learning_settings(
         settings_with(
-            llm=llm, optimizer_base_url=optimizer_base_url, optimizer_model=optimizer_model
+            llm=llm,
+            optimizer_base_url=optimizer_base_url,
+            optimizer_model=optimizer_model,
+            data_dir=data_dir,
         ),
         attempts,
     )
     stop_on_sigterm()
-    try:
-        reports = run_learning(options, settings)
-    except (InfrastructureError, SandboxError, RegistryError, FileNotFoundError) as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    reports = run_learning(options, settings)
     console.print(_rounds_table(reports))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +138,7 @@ class LearnOptions(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     rounds: int
-    algorithm: Literal["apo", "bandit", "skills"]
+    algorithm: Algorithm
     train: int
     val: int
     prompts: list[
@@ -136,7 +148,7 @@ class LearnOptions(BaseModel):
     offset: int
     min_gain: float
     alpha: float
-    policy: Literal["ucb1", "thompson"]
+    policy: Policy
     batch: int
     apo: APOOptions
 
@@ -237,7 +249,7 @@ def _rounds_table(reports: list[Any]) -> Table:
 
 @learn_app.command()
 def status(
-    data_dir: Annotated[Path | None, typer.Option(help="the mesh's data dir")] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """The active version of every prompt, with its reward statistics."""
     registry = _registry(data_dir)
@@ -260,18 +272,22 @@ def status(
 
 @learn_app.command()
 def history(
-    name: Annotated[str, typer.Argument(help="prompt name, e.g. consumer.system")],
-    data_dir: Annotated[Path | None, typer.Option(help="the mesh's data dir")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="prompt name, e.g. consumer.system [default: every prompt]")
+    ] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
-    """Every version of a prompt: lineage, status, reward statistics."""
+    """Every version of a prompt (of every prompt without NAME): lineage, status, rewards."""
     registry = _registry(data_dir)
-    table = Table(title=f"{name} versions")
-    for column in ("version", "parent", "status", "source", "rewards", "mean", "note"):
+    names = [_known(registry, name)] if name else sorted(registry.names())
+    table = Table(title=f"{name} versions" if name else "prompt versions")
+    for column in ("prompt", "version", "parent", "status", "source", "rewards", "mean", "note"):
         table.add_column(column)
-    for v in registry.history(name):
+    for v in (v for n in names for v in registry.history(n)):
         table.add_row(
-            v.version, v.parent or "-", v.status, v.source, str(v.n), f"{v.mean:.3f}", v.note
-        )
+            v.name, v.version, v.parent or "-", v.status, v.source, str(v.n), f"{v.mean:.3f}",
+            escape(v.note),
+        )  # fmt: skip
     console.print(table)
 
 
@@ -279,16 +295,12 @@ def history(
 def show(
     name: Annotated[str, typer.Argument(help="prompt name")],
     version: Annotated[str | None, typer.Argument(help="version (default: the active one)")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="the mesh's data dir")] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Print a prompt version's text."""
     registry = _registry(data_dir)
-    try:
-        v = registry.get(name, version or registry.current(name).version)
-    except RegistryError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from None
-    console.print(f"[bold]{v.name} {v.version}[/] ({v.status})", highlight=False)
+    v = registry.get(_known(registry, name), version or registry.current(name).version)
+    console.print(f"[bold]{escape(v.name)} {escape(v.version)}[/] ({v.status})", highlight=False)
     console.print(v.text, markup=False, highlight=False)
 
 
@@ -296,26 +308,20 @@ def show(
 def promote(
     name: Annotated[str, typer.Argument(help="prompt name")],
     version: Annotated[str, typer.Argument(help="version to activate")],
-    data_dir: Annotated[Path | None, typer.Option(help="the mesh's data dir")] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Activate a version by hand (the previous active one is retired)."""
-    try:
-        prompt = _registry(data_dir).promote(name, version, "manual")
-    except RegistryError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    registry = _registry(data_dir)
+    prompt = registry.promote(_known(registry, name), version, "manual")
     console.print(f"{prompt.name} is now {prompt.version}")
 
 
 @learn_app.command()
 def rollback(
     name: Annotated[str, typer.Argument(help="prompt name")],
-    data_dir: Annotated[Path | None, typer.Option(help="the mesh's data dir")] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Re-activate the previous active version (the current one is marked rejected)."""
-    try:
-        prompt = _registry(data_dir).rollback(name, "manual rollback")
-    except RegistryError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    registry = _registry(data_dir)
+    prompt = registry.rollback(_known(registry, name), "manual rollback")
     console.print(f"{prompt.name} rolled back to {prompt.version}")

@@ -2,21 +2,28 @@
 
 Each command group lives in its own module and is imported only when that command runs: the
 root knows every command's name and one-line help, so `aimesh --help` (and a typo) answers
-without importing LangGraph, the model clients, memory or the dashboard.
+without importing LangGraph, the model clients, memory or the dashboard. The root group also
+ends every failure the same way: one `error: ...` line on stderr, exit code 2 for a usage error
+and for a service that is unreachable or broken (`app.cli.common.readable_errors`).
 """
 
 from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from importlib.metadata import version
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
 from foundation.langsmith import configure_tracing
+
+MARKUP: None = None
+"""Help texts are printed verbatim (click's plain help): Rich markup would eat `[default: ...]`
+and Markdown `<memory dir>`."""
 
 
 def _run() -> Any:
@@ -53,6 +60,24 @@ def _recover() -> Any:
     from app.cli.kafka import recover_command
 
     return recover_command
+
+
+def _topics() -> Any:
+    from app.cli.topics import topics_command
+
+    return topics_command
+
+
+def _tail() -> Any:
+    from app.cli.topics import tail_command
+
+    return tail_command
+
+
+def _replay() -> Any:
+    from app.cli.replay import replay_command
+
+    return replay_command
 
 
 def _dashboard() -> Any:
@@ -117,6 +142,15 @@ COMMANDS: dict[str, LazyCommand] = {
         _recover,
         "Re-publish the last transition of every unfinished run from the delivery ledger.",
     ),
+    "topics": LazyCommand(
+        _topics, "List the mesh's topics: partitions, messages, each consumer group's lag."
+    ),
+    "tail": LazyCommand(_tail, "Print a topic's messages as they arrive (pretty), until Ctrl-C."),
+    "replay": LazyCommand(
+        _replay,
+        "A task's whole story read back from its topics: the task, each attempt's code and "
+        "verdict, the review, the report.",
+    ),
     "dashboard": LazyCommand(
         _dashboard, "Serve the live dashboard (telemetry, rewards, reports) until Ctrl-C."
     ),
@@ -133,7 +167,7 @@ def load_command(name: str) -> Any:
     """The click command for `name`, its module imported now."""
     entry = COMMANDS[name]
     target = entry.load()
-    holder = typer.Typer(add_completion=False)
+    holder = typer.Typer(add_completion=False, rich_markup_mode=MARKUP)
     if isinstance(target, typer.Typer):
         holder.add_typer(target, name=name, help=entry.help)
         group = typer.main.get_command(holder)
@@ -147,7 +181,8 @@ def load_command(name: str) -> Any:
 
 
 class LazyGroup(TyperGroup):
-    """The root group: lists `COMMANDS` from their names and help, loads one on invocation."""
+    """The root group: lists `COMMANDS` from their names and help, loads one on invocation, and
+    ends every error with one line on stderr."""
 
     _listing = False
 
@@ -170,16 +205,68 @@ class LazyGroup(TyperGroup):
         finally:
             self._listing = False
 
+    def invoke(self, ctx: Any) -> Any:
+        # imported once a command runs (its own module is loaded by then), not for `--help`
+        from app.cli.common import readable_errors
+
+        with readable_errors():
+            return super().invoke(ctx)
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        plain = (args, prog_name, complete_var, False, windows_expand_args)
+        if not standalone_mode:
+            return super().main(*plain, **extra)
+        try:
+            code = super().main(*plain, **extra)
+        except typer.TyperException as exc:  # usage errors: a wrong option, a bad value
+            sys.stderr.write(f"error: {usage_line(exc)}\n")
+            code = getattr(exc, "exit_code", 2)
+        except typer.Abort:
+            code = 130
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def usage_line(exc: Exception) -> str:
+    """A usage error as one line, with where to read the valid usage."""
+    format_message = getattr(exc, "format_message", None)
+    message = format_message() if callable(format_message) else str(exc)
+    # typer checks a choice with pydantic, whose message starts "Value error, "
+    message = " ".join(message.replace("Value error, ", "").split())
+    ctx = getattr(exc, "ctx", None)
+    return f"{message} (see `{ctx.command_path} --help`)" if ctx is not None else message
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"aimesh {version('ai-mesh')}")
+        raise typer.Exit()
+
 
 app = typer.Typer(
     cls=LazyGroup,
     help="AI-Mesh: closed-loop, self-improving code generation.",
     no_args_is_help=True,
+    rich_markup_mode=MARKUP,
 )
 
 
 @app.callback()
-def _startup() -> None:
+def _startup(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_show_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Settle process-wide concerns before any command runs."""
     configure_tracing()
     # SIGTERM exits like Ctrl-C does, so atexit stops the model server and brokers we started.

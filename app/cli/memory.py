@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from foundation.settings import Settings
+from app.cli.common import DataDirOption, count_option, fail, settings_with
 from memory.agent_memory import KINDS, AgentMemory, MemoryKind, MemoryRecord
 from memory.errors import AgentMemoryError
 
@@ -40,14 +40,13 @@ def _kind(value: str | None) -> MemoryKind | None:
 
 
 @contextlib.contextmanager
-def _open_memory() -> Iterator[AgentMemory]:
+def _open_memory(data_dir: Path | None) -> Iterator[AgentMemory]:
     """The memory the settings describe; a readable error and exit code 2 if it cannot open."""
     try:
         with _err.status("opening memory (loading the embedder)..."):
-            memory = AgentMemory.from_settings(Settings.load())
+            memory = AgentMemory.from_settings(settings_with(data_dir=data_dir))
     except AgentMemoryError as e:
-        _err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(e)) from None
     with memory:
         yield memory
 
@@ -80,13 +79,14 @@ def _print_records(records: list[MemoryRecord], title: str, as_json: bool) -> No
 @memory_app.command("list")
 def list_(
     kind: KindOption = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="how many")] = 20,
+    count: Annotated[int, count_option("how many memories")] = 20,
     as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
 ) -> None:
     """The most recent memories, newest first, and how many there are of each kind."""
     selected = _kind(kind)
-    with _open_memory() as memory:
-        records = memory.list(kind=selected, limit=limit)
+    with _open_memory(data_dir) as memory:
+        records = memory.list(kind=selected, limit=count)
         counts = memory.counts()
     summary = ", ".join(f"{k}: {n}" for k, n in sorted(counts.items())) or "empty"
     _print_records(records, f"memory {memory.namespace!r} ({summary})", as_json)
@@ -96,25 +96,29 @@ def list_(
 def search(
     query: Annotated[str, typer.Argument(help="text to search for (by meaning)")],
     kind: KindOption = None,
-    k: Annotated[int, typer.Option("-k", min=1, help="how many results")] = 5,
+    count: Annotated[
+        int, typer.Option("--count", "-n", "-k", min=1, help="how many results (the k of top-k)")
+    ] = 5,
     min_score: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="minimum cosine similarity")
     ] = 0.0,
     as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
 ) -> None:
     """The memories most similar to QUERY, best first, with their cosine similarity."""
     selected = _kind(kind)
-    with _open_memory() as memory:
-        records = memory.search(query, kind=selected, k=k, min_score=min_score)
+    with _open_memory(data_dir) as memory:
+        records = memory.search(query, kind=selected, k=count, min_score=min_score)
     _print_records(records, f"{len(records)} memories like {query!r}", as_json)
 
 
 @memory_app.command()
 def export(
     file: Annotated[Path, typer.Argument(help="the JSONL file to write", dir_okay=False)],
+    data_dir: DataDirOption = None,
 ) -> None:
     """Write every memory to FILE as JSON lines (oldest first)."""
-    with _open_memory() as memory:
+    with _open_memory(data_dir) as memory:
         count = memory.export(file)
     _out.print(f"exported {count} memories to {file}", highlight=False)
 
@@ -123,10 +127,11 @@ def export(
 def clear(
     kind: KindOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Delete the memories (of one kind, or all of them)."""
     selected = _kind(kind)
-    with _open_memory() as memory:
+    with _open_memory(data_dir) as memory:
         count = memory.count(selected)
         what = f"{count} {selected} memories" if selected else f"{count} memories"
         if count == 0:
@@ -150,19 +155,19 @@ def serve(
         Path | None,
         typer.Option(help="where the server keeps its data [default: <memory dir>/chroma]"),
     ] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Run a Chroma server: the shared memory store for distributed workers (until Ctrl-C)."""
     from memory.chroma_server import ChromaServer, ChromaServerError
 
-    settings = Settings.load()
+    settings = settings_with(data_dir=data_dir)
     ms = settings.memory
     data = path or ms.resolved_dir(settings.data_dir) / "chroma"
     server = ChromaServer(data, host=host or ms.chroma_host, port=port or ms.chroma_port)
     try:
         server.start()
     except ChromaServerError as e:
-        _err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(e)) from None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the server on `kill` too
     with server:
         _out.print(f"Chroma serving {data} at {server.host}:{server.port}", highlight=False)
@@ -178,5 +183,4 @@ def serve(
             code = server.wait()
         except KeyboardInterrupt:
             return
-        _err.print(f"[red]error:[/] the server exited with code {code}:\n{server.log_tail()}")
-        raise typer.Exit(1)
+        raise fail(f"the Chroma server exited with code {code} (log: {server.log_path})")

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from app.cli.common import fail
 from foundation.settings import Settings
 from llm.local_model import CATALOGUE, ModelError, ensure_model, file_sha256
 from llm.local_server import LocalModelServer
@@ -37,8 +38,7 @@ def fetch(model: ModelOption = None) -> None:
         known = CATALOGUE.get(spec)
         sha256 = known.sha256 if known else file_sha256(path, console=_err)
     except ModelError as e:
-        _err.print(f"error: {e}")
-        raise typer.Exit(1) from None
+        raise fail(str(e)) from None
     _out.print(f"path:   {path}")
     _out.print(f"size:   {path.stat().st_size:,} bytes")
     _out.print(f"sha256: {sha256}")
@@ -56,8 +56,7 @@ def serve(
     try:
         server = LocalModelServer.from_settings(settings, model=model, port=port).start()
     except ModelError as e:
-        _err.print(f"error: {e}")
-        raise typer.Exit(1) from None
+        raise fail(str(e)) from None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the server on `kill` too
     with server:
         _out.print(f"serving {server.alias} at {server.base_url} (log: {server.log_path})")
@@ -68,5 +67,4 @@ def serve(
             code = server.wait()
         except KeyboardInterrupt:
             return
-        _err.print(f"error: the server exited with code {code}:\n{server.log_tail()}")
-        raise typer.Exit(1)
+        raise fail(f"the model server exited with code {code} (log: {server.log_path})")

@@ -9,13 +9,21 @@ from typing import Annotated
 
 import typer
 from pydantic import BaseModel
+from rich.markup import escape
 from rich.table import Table
 
-from app.cli.common import console, progress, readable_errors, settings_with
+from app.cli.common import (
+    DataDirOption,
+    LlmOption,
+    console,
+    count_option,
+    progress,
+    settings_with,
+)
 from app.distributed import partitions_for, run_distributed, shared_llm_endpoint
 from app.services import build_context, recorded
 from foundation.errors import InfrastructureError
-from foundation.settings import Settings
+from foundation.settings import LLMProvider, SandboxBackend, Settings
 from graph.builder import compile_mesh
 from graph.checkpoint import sqlite_checkpointer
 from graph.context import MeshContext
@@ -30,6 +38,7 @@ from kafka_edges.broker import broker_for
 from kafka_edges.config import topic_prefix
 from learning.periodic import PeriodicOptimizer, learner_round
 from learning.rollouts import RolloutRecorder
+from llm.chat import check_llm
 from nodes import NODE_FUNCTIONS
 from nodes.supervisor import audit_batch
 
@@ -40,23 +49,29 @@ class RunOptions(BaseModel):
     tasks: int = 3
     dataset: Path | None = None
     attempts: int | None = None
-    sandbox: str | None = None
-    llm: str | None = None
+    sandbox: SandboxBackend | None = None
+    llm: LLMProvider | None = None
     kafka: bool = True
     distributed: bool = False
     workers: int = 1
     learn_every: int = 0
+    data_dir: Path | None = None
 
     def settings(self) -> Settings:
-        return settings_with(max_attempts=self.attempts, sandbox=self.sandbox, llm=self.llm)
+        return settings_with(
+            max_attempts=self.attempts, sandbox=self.sandbox, llm=self.llm, data_dir=self.data_dir
+        )
 
 
 def run(
-    tasks: Annotated[int, typer.Option("--tasks", "-n", min=1, help="how many tasks")] = 3,
+    count: Annotated[int, count_option("tasks to run")] = 3,
     dataset: Annotated[Path | None, typer.Option(help="HumanEval-format JSONL of tasks")] = None,
     attempts: Annotated[int | None, typer.Option(min=1, max=10, help="consumer attempts")] = None,
-    sandbox: Annotated[str | None, typer.Option(help="local | e2b | docker")] = None,
-    llm: Annotated[str | None, typer.Option(help="auto | openai | local | scripted")] = None,
+    sandbox: Annotated[
+        SandboxBackend | None,
+        typer.Option(help="where code runs [default: AIMESH_SANDBOX or local]"),
+    ] = None,
+    llm: LlmOption = None,
     resume: Annotated[str | None, typer.Option(help="batch id to resume")] = None,
     kafka: Annotated[bool, typer.Option(help="publish every transition to Kafka")] = True,
     distributed: Annotated[
@@ -72,17 +87,17 @@ def run(
     learn_every: Annotated[
         int, typer.Option(min=0, help="run a bandit learning round every N reviewed tasks (0: off)")
     ] = 0,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Run tasks through the closed loop and print a results table.
 
     Every run is recorded as a rollout (spans, reward, prompt versions) in the learning store.
     """
     options = RunOptions(
-        tasks=tasks, dataset=dataset, attempts=attempts, sandbox=sandbox, llm=llm, kafka=kafka,
-        distributed=distributed, workers=workers, learn_every=learn_every,
+        tasks=count, dataset=dataset, attempts=attempts, sandbox=sandbox, llm=llm, kafka=kafka,
+        distributed=distributed, workers=workers, learn_every=learn_every, data_dir=data_dir,
     )  # fmt: skip
-    with readable_errors():
-        run_batch(options, resume)
+    run_batch(options, resume)
 
 
 def run_batch(options: RunOptions, resume: str | None = None) -> None:
@@ -91,7 +106,9 @@ def run_batch(options: RunOptions, resume: str | None = None) -> None:
     manifest_dir = settings.data_dir / "batches"
     if resume:
         saved = RunOptions.model_validate(read_manifest(manifest_dir / f"{resume}.json"))
-        options = saved.model_copy(update={"llm": options.llm or saved.llm})
+        options = saved.model_copy(
+            update={"llm": options.llm or saved.llm, "data_dir": options.data_dir or saved.data_dir}
+        )
         settings = options.settings()
     learning_error: str | None = None
     given: list[Task | None] = (
@@ -100,6 +117,9 @@ def run_batch(options: RunOptions, resume: str | None = None) -> None:
         else [None] * options.tasks
     )
     with contextlib.ExitStack() as stack:
+        if options.distributed:  # one model server for every worker process
+            settings = stack.enter_context(shared_llm_endpoint(settings))
+        check_llm(settings)  # before the broker: a wrong endpoint fails at once, with a hint
         if options.kafka or options.distributed:
             broker = stack.enter_context(
                 broker_for(
@@ -113,9 +133,8 @@ def run_batch(options: RunOptions, resume: str | None = None) -> None:
             kind = "embedded" if broker.embedded else "external"
             console.print(f"Kafka: {broker.bootstrap} ({kind})")
         if options.distributed:
-            shared = stack.enter_context(shared_llm_endpoint(settings))
             batch_id = "distributed-" + time.strftime("%Y%m%d-%H%M%S")
-            outcomes = _distributed_with_progress(shared, given, options.workers)
+            outcomes = _distributed_with_progress(settings, given, options.workers)
         else:
             context, recorder = recorded(build_context(settings))
             sinks, optimizer = learning_sinks(context, recorder, options.learn_every)
@@ -208,11 +227,21 @@ def _run_with_progress(
 def outcome_table(outcomes: list[TaskOutcome]) -> Table:
     """The final results as a rich table."""
     table = Table(title="AI-Mesh results")
-    for column in ("#", "task", "category", "diff", "attempts", "passed", "reward", "audit", "s"):
+    for column in (
+        "#",
+        "function",
+        "category",
+        "diff",
+        "attempts",
+        "passed",
+        "reward",
+        "audit",
+        "s",
+    ):
         table.add_column(column)
     for o in outcomes:
         table.add_row(
-            str(o.index + 1), o.task_id, o.category, str(o.difficulty), str(o.attempts),
+            str(o.index + 1), escape(o.entry_point), escape(o.category), str(o.difficulty), str(o.attempts),
             "[green]yes[/]" if o.passed else "[red]no[/]", f"{o.reward:.2f}", o.verdict,
             f"{o.seconds:.1f}",
         )  # fmt: skip

@@ -1,4 +1,4 @@
-"""`aimesh eval --limit 5 --llm scripted` runs the whole protocol: every column with its interval,
+"""`aimesh eval --count 5 --llm scripted` runs the whole protocol: every column with its interval,
 paired tests, the machine and commit recorded, no hidden test reaching a prompt outside the
 oracle column, and a resumed run that finishes only what was missing."""
 
@@ -79,7 +79,7 @@ def _hidden_calls(limit: int) -> list[tuple[str, str]]:
 def test_the_protocol_reports_every_column_with_an_interval(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    report, contexts, output = _run(tmp_path, monkeypatch, "--limit", "5")
+    report, contexts, output = _run(tmp_path, monkeypatch, "--count", "5")
     assert report["problems"] == 5 and set(report["columns"]) == COLUMNS
     for column in report["columns"].values():
         low, high = column["ci95"]
@@ -115,7 +115,7 @@ def test_the_protocol_reports_every_column_with_an_interval(
 def test_no_hidden_test_reaches_a_prompt_outside_the_oracle_column(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    report, contexts, _ = _run(tmp_path, monkeypatch, "--limit", "5", "--oracle-limit", "0")
+    report, contexts, _ = _run(tmp_path, monkeypatch, "--count", "5", "--oracle-limit", "0")
     assert "oracle" not in report["columns"] and report["columns"]["loop"]["solved"] == 2
     prompts = _prompts(contexts)
     assert any("Implement `below_zero`" in p and "FAILED" in p for p in prompts)  # a retry
@@ -126,7 +126,7 @@ def test_no_hidden_test_reaches_a_prompt_outside_the_oracle_column(
 def test_an_interrupted_eval_resumes_with_the_missing_problems_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    report, _, _ = _run(tmp_path, monkeypatch, "--limit", "4")
+    report, _, _ = _run(tmp_path, monkeypatch, "--count", "4")
     eval_id = report["eval_id"]
     rows = tmp_path / "data" / "evals" / f"{eval_id}.jsonl"
     lines = rows.read_text().splitlines()

@@ -29,10 +29,13 @@ def aimesh(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProces
 
 def test_run_with_the_scripted_model_prints_the_results_table(tmp_path: Path) -> None:
     done = aimesh(
-        tmp_path, "run", "--tasks", "3", "--llm", "scripted", AIMESH_MEMORY_ENABLED="true"
+        tmp_path, "run", "--count", "3", "--llm", "scripted", AIMESH_MEMORY_ENABLED="true"
     )
     assert done.returncode == 0, done.stderr
     assert "AI-Mesh results" in done.stdout
+    # the table names each task by its function and category (the scripted double's three)
+    for function, category in (("add", "math"), ("reverse_words", "strings")):
+        assert any(function in line and category in line for line in done.stdout.splitlines())
     assert "solved 3/3" in done.stdout
     assert done.stdout.count("│ yes") == 3
     assert "supervisor (ok): Batch" in done.stdout and "pass rate 100%" in done.stdout
@@ -46,36 +49,38 @@ def test_run_with_the_scripted_model_prints_the_results_table(tmp_path: Path) ->
 
 
 def test_resume_reads_back_a_finished_batch_without_rerunning(tmp_path: Path) -> None:
-    first = aimesh(tmp_path, "run", "--tasks", "2", "--llm", "scripted")
+    first = aimesh(tmp_path, "run", "-n", "2", "--llm", "scripted")
     batch = next(line.split()[1] for line in first.stdout.splitlines() if line.startswith("batch "))
     again = aimesh(tmp_path, "run", "--resume", batch)
     assert again.returncode == 0, again.stderr
     assert "solved 2/2" in again.stdout
 
 
-def test_unreachable_llm_is_one_readable_line_and_exit_code_2(tmp_path: Path) -> None:
+def test_unreachable_llm_is_one_line_on_stderr_before_the_broker_starts(tmp_path: Path) -> None:
     done = aimesh(
         tmp_path,
         "run",
-        "--tasks",
+        "--count",
         "1",
         AIMESH_LLM="openai",
         AIMESH_LLM_BASE_URL="http://127.0.0.1:9/v1",
     )
     assert done.returncode == 2
-    errors = [line for line in done.stdout.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "cannot reach the LLM at http://127.0.0.1:9/v1" in errors[0]
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
+    assert "cannot reach the LLM at http://127.0.0.1:9/v1" in done.stderr
+    assert "aimesh model serve" in done.stderr  # what to do about it
+    assert "Kafka:" not in done.stdout  # checked before any broker was started
     assert "Traceback" not in done.stdout + done.stderr
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path: Path) -> None:
     done = aimesh(tmp_path, "run", "--dataset", str(tmp_path / "nope.jsonl"), "--llm", "scripted")
     assert done.returncode == 2
-    assert "dataset file not found" in done.stdout
+    assert "dataset file not found" in done.stderr
 
 
 def test_distributed_run_uses_one_worker_process_per_node(tmp_path: Path) -> None:
-    done = aimesh(tmp_path, "run", "--tasks", "2", "--llm", "scripted", "--distributed")
+    done = aimesh(tmp_path, "run", "--count", "2", "--llm", "scripted", "--distributed")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Kafka: 127.0.0.1:" in done.stdout and "(embedded)" in done.stdout
     assert "solved 2/2" in done.stdout
@@ -84,7 +89,10 @@ def test_distributed_run_uses_one_worker_process_per_node(tmp_path: Path) -> Non
 def test_unreachable_kafka_is_one_readable_line(tmp_path: Path) -> None:
     done = aimesh(tmp_path, "run", "--llm", "scripted", AIMESH_KAFKA_BOOTSTRAP="127.0.0.1:9")
     assert done.returncode == 2
-    assert [line for line in done.stdout.splitlines() if line.startswith("error:")]
+    assert (
+        done.stderr
+        == "error: cannot reach Kafka at 127.0.0.1:9 (127.0.0.1:9: Connection refused)\n"
+    )
     assert "Traceback" not in done.stdout + done.stderr
 
 

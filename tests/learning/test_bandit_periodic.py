@@ -12,7 +12,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from typer.testing import CliRunner
 
-from app.cli.learn import learn_app
+from app.cli.main import app
 from graph.builder import compile_mesh
 from graph.context import MeshContext
 from graph.edges import FanOutSink, StepRecord
@@ -125,27 +125,27 @@ def test_learn_cli_bandit_round_and_registry_commands(data_dir: Path, monkeypatc
     monkeypatch.setenv("AIMESH_DATA_DIR", str(data_dir))
     runner = CliRunner()
     args = ["--llm", "scripted", "--algorithm", "bandit", "--rounds", "2", "--train", "2"]
-    result = runner.invoke(learn_app, [*args, "--val", "2", "--json", str(data_dir / "r.json")])
+    result = runner.invoke(app, ["learn", *args, "--val", "2", "--json", str(data_dir / "r.json")])
     assert result.exit_code == 0, result.output
     assert "learning rounds" in result.output and (data_dir / "r.json").exists()
 
-    status = runner.invoke(learn_app, ["status", "--data-dir", str(data_dir)])
+    status = runner.invoke(app, ["learn", "status", "--data-dir", str(data_dir)])
     assert status.exit_code == 0 and "consumer.system" in status.output
-    history = runner.invoke(learn_app, ["history", C, "--data-dir", str(data_dir)])
+    history = runner.invoke(app, ["learn", "history", C, "--data-dir", str(data_dir)])
     assert history.exit_code == 0 and "v1.1" in history.output
-    show = runner.invoke(learn_app, ["show", C, "v1.1", "--data-dir", str(data_dir)])
+    show = runner.invoke(app, ["learn", "show", C, "v1.1", "--data-dir", str(data_dir)])
     assert show.exit_code == 0 and "edge cases" in show.output
 
     registry = PromptRegistry.in_data_dir(data_dir, SEED_PROMPTS)
     if registry.get(C, "v1.1").status != "rejected":
-        promote = runner.invoke(learn_app, ["promote", C, "v1.1", "--data-dir", str(data_dir)])
+        promote = runner.invoke(app, ["learn", "promote", C, "v1.1", "--data-dir", str(data_dir)])
         assert promote.exit_code == 0 and "now v1.1" in promote.output
-        back = runner.invoke(learn_app, ["rollback", C, "--data-dir", str(data_dir)])
+        back = runner.invoke(app, ["learn", "rollback", C, "--data-dir", str(data_dir)])
         assert back.exit_code == 0 and "rolled back to v1" in back.output
-    nothing = runner.invoke(learn_app, ["rollback", C, "--data-dir", str(data_dir)])
+    nothing = runner.invoke(app, ["learn", "rollback", C, "--data-dir", str(data_dir)])
     assert nothing.exit_code == 2 and "no earlier active version" in nothing.output
 
-    apo = runner.invoke(learn_app, ["--llm", "scripted", "--algorithm", "apo"])
+    apo = runner.invoke(app, ["learn", "--llm", "scripted", "--algorithm", "apo"])
     assert apo.exit_code == 2 and "APO needs an LLM" in apo.output
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
@@ -17,14 +15,6 @@ from app.cli.model import model_app
 from llm import local_server
 from llm.local_model import CATALOGUE, GGUF_MAGIC
 from llm.local_server import LocalModelServer, ServerError
-
-
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
 
 
 def test_port_in_use_is_a_clear_error(busy_port: int, tmp_path: Path) -> None:
@@ -46,7 +36,7 @@ def test_cli_fetch_path_and_errors(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert str(model) in result.output and "8 bytes" in result.output
     result = CliRunner().invoke(model_app, ["fetch", "--model", str(tmp_path / "nope.gguf")])
-    assert result.exit_code == 1 and "no such model" in result.output
+    assert result.exit_code == 2 and "no such model" in result.output
 
 
 def test_cli_serve_port_in_use(busy_port: int, tmp_path: Path) -> None:
@@ -55,7 +45,7 @@ def test_cli_serve_port_in_use(busy_port: int, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         model_app, ["serve", "--model", str(model), "--port", str(busy_port)]
     )
-    assert result.exit_code == 1 and "is not available" in result.output
+    assert result.exit_code == 2 and "is not available" in result.output
 
 
 needs_llama = pytest.mark.skipif(

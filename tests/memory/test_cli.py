@@ -44,12 +44,17 @@ def test_list_shows_counts_and_memories(data_dir: Path) -> None:
     result = runner.invoke(memory_app, ["list", "--kind", "task", "--json"])
     [row] = [json.loads(line) for line in result.output.splitlines()]
     assert row["kind"] == "task" and row["metadata"]["task_id"] == "t-1"
+    result = runner.invoke(memory_app, ["list", "--count", "1", "--json"])
+    assert len(result.output.splitlines()) == 1
 
 
 def test_search_export_and_clear(data_dir: Path, tmp_path: Path) -> None:
     result = runner.invoke(memory_app, ["search", BINARY_SEARCH_LIKE, "--kind", "fix_recipe"])
     assert result.exit_code == 0, result.output
     assert "score" in result.output and "Fix recipe for task" in result.output
+    for how_many in (["--count", "1"], ["-k", "2"]):  # -k: the k of top-k, --count its long name
+        result = runner.invoke(memory_app, ["search", BINARY_SEARCH_LIKE, *how_many, "--json"])
+        assert len(result.output.splitlines()) == int(how_many[1]), result.output
 
     target = tmp_path / "export.jsonl"
     result = runner.invoke(memory_app, ["export", str(target)])
