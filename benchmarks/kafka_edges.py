@@ -292,9 +292,10 @@ def bench_hops(
 
 
 def bench_scripted_mesh(
-    bootstrap: str, members: list[int], tasks: int, partitions: int = 4
+    bootstrap: str, members: list[int], tasks: int, data_dir: Path, partitions: int = 4
 ) -> list[dict[str, Any]]:
-    """Tasks/s through all five real nodes (scripted LLM, real sandbox), N members per role."""
+    """Tasks/s through all five real nodes (scripted LLM, real sandbox, memory off), N members
+    per role; the registry and learning store in `data_dir`."""
 
     rows = []
     for count in members:
@@ -302,11 +303,12 @@ def bench_scripted_mesh(
         prefix = f"s{tag}."
         settings = Settings(
             llm="scripted",
+            data_dir=data_dir,
             kafka_bootstrap=bootstrap,
             kafka_config={"session.timeout.ms": "2000", "heartbeat.interval.ms": "400"},
             kafka_group_prefix=f"scripted-{tag}",
         )
-        services = build_context(settings)
+        services = build_context(settings, use_memory=False)  # the transport is measured
         with MeshWorkers(
             NODES,
             settings,
@@ -344,13 +346,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--messages", type=int, default=500, help="burst size for throughput")
+    parser.add_argument("--messages", type=int, default=2000, help="burst size for throughput")
     parser.add_argument(
         "--latency-samples", type=int, default=200, help="one-at-a-time hops for latency"
     )
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument(
-        "--rounds", type=int, default=3, help="interleaved repeats; medians reported"
+        "--rounds", type=int, default=5, help="interleaved repeats; medians reported"
     )
     parser.add_argument(
         "--bootstrap", default=None, help="a running broker (default: embedded tansu)"
@@ -384,7 +386,7 @@ def main(argv: list[str] | None = None) -> None:
         hops = _median_rows(rounds)
         scripted = (
             bench_scripted_mesh(
-                bootstrap, [int(x) for x in args.scripted_mesh.split(",")], args.tasks
+                bootstrap, [int(x) for x in args.scripted_mesh.split(",")], args.tasks, Path(tmp)
             )
             if args.scripted_mesh
             else []
