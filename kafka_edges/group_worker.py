@@ -348,6 +348,7 @@ class GroupWorker(Generic[T]):
                 else:
                     try:
                         self._process(member, batch, msg)
+                        batch.records.append(msg)  # its fate is decided: committed with the batch
                     except _Stopping:
                         raise
                     except Exception as exc:  # the loop's own trouble (e.g. the ledger is locked)
@@ -472,7 +473,8 @@ class GroupWorker(Generic[T]):
     # ------------------------------------------------------------------ one record
 
     def _process(self, member: _Member, batch: _Batch[T], msg: Message) -> None:
-        """Decode, triage and handle one record into `batch` (its outputs sent, unconfirmed)."""
+        """Decode, triage and handle one record into `batch` (its outputs sent, unconfirmed, or
+        dead-lettered, or skipped); an exception leaves the record out of the batch."""
         self.stats.bump("consumed")
         record = ConsumedRecord(
             topic=msg.topic() or self.topic,
@@ -482,7 +484,6 @@ class GroupWorker(Generic[T]):
             value=msg.value(),
             headers=msg.headers(),
         )
-        batch.records.append(msg)  # committed with the batch, whatever happens to it below
         if record.size > self.max_record_bytes:
             self.stats.bump("oversized")
             detail = (

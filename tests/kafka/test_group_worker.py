@@ -145,3 +145,41 @@ def test_a_redelivery_inside_one_batch_is_a_duplicate(kafka_broker: EmbeddedBrok
         snap = worker.stats.snapshot()
     assert [r.message.text for r in out if isinstance(r.message, Shouted)] == ["X", "Y"]
     assert snap["processed"] == 2 and snap["duplicates"] == 1
+
+
+class LockedOnceHandler(ShoutHandler):
+    """TEST DOUBLE: its duplicate lookup fails once on 'locked' (like a ledger kept busy)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups_failing = 1
+
+    def triage(self, item: Shout) -> Triage:
+        if item.text == "locked" and self.lookups_failing:
+            self.lookups_failing -= 1
+            raise TimeoutError("database is locked")
+        return super().triage(item)
+
+
+def test_a_record_the_loop_failed_on_is_rewound_and_handled(kafka_broker: EmbeddedBroker) -> None:
+    prefix = f"g{uuid.uuid4().hex[:6]}."
+    settings = Settings(kafka_bootstrap=kafka_broker.bootstrap, kafka_config=TEST_KAFKA_CONFIG)
+    topics = ("shout_in", "shout_out", DeadLetter.TOPIC)
+    ensure_topics(AdminClient(with_logger(common_config(settings))), topics, 1, prefix=prefix)
+    with KafkaPublisher(settings, topic_prefix=prefix) as publisher:
+        publisher.publish_many([Shout(text=t) for t in ("before", "locked", "after")])
+    options = WorkerOptions(topic_prefix=prefix, retry=RetryPolicy(backoff_s=0.05))
+    with GroupWorker(
+        LockedOnceHandler(), "shout_in", settings, options, group_id=f"{prefix}g",
+        topics_to_create=topics,
+    ) as worker:  # fmt: skip
+        out = read_topic(
+            "shout_out", settings, models={"shout_out": Shouted}, count=3, prefix=prefix
+        )
+        snap = worker.stats.snapshot()
+    assert [r.message.text for r in out if isinstance(r.message, Shouted)] == [
+        "BEFORE",
+        "LOCKED",
+        "AFTER",
+    ]
+    assert snap["transient_errors"] == 1 and snap["processed"] == 3
