@@ -526,13 +526,13 @@ class GroupWorker(Generic[T]):
             return
         try:
             delivered = self._confirm(member, batch.sent)
-            self.handler.delivered([*batch.dead, *delivered])
+            if batch.dead or delivered:
+                self.handler.delivered([*batch.dead, *delivered])
         except _Stopping:
             raise
         except Exception as exc:  # e.g. the ledger is locked: the batch is handled again
             self._retry_later(member, batch.records, exc)
             return
-        self.stats.bump("processed", len(delivered))
         self._commit(member, batch.records)
 
     def _confirm(self, member: _Member, sent: Sequence[_Sent[T]]) -> list[Delivered[T]]:
@@ -542,11 +542,14 @@ class GroupWorker(Generic[T]):
             deliveries = iter(self._confirmed(member, [s.sending for s in sent]))
         except PublishError:  # permanent: find the items it concerns, one at a time
             return [self._confirm_alone(member, s) for s in sent]
+        self.stats.bump("processed", len(sent))
         return [Delivered(s.item, [next(deliveries) for _ in s.sending.outgoing]) for s in sent]
 
     def _confirm_alone(self, member: _Member, sent: _Sent[T]) -> Delivered[T]:
         try:
-            return Delivered(sent.item, self._confirmed(member, [sent.sending]))
+            delivered = Delivered(sent.item, self._confirmed(member, [sent.sending]))
+            self.stats.bump("processed")
+            return delivered
         except PublishError as exc:
             identity = self.handler.identity(sent.item)
             self._dead_letter(member, sent.record, "output_refused", str(exc), identity)
