@@ -9,10 +9,12 @@ import os
 import platform
 import statistics
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +172,13 @@ def saved_figure(path: Path, *args: Any, **kwargs: Any) -> Iterator[tuple[Any, A
         fig.savefig(path, dpi=120)
     finally:
         plt.close(fig)
+
+
+def tree_of(ref: str, into: Path) -> Path:
+    """The whole source tree of commit `ref`, extracted under `into`."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into

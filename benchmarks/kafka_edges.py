@@ -1,18 +1,27 @@
-"""Benchmark the Kafka edges: KafkaEdgeSink + NodeWorker vs raw confluent-kafka, same broker, same run.
+"""Benchmark the Kafka edges: a NodeWorker's hop vs raw confluent-kafka relays, same broker, same run.
 
-    .venv/bin/python -m benchmarks.kafka_edges [--messages 500] [--latency-samples 200]
+    .venv/bin/python -m benchmarks.kafka_edges [--messages 500] [--latency-samples 200] [--rounds 5]
+    .venv/bin/python -m benchmarks.kafka_edges --baseline main   # also the worker of main's tree
     .venv/bin/python -m benchmarks.kafka_edges --scripted-mesh 1,2,4 --tasks 24
 
-One hop = a message produced on topic A, consumed by a worker, a message published on topic B,
-read by a probe. Three ways to make that hop, each measured for throughput (a burst of
-`--messages`, messages/s) and latency (one message at a time, median and p99):
+One hop = a message produced on topic A, relayed to topic B, read by a probe. Each way to make
+that hop is measured for throughput (a burst of `--messages`, messages/s) and latency (one
+message at a time, median and p99); every relay runs in a process of its own
+(`benchmarks/hop_relay.py`):
 
-  raw_pipe      produce -> consume only (no relay): the broker's own floor
-  raw_relay     plain confluent-kafka relay with the same guarantees as a worker: consume,
-                produce, wait for the ack, commit synchronously
-  mesh_worker   NodeWorker + KafkaEdgeSink with a trivial node (a TEST DOUBLE that changes
-                nothing): decode/validate the full MeshState, dedupe, run the step, publish the
-                transition AND its telemetry, wait for both acks, commit
+  raw_pipe           produce -> consume only (no relay): the broker's own floor
+  raw_relay          plain confluent-kafka relay, one record at a time, with a worker's
+                     guarantees: consume, produce, wait for the ack, commit synchronously
+  raw_relay_batched  the same guarantees per batch of what is already fetched: the ceiling of
+                     the client library on this broker
+  mesh_worker        NodeWorker (role consumer) with a trivial node (a TEST DOUBLE that changes
+                     nothing) and a file delivery ledger: decode/validate the full MeshState,
+                     dedupe, run the step, publish the transition AND its telemetry, wait for the
+                     acks, write the ledger, commit
+  mesh_worker_before the same, from the tree of `--baseline REF`
+
+Rounds take turns (before and after alternate going first); ratios are taken within each round,
+reported as the median of the rounds and their range.
 
 `--scripted-mesh 1,2,4` also measures tasks/s through all five real nodes (scripted LLM, real
 sandbox) with 1, 2 and 4 worker members per role.
@@ -24,8 +33,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -40,17 +52,15 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
-from langchain_core.runnables import RunnableConfig  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from app.services import build_context  # noqa: E402
-from benchmarks.common import begin, percentile, write_json  # noqa: E402
+from benchmarks.common import ROOT, begin, percentile, tree_of, write_json  # noqa: E402
 from foundation.settings import Settings  # noqa: E402
-from graph.edges import StepRecord  # noqa: E402
 from graph.kafka_sink import KafkaEdgeSink  # noqa: E402
-from graph.node_worker import MeshWorkers, NodeWorker, WorkerOptions  # noqa: E402
-from graph.routing import NODES, next_node  # noqa: E402
+from graph.node_worker import MeshWorkers, WorkerOptions  # noqa: E402
+from graph.routing import NODES  # noqa: E402
 from graph.state import MeshState, Task  # noqa: E402
 from graph.step import bind_step  # noqa: E402
 from graph.topics import AI_REPORTS, AI_SOLUTIONS, AI_TOPIC  # noqa: E402
@@ -61,21 +71,14 @@ from kafka_edges.codec import encode  # noqa: E402
 from kafka_edges.config import (  # noqa: E402
     CONSUMER_DEFAULTS,
     PRODUCER_DEFAULTS,
-    common_config,
     with_logger,
 )
 from kafka_edges.ledger import DeliveryLedger  # noqa: E402
 from nodes import NODE_FUNCTIONS  # noqa: E402
 
 RESULTS = HERE / "results" / "kafka_edges.json"
+BEFORE = "mesh_worker_before"
 console = Console()
-
-
-def trivial_step(
-    node: str, state: MeshState, config: RunnableConfig | None = None
-) -> tuple[dict[str, Any], StepRecord]:
-    """TEST DOUBLE node: changes nothing, routes as the graph does (consumer -> sandbox)."""
-    return {}, StepRecord(node=node, next_node=next_node(node, state), state=state, latency_ms=0.0)
 
 
 def _task(i: int) -> Task:
@@ -143,45 +146,23 @@ class Probe:
         self.consumer.close()
 
 
-class RawRelay:
-    """Plain confluent-kafka relay A -> B with a worker's guarantees (ack, then sync commit)."""
-
-    def __init__(
-        self, bootstrap: str, source: str, target: str, group: str, overrides: dict[str, Any]
-    ) -> None:
-        conf = {
-            **CONSUMER_DEFAULTS,
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            **overrides,
-        }
-        conf.pop("partition.assignment.strategy", None)
-        self.consumer = Consumer(with_logger(conf))
-        self.producer = Producer(with_logger({**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap}))
-        self.target = target
-        self.assigned = threading.Event()
-        self._stop = threading.Event()
-        self.consumer.subscribe([source], on_assign=lambda c, p: self.assigned.set())
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            msg = self.consumer.poll(0.05)
-            if msg is None or msg.error():
-                continue
-            self.producer.produce(
-                self.target, value=msg.value(), key=msg.key(), headers=msg.headers()
-            )
-            if self.producer.flush(10) != 0:
-                raise RuntimeError("raw relay: no ack")
-            self.consumer.commit(message=msg, asynchronous=False)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self.consumer.close()
-        self.producer.flush(5)
+@contextmanager
+def _relay(kind: str, tree: Path, *args: str) -> Iterator[None]:
+    """benchmarks/hop_relay.py `kind` in a process of its own, importing the mesh from `tree`;
+    yields once it holds its partitions, stops it after."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    command = [sys.executable, str(HERE / "hop_relay.py"), kind, *args]
+    with subprocess.Popen(
+        command, cwd=tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"{kind} relay from {tree} did not start (exit {proc.wait()})")
+            yield
+        finally:
+            proc.terminate()
+            proc.wait(30)
 
 
 def _feeder(bootstrap: str) -> Producer:
@@ -248,15 +229,13 @@ def _broker(bootstrap: str | None) -> Iterator[str]:
 
 
 def bench_hops(
-    bootstrap: str, messages: int, samples: int, partitions: int
+    bootstrap: str, messages: int, samples: int, partitions: int, trees: dict[str, Path]
 ) -> list[dict[str, Any]]:
-    """raw_pipe, raw_relay and mesh_worker on the same broker, in this order."""
+    """One round: raw_pipe, then each relay in its own process (the raw ones, and a mesh worker
+    per tree in `trees`: "mesh_worker" is this tree), on the same broker."""
     tag = uuid.uuid4().hex[:6]
-    overrides = {"session.timeout.ms": "2000", "heartbeat.interval.ms": "400"}
-    settings = Settings(
-        kafka_bootstrap=bootstrap, kafka_config=overrides, kafka_group_prefix=f"bench-{tag}"
-    )
-    admin = AdminClient(with_logger(common_config(settings)))
+    admin = AdminClient(with_logger({"bootstrap.servers": bootstrap}))
+    source_topics = [AI_TOPIC, AI_SOLUTIONS]
 
     def record_of(
         message: TaskMessage,
@@ -272,89 +251,51 @@ def bench_hops(
     def key_of(msg: Any) -> str:
         return (msg.key() or b"").decode()
 
-    results = []
-
-    # 1. raw pipe: A -> probe
-    prefix = f"b{tag}-pipe."
-    ensure_topics(admin, [AI_TOPIC], partitions, prefix=prefix)
-    probe = Probe(bootstrap, qualified(AI_TOPIC, prefix), key_of)
-    try:
-        results.append(
-            _measure(
-                "raw_pipe",
-                bootstrap,
-                qualified(AI_TOPIC, prefix),
-                probe,
-                messages,
-                samples,
-                lambda i: record_of(_task_message(i)),
-            )
-        )
-    finally:
-        probe.close()
-
-    # 2. raw relay: A -> relay -> B -> probe
-    prefix = f"b{tag}-raw."
-    ensure_topics(admin, [AI_TOPIC, AI_SOLUTIONS], partitions, prefix=prefix)
-    relay = RawRelay(
-        bootstrap,
-        qualified(AI_TOPIC, prefix),
-        qualified(AI_SOLUTIONS, prefix),
-        f"bench-{tag}-raw",
-        overrides,
-    )
-    relay.assigned.wait(30)
-    probe = Probe(bootstrap, qualified(AI_SOLUTIONS, prefix), key_of)
-    try:
-        results.append(
-            _measure(
-                "raw_relay",
-                bootstrap,
-                qualified(AI_TOPIC, prefix),
-                probe,
-                messages,
-                samples,
-                lambda i: record_of(_task_message(i)),
-            )
-        )
-    finally:
-        probe.close()
-        relay.close()
-
-    # 3. the mesh: A -> NodeWorker(consumer, trivial node) + KafkaEdgeSink -> B (+ telemetry) -> probe
-    prefix = f"b{tag}-mesh."
-    worker = NodeWorker(
-        "consumer",
-        settings,
-        trivial_step,
-        WorkerOptions(topic_prefix=prefix, partitions=partitions),
-        ledger=DeliveryLedger(":memory:"),
-    )
-    with worker:
-        worker.wait_joined(30)
-        probe = Probe(bootstrap, qualified(AI_SOLUTIONS, prefix), key_of)
+    def measure(name: str, prefix: str, out: str = AI_SOLUTIONS) -> dict[str, Any]:
+        probe = Probe(bootstrap, qualified(out, prefix), key_of)
         try:
-            results.append(
-                _measure(
-                    "mesh_worker",
-                    bootstrap,
-                    qualified(AI_TOPIC, prefix),
-                    probe,
-                    messages,
-                    samples,
-                    lambda i: record_of(_task_message(i)),
-                )
+            return _measure(
+                name,
+                bootstrap,
+                qualified(AI_TOPIC, prefix),
+                probe,
+                messages,
+                samples,
+                lambda i: record_of(_task_message(i)),
             )
         finally:
             probe.close()
-    results[-1]["worker_stats"] = worker.stats.snapshot()
+
+    prefix = f"b{tag}-pipe."
+    ensure_topics(admin, [AI_TOPIC], partitions, prefix=prefix)
+    results = [measure("raw_pipe", prefix, out=AI_TOPIC)]
+    for kind in ("raw", "raw_batched"):
+        prefix = f"b{tag}-{kind}."
+        ensure_topics(admin, source_topics, partitions, prefix=prefix)
+        args = ["--bootstrap", bootstrap, "--group", f"bench-{tag}-{kind}"]
+        args += [
+            "--source",
+            qualified(AI_TOPIC, prefix),
+            "--target",
+            qualified(AI_SOLUTIONS, prefix),
+        ]
+        with _relay(kind, ROOT, *args):
+            results.append(measure("raw_relay" if kind == "raw" else "raw_relay_batched", prefix))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, tree in trees.items():
+            prefix = f"b{tag}-{name}."
+            args = ["--bootstrap", bootstrap, "--group", f"bench-{tag}-{name}", "--prefix", prefix]
+            args += ["--partitions", str(partitions), "--ledger", f"{tmp}/{name}.db"]
+            with _relay("mesh", tree, *args):
+                results.append(measure(name, prefix))
     return results
 
 
 def bench_scripted_mesh(
-    bootstrap: str, members: list[int], tasks: int, partitions: int = 4
+    bootstrap: str, members: list[int], tasks: int, data_dir: Path, partitions: int = 4
 ) -> list[dict[str, Any]]:
-    """Tasks/s through all five real nodes (scripted LLM, real sandbox), N members per role."""
+    """Tasks/s through all five real nodes (scripted LLM, real sandbox, memory off), N members
+    per role; the registry and learning store in `data_dir`."""
 
     rows = []
     for count in members:
@@ -362,11 +303,12 @@ def bench_scripted_mesh(
         prefix = f"s{tag}."
         settings = Settings(
             llm="scripted",
+            data_dir=data_dir,
             kafka_bootstrap=bootstrap,
             kafka_config={"session.timeout.ms": "2000", "heartbeat.interval.ms": "400"},
             kafka_group_prefix=f"scripted-{tag}",
         )
-        services = build_context(settings)
+        services = build_context(settings, use_memory=False)  # the transport is measured
         with MeshWorkers(
             NODES,
             settings,
@@ -404,13 +346,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--messages", type=int, default=500, help="burst size for throughput")
+    parser.add_argument("--messages", type=int, default=2000, help="burst size for throughput")
     parser.add_argument(
         "--latency-samples", type=int, default=200, help="one-at-a-time hops for latency"
     )
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument(
-        "--rounds", type=int, default=3, help="interleaved repeats; medians reported"
+        "--rounds", type=int, default=5, help="interleaved repeats; medians reported"
     )
     parser.add_argument(
         "--bootstrap", default=None, help="a running broker (default: embedded tansu)"
@@ -419,37 +361,41 @@ def main(argv: list[str] | None = None) -> None:
         "--scripted-mesh", default="", help="e.g. 1,2,4: tasks/s with real scripted nodes"
     )
     parser.add_argument("--tasks", type=int, default=24)
+    parser.add_argument(
+        "--baseline", help="also run the mesh worker of this commit's tree (before/after)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
     run = begin(
         messages=args.messages, latency_samples=args.latency_samples, partitions=args.partitions,
         rounds=args.rounds, scripted_mesh=args.scripted_mesh, tasks=args.tasks,
-        broker=args.bootstrap or "embedded tansu (memory)",
+        broker=args.bootstrap or "embedded tansu (memory)", baseline=args.baseline,
     )  # fmt: skip
-    with _broker(args.bootstrap) as bootstrap:
+    with _broker(args.bootstrap) as bootstrap, tempfile.TemporaryDirectory() as tmp:
         console.print(f"broker {bootstrap} ({'given' if args.bootstrap else 'embedded tansu'})")
-        rounds = [
-            bench_hops(bootstrap, args.messages, args.latency_samples, args.partitions)
-            for _ in range(args.rounds)
-        ]
+        trees = {"mesh_worker": ROOT}
+        if args.baseline:
+            trees[BEFORE] = tree_of(args.baseline, Path(tmp) / "before")
+        rounds = []
+        for index in range(args.rounds):  # before and after take turns going first
+            order = dict(sorted(trees.items(), reverse=index % 2 == 1))
+            rounds.append(
+                bench_hops(bootstrap, args.messages, args.latency_samples, args.partitions, order)
+            )
         hops = _median_rows(rounds)
         scripted = (
             bench_scripted_mesh(
-                bootstrap, [int(x) for x in args.scripted_mesh.split(",")], args.tasks
+                bootstrap, [int(x) for x in args.scripted_mesh.split(",")], args.tasks, Path(tmp)
             )
             if args.scripted_mesh
             else []
         )
 
-    by_name = {row["name"]: row for row in hops}
-    mesh, raw = by_name["mesh_worker"], by_name["raw_relay"]
     ratios = {
-        "throughput_mesh_over_raw_relay": mesh["throughput_msg_s"] / raw["throughput_msg_s"],
-        "median_latency_mesh_over_raw_relay": mesh["latency_ms_median"] / raw["latency_ms_median"],
-        "p99_latency_mesh_over_raw_relay": mesh["latency_ms_p99"] / raw["latency_ms_p99"],
-        "throughput_mesh_over_raw_pipe": mesh["throughput_msg_s"]
-        / by_name["raw_pipe"]["throughput_msg_s"],
+        f"{mesh}_over_{raw}": _ratios(rounds, mesh, raw)
+        for mesh in trees
+        for raw in ("raw_relay", "raw_relay_batched")
     }
     result = {
         "benchmark": "kafka_edges",
@@ -458,6 +404,7 @@ def main(argv: list[str] | None = None) -> None:
         "rounds": args.rounds,
         "hops": hops,
         "hops_per_round": rounds,
+        "baseline_commit": args.baseline,
         "ratios": ratios,
         "scripted_mesh": scripted,
     }
@@ -478,11 +425,12 @@ def main(argv: list[str] | None = None) -> None:
             f"{row['value_bytes']:.0f}",
         )
     console.print(table)
-    console.print(
-        f"mesh_worker / raw_relay: throughput x{ratios['throughput_mesh_over_raw_relay']:.2f}, "
-        f"median latency x{ratios['median_latency_mesh_over_raw_relay']:.2f}, "
-        f"p99 latency x{ratios['p99_latency_mesh_over_raw_relay']:.2f}"
-    )
+    for name, ratio in ratios.items():
+        console.print(
+            f"{name}: throughput x{_span(ratio['throughput'])}, "
+            f"median latency x{_span(ratio['latency_median'])}, "
+            f"p99 latency x{_span(ratio['latency_p99'])}"
+        )
     if scripted:
         t2 = Table(title=f"Scripted mesh (real nodes, scripted LLM), {args.tasks} tasks")
         for column in ("members/role", "tasks/s", "seconds", "dead-lettered"):
@@ -498,11 +446,39 @@ def main(argv: list[str] | None = None) -> None:
     console.print(f"wrote {args.out}")
 
 
+def _ratios(rounds: list[list[dict[str, Any]]], path: str, baseline: str) -> dict[str, Any]:
+    """`path` over `baseline` within each round: the median of the rounds and their range
+    (with 5 rounds, min..max covers the median with 94 % confidence, distribution-free)."""
+    metrics = {
+        "throughput": "throughput_msg_s",
+        "latency_median": "latency_ms_median",
+        "latency_p99": "latency_ms_p99",
+    }
+    per_round = []
+    for rows in rounds:
+        by_name = {row["name"]: row for row in rows}
+        per_round.append({k: by_name[path][m] / by_name[baseline][m] for k, m in metrics.items()})
+    return {
+        k: {
+            "median": statistics.median(r[k] for r in per_round),
+            "min": min(r[k] for r in per_round),
+            "max": max(r[k] for r in per_round),
+            "per_round": [r[k] for r in per_round],
+        }
+        for k in metrics
+    }
+
+
+def _span(ratio: dict[str, Any]) -> str:
+    return f"{ratio['median']:.2f} [{ratio['min']:.2f}, {ratio['max']:.2f}]"
+
+
 def _median_rows(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Per path, the median of each numeric metric over the rounds."""
+    """Per path (rounds may order them differently), the median of each numeric metric."""
     rows = []
-    for same in zip(*rounds, strict=True):
-        row: dict[str, Any] = {"name": same[0]["name"]}
+    for first in rounds[0]:
+        same = [next(r for r in rows_of if r["name"] == first["name"]) for rows_of in rounds]
+        row: dict[str, Any] = {"name": first["name"]}
         for key, value in same[0].items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 row[key] = statistics.median(r[key] for r in same)

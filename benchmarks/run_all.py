@@ -33,7 +33,14 @@ INFRASTRUCTURE: dict[str, list[str]] = {
     ],  # the tree before lazy start-up
     "sandbox_overhead": ["-m", "benchmarks.sandbox_overhead"],
     "docker_overhead": ["-m", "benchmarks.docker_overhead"],  # needs a Docker engine
-    "kafka_edges": ["-m", "benchmarks.kafka_edges", "--scripted-mesh", "1,2,4"],
+    "kafka_edges": [
+        "-m",
+        "benchmarks.kafka_edges",
+        "--scripted-mesh",
+        "1,2,4",
+        "--baseline",
+        "dc20787",
+    ],  # the tree before batched edge hops
     "scale_out": ["-m", "benchmarks.scale_out"],
     # a short soak (bounded at 150 s + start-up); the full 200-task one is `python -m benchmarks.soak`
     "soak": ["-m", "benchmarks.soak", "--tasks", "40", "--timeout", "150", "--name", "soak_quick"],

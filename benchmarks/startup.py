@@ -17,18 +17,16 @@ import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections import Counter
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.common import ROOT, begin, write_result
+from benchmarks.common import ROOT, begin, tree_of, write_result
 
 console = Console()
 
@@ -51,16 +49,6 @@ GOALS_S = {
     "aimesh run -n 3 --llm scripted": 5.0,
     "aimesh memory list": 3.0,
 }
-
-
-def tree_of(ref: str, into: Path) -> Path:
-    """The whole source tree of commit `ref`, extracted under `into`."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True
-    ).stdout
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 def environment(tree: Path, data_dir: Path) -> dict[str, str]:

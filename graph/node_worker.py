@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -31,12 +31,13 @@ from graph.wire import (
     message_for_step,
 )
 from kafka_edges.admin import qualified
-from kafka_edges.codec import WireModel, decode, encode
+from kafka_edges.codec import WireModel, decode
 from kafka_edges.config import group_id as default_group_id
 from kafka_edges.config import topic_prefix as settings_topic_prefix
 from kafka_edges.delivery_policy import infrastructure_failure
 from kafka_edges.group_worker import (
     ConsumedRecord,
+    Delivered,
     GroupWorker,
     Identity,
     Triage,
@@ -109,7 +110,6 @@ class MeshHandler:
         step: StepFunction,
         ledger: DeliveryLedger,
         *,
-        topic_prefix: str = "",
         continue_in_process: bool = False,
     ) -> None:
         if role not in NODES:
@@ -118,12 +118,14 @@ class MeshHandler:
         self.role = role
         self.step = step
         self.ledger = ledger
-        self.topic_prefix = topic_prefix
         self.continue_in_process = continue_in_process
         self.model = EDGE_MESSAGE_BY_TOPIC[input_topic(role)]
 
     def decode(self, record: ConsumedRecord) -> EdgeMessage:
         return decode(self.model, record.value)
+
+    def idempotency_key(self, item: EdgeMessage) -> Hashable:
+        return item.idempotency_key
 
     def triage(self, item: EdgeMessage) -> Triage:
         if item.origin == "in_process" and not self.continue_in_process:
@@ -143,19 +145,24 @@ class MeshHandler:
     def is_transient(self, exc: BaseException) -> bool:
         return is_infrastructure_failure(exc)
 
-    def delivered(self, item: EdgeMessage, outputs: Sequence[WireModel]) -> None:
-        self.ledger.mark(self.role, item.idempotency_key)
-        transition = outputs[0] if outputs else None
-        if not isinstance(transition, EdgeMessage):  # dead-lettered: nothing more will come
-            self.ledger.finish(item.run_id)
-            return
-        self.ledger.record_in_flight(
-            transition.run_id,
-            qualified(transition.TOPIC, self.topic_prefix),
-            encode(transition),
-            done=isinstance(transition, ReportMessage),
-            progress=steps_taken(transition),
-        )
+    def delivered(self, batch: Sequence[Delivered[EdgeMessage]]) -> None:
+        """Mark the inputs processed and record each run's transition as its last word in
+        flight (the bytes published, not encoded again), in one ledger transaction."""
+        with self.ledger.transaction():
+            for done in batch:
+                item = done.item
+                self.ledger.mark(self.role, item.idempotency_key)
+                transition = done.deliveries[0] if done.deliveries else None
+                if transition is None or not isinstance(transition.message, EdgeMessage):
+                    self.ledger.finish(item.run_id)  # dead-lettered: nothing more will come
+                    continue
+                self.ledger.record_in_flight(
+                    transition.message.run_id,
+                    transition.topic,
+                    transition.record,
+                    done=isinstance(transition.message, ReportMessage),
+                    progress=steps_taken(transition.message),
+                )
 
     def identity(self, item: EdgeMessage) -> Identity:
         return Identity(task_id=item.task_id, run_id=item.run_id, attempt=item.attempt)
@@ -198,7 +205,6 @@ class NodeWorker(GroupWorker[EdgeMessage]):
             role,
             step,
             self.ledger,
-            topic_prefix=settings_topic_prefix(settings, options.topic_prefix),
             continue_in_process=continue_in_process,
         )
         self.input_topic = input_topic(role)

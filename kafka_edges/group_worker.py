@@ -2,11 +2,15 @@
 
 Members (threads, each with its own consumer and publisher) poll one topic and hand every record
 to a RecordHandler: decode it, decide whether to handle it (or skip it, or recognise a
-duplicate), handle it into the messages to publish. The worker publishes those confirmed, tells
-the handler they are out, and only then commits the record's offset. What happens on failure is
-the RetryPolicy's and the DeadLetterPolicy's call; a record above the size limit, undecodable,
-or failing for its own sake past the retries is dead-lettered and committed, so no record can
-stop a member from taking the next one.
+duplicate), handle it into the messages to publish. Records are taken in batches of what is
+already fetched (`WorkerOptions.max_batch`, `max_batch_s`): each record's outputs are sent as soon
+as it is handled, the broker's acknowledgements for the whole batch are awaited once, the handler
+is told what was delivered (one call per batch), and only then are the batch's offsets committed
+(at least once: a crash before the commit redelivers the batch, and the handler's triage
+recognises what it already delivered). What happens on failure is the RetryPolicy's and the
+DeadLetterPolicy's call; a record above the size limit, undecodable, or failing for its own sake
+past the retries is dead-lettered and committed, so no record can stop a member from taking the
+next one.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -34,8 +38,14 @@ from kafka_edges.config import common_config, consumer_config, require_bootstrap
 from kafka_edges.config import topic_prefix as settings_topic_prefix
 from kafka_edges.dead_letters import DeadLetter, dead_letter_for
 from kafka_edges.delivery_policy import DeadLetterPolicy, RetryPolicy
-from kafka_edges.publisher import KafkaPublisher, PublishError
-from kafka_edges.record_handler import ConsumedRecord, Identity, RecordHandler, Triage
+from kafka_edges.publisher import Delivery, KafkaPublisher, PublishError, Sending
+from kafka_edges.record_handler import (
+    ConsumedRecord,
+    Delivered,
+    Identity,
+    RecordHandler,
+    Triage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +53,7 @@ T = TypeVar("T")
 
 __all__ = [
     "ConsumedRecord",
+    "Delivered",
     "GroupWorker",
     "Identity",
     "RecordHandler",
@@ -66,6 +77,11 @@ class WorkerOptions:
     topic_prefix: str | None = None
     group_id: str | None = None
     poll_timeout_s: float = 0.2
+    max_batch: int = 500
+    """Records taken together at most: their outputs confirmed by one wait, their offsets
+    committed at once, their ledger entries written in one transaction."""
+    max_batch_s: float = 0.05
+    """A batch takes no more records after this long (a slow handler works one at a time)."""
     create_topics: bool = True
     partitions: int = DEFAULT_PARTITIONS
     connect_timeout_s: float = 5.0
@@ -113,6 +129,25 @@ class _Member:
     worker_id: str
     consumer: Consumer
     publisher: KafkaPublisher
+
+
+@dataclass(frozen=True)
+class _Sent(Generic[T]):
+    """A handled item whose outputs are sent, not yet confirmed."""
+
+    item: T
+    record: ConsumedRecord
+    sending: Sending
+
+
+@dataclass
+class _Batch(Generic[T]):
+    """Records taken together: committed together, after their outputs are confirmed."""
+
+    records: list[Message] = field(default_factory=list)
+    sent: list[_Sent[T]] = field(default_factory=list)
+    dead: list[Delivered[T]] = field(default_factory=list)
+    keys: set[Hashable] = field(default_factory=set)
 
 
 class _Stopping(Exception):
@@ -281,18 +316,10 @@ class GroupWorker(Generic[T]):
             )
             while not self._stop.is_set():
                 msg = member.consumer.poll(self.options.poll_timeout_s)
-                if msg is None:
-                    continue
-                error = msg.error()
-                if error is not None:
-                    self._consumer_error(member, error)
-                    continue
-                try:
-                    self._process(member, msg)
-                except _Stopping:
-                    return
-                except Exception as exc:  # the loop's own trouble (e.g. the ledger is locked)
-                    self._retry_later(member, msg, exc)
+                if msg is not None:
+                    self._run_batch(member, msg)
+        except _Stopping:
+            return
         except BaseException as exc:
             log.error(
                 "%s worker member %d failed: %s: %s", self.name, index, type(exc).__name__, exc
@@ -305,26 +332,57 @@ class GroupWorker(Generic[T]):
                 _close_consumer(member.consumer)
                 member.publisher.close()
 
-    def _retry_later(self, member: _Member, msg: Message, exc: Exception) -> None:
-        """Keep a record whose handling broke outside the handler: rewind to it, back off."""
+    def _run_batch(self, member: _Member, first: Message) -> None:
+        """Take records while they are already fetched (up to `max_batch`, for up to
+        `max_batch_s`), handling each and sending its outputs at once; then wait for the broker
+        to confirm them all, tell the handler, commit the records' offsets. _Stopping if stopped
+        (what was handled is still confirmed and committed)."""
+        batch = _Batch[T]()
+        deadline = time.monotonic() + self.options.max_batch_s
+        msg: Message | None = first
+        try:
+            while msg is not None:
+                error = msg.error()
+                if error is not None:
+                    self._consumer_error(member, error)
+                else:
+                    try:
+                        self._process(member, batch, msg)
+                        batch.records.append(msg)  # its fate is decided: committed with the batch
+                    except _Stopping:
+                        raise
+                    except Exception as exc:  # the loop's own trouble (e.g. the ledger is locked)
+                        self._complete(member, batch)
+                        self._retry_later(member, [msg], exc)
+                        return
+                if len(batch.records) >= self.options.max_batch or time.monotonic() >= deadline:
+                    break
+                msg = member.consumer.poll(0)
+        except _Stopping:
+            self._complete(member, batch)
+            raise
+        self._complete(member, batch)
+
+    def _retry_later(self, member: _Member, records: Sequence[Message], exc: Exception) -> None:
+        """Keep records whose handling broke outside the handler: rewind to them, back off."""
         self.stats.bump("transient_errors")
+        first: dict[tuple[str, int], int] = {}
+        for msg in records:
+            where = (msg.topic() or self.topic, msg.partition() or 0)
+            first[where] = min(first.get(where, msg.offset() or 0), msg.offset() or 0)
         self._log_once(
             f"loop:{type(exc).__name__}",
-            "%s worker: %s[%s]@%s kept for a retry: %s: %s",
+            "%s worker: %s kept for a retry: %s: %s",
             self.name,
-            msg.topic(),
-            msg.partition(),
-            msg.offset(),
+            ", ".join(f"{t}[{p}]@{o}" for (t, p), o in first.items()),
             type(exc).__name__,
             exc,
         )
-        try:
-            where = TopicPartition(
-                msg.topic() or self.topic, msg.partition() or 0, msg.offset() or 0
-            )
-            member.consumer.seek(where)
-        except KafkaException as seek_error:  # not ours any more: its new owner gets it
-            log.info("%s worker: cannot rewind: %s", self.name, seek_error)
+        for (topic, partition), offset in first.items():
+            try:
+                member.consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as seek_error:  # not ours any more: its new owner gets it
+                log.info("%s worker: cannot rewind: %s", self.name, seek_error)
         self._stop.wait(self.options.retry.delay_s(1))
 
     def _new_consumer(self, index: int) -> Consumer:
@@ -414,7 +472,9 @@ class GroupWorker(Generic[T]):
 
     # ------------------------------------------------------------------ one record
 
-    def _process(self, member: _Member, msg: Message) -> None:
+    def _process(self, member: _Member, batch: _Batch[T], msg: Message) -> None:
+        """Decode, triage and handle one record into `batch` (its outputs sent, unconfirmed, or
+        dead-lettered, or skipped); an exception leaves the record out of the batch."""
         self.stats.bump("consumed")
         record = ConsumedRecord(
             topic=msg.topic() or self.topic,
@@ -431,42 +491,69 @@ class GroupWorker(Generic[T]):
                 f"limit (AIMESH_KAFKA_MAX_MESSAGE_BYTES); {record.where}"
             )
             self._dead_letter(member, record, "too_large", detail, Identity())
-            self._commit(member, msg)
             return
         try:
             item = self.handler.decode(record)
         except MessageDecodeError as exc:
             self._dead_letter(member, record, exc.reason, exc.detail, Identity())
-            self._commit(member, msg)
             return
         except Exception as exc:  # e.g. RecursionError on absurdly nested JSON
             detail = f"cannot decode the record: {type(exc).__name__}: {exc}"
             self._dead_letter(member, record, "schema_invalid", detail, Identity())
-            self._commit(member, msg)
             return
-        triage = self.handler.triage(item)
+        key = self.handler.idempotency_key(item)
+        triage = Triage.DUPLICATE if key in batch.keys else self.handler.triage(item)
         if triage is not Triage.HANDLE:
             self.stats.bump("observed" if triage is Triage.OBSERVE else "duplicates")
-            self._commit(member, msg)
             return
+        batch.keys.add(key)
         outputs, failure = self._handle(item)
-        if failure is not None:
-            identity = self.handler.identity(item)
-            self._dead_letter(member, record, "node_error", failure, identity)
-            self.handler.delivered(item, ())
-            self._commit(member, msg)
+        if failure is None:
+            try:
+                batch.sent.append(_Sent(item, record, member.publisher.send(outputs)))
+                return
+            except PublishError as exc:  # permanent: e.g. an output above the size limit
+                failure, reason = str(exc), "output_refused"
+        else:
+            reason = "node_error"
+        self._dead_letter(member, record, reason, failure, self.handler.identity(item))
+        batch.dead.append(Delivered(item))
+
+    def _complete(self, member: _Member, batch: _Batch[T]) -> None:
+        """Confirm the batch's outputs, tell the handler, commit its records (a failure of the
+        loop's own rewinds to the batch's first records and backs off)."""
+        if not batch.records:
             return
         try:
-            self._publish(member, outputs)
-        except PublishError as exc:  # permanent: e.g. an output above the size limit
-            identity = self.handler.identity(item)
-            self._dead_letter(member, record, "output_refused", str(exc), identity)
-            self.handler.delivered(item, ())
-            self._commit(member, msg)
+            delivered = self._confirm(member, batch.sent)
+            if batch.dead or delivered:
+                self.handler.delivered([*batch.dead, *delivered])
+        except _Stopping:
+            raise
+        except Exception as exc:  # e.g. the ledger is locked: the batch is handled again
+            self._retry_later(member, batch.records, exc)
             return
-        self.stats.bump("processed")
-        self.handler.delivered(item, outputs)
-        self._commit(member, msg)
+        self._commit(member, batch.records)
+
+    def _confirm(self, member: _Member, sent: Sequence[_Sent[T]]) -> list[Delivered[T]]:
+        """Each item with its confirmed outputs; an item whose outputs the broker refuses for
+        good is dead-lettered (no outputs)."""
+        try:
+            deliveries = iter(self._confirmed(member, [s.sending for s in sent]))
+        except PublishError:  # permanent: find the items it concerns, one at a time
+            return [self._confirm_alone(member, s) for s in sent]
+        self.stats.bump("processed", len(sent))
+        return [Delivered(s.item, [next(deliveries) for _ in s.sending.outgoing]) for s in sent]
+
+    def _confirm_alone(self, member: _Member, sent: _Sent[T]) -> Delivered[T]:
+        try:
+            delivered = Delivered(sent.item, self._confirmed(member, [sent.sending]))
+            self.stats.bump("processed")
+            return delivered
+        except PublishError as exc:
+            identity = self.handler.identity(sent.item)
+            self._dead_letter(member, sent.record, "output_refused", str(exc), identity)
+            return Delivered(sent.item)
 
     def _handle(self, item: T) -> tuple[Sequence[WireModel], str | None]:
         """(outputs, None) on success, ((), why) after the bounded tries; _Stopping if stopped."""
@@ -504,22 +591,21 @@ class GroupWorker(Generic[T]):
                 if self._stop.wait(retry.delay_s(tries)):
                     raise _Stopping from None
 
-    def _publish(self, member: _Member, outputs: Sequence[WireModel]) -> None:
-        """Publish until the broker confirms; PublishError if it never can; _Stopping if stopped.
+    def _confirmed(self, member: _Member, sent: Sequence[Sending]) -> list[Delivery]:
+        """Wait until the broker confirms; re-send until it does; PublishError if it never
+        can; _Stopping if stopped.
 
-        The input offset is only committed after this returns, so a broker outage holds the
-        record (and its partition) here instead of skipping past it.
+        The input offsets are only committed after this returns, so a broker outage holds the
+        records (and their partitions) here instead of skipping past them.
         """
-        if not outputs:
-            return
         tries = 0
         resets = member.publisher.producer_resets
         while True:
             tries += 1
             try:
-                member.publisher.publish_many(outputs)
+                deliveries = member.publisher.confirm(*sent)
                 self.stats.bump("producer_restarts", member.publisher.producer_resets - resets)
-                return
+                return deliveries
             except PublishError as exc:
                 if exc.permanent:
                     raise
@@ -570,20 +656,24 @@ class GroupWorker(Generic[T]):
                 if self._stop.wait(self.options.retry.publish_delay_s(tries)):
                     raise _Stopping from None
 
-    def _commit(self, member: _Member, msg: Message) -> None:
+    def _commit(self, member: _Member, records: Sequence[Message]) -> None:
+        """Commit past `records` (per partition, the offset after the last one), synchronously."""
+        after: dict[tuple[str, int], int] = {}
+        for msg in records:
+            where = (msg.topic() or self.topic, msg.partition() or 0)
+            after[where] = max(after.get(where, 0), (msg.offset() or 0) + 1)
+        offsets = [TopicPartition(t, p, o) for (t, p), o in after.items()]
         try:
-            member.consumer.commit(message=msg, asynchronous=False)
+            member.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            # typically a rebalance took the partition (or a restarted broker forgot the group):
-            # the record is redelivered and recognised as a duplicate
+            # typically a rebalance took a partition (or a restarted broker forgot the group):
+            # its records are redelivered and recognised as duplicates
             self.stats.bump("commit_failures")
             self._log_once(
                 "commit",
-                "%s worker: commit of %s[%s]@%s failed: %s",
+                "%s worker: commit of %s failed: %s",
                 self.name,
-                msg.topic(),
-                msg.partition(),
-                msg.offset(),
+                ", ".join(f"{t}[{p}]@{o}" for (t, p), o in after.items()),
                 exc,
             )
 

@@ -96,6 +96,13 @@ class _Outgoing:
                 self.offset = msg.offset()
 
 
+@dataclass(frozen=True)
+class Sending:
+    """Messages handed to the producer by `KafkaPublisher.send`, not yet confirmed."""
+
+    outgoing: list[_Outgoing]
+
+
 @dataclass
 class Delivery:
     """Where a confirmed message landed."""
@@ -104,6 +111,8 @@ class Delivery:
     partition: int | None
     offset: int | None
     message: WireModel | None = field(repr=False)
+    record: WireRecord = field(repr=False)
+    """The bytes that were published (key, value, headers), encoded once."""
 
 
 class KafkaPublisher:
@@ -180,31 +189,50 @@ class KafkaPublisher:
         self, messages: Sequence[WireModel], extra_headers: Mapping[str, str] | None = None
     ) -> list[Delivery]:
         """Publish messages together, wait for all acknowledgements; retry the unconfirmed ones."""
-        headers = {**self.extra_headers, **(extra_headers or {})}
-        outgoing = [
-            _Outgoing(self.topic_of(m), encode(m, dict(headers) if headers else None), m)
-            for m in messages
-        ]
-        return self._publish(outgoing)
+        return self.confirm(self.send(messages, extra_headers))
 
     def publish_records(self, records: Sequence[tuple[str, WireRecord]]) -> list[Delivery]:
         """Publish already-encoded records to the given broker topics (e.g. a replay), confirmed."""
-        return self._publish([_Outgoing(topic, record) for topic, record in records])
+        return self.confirm(self._send([_Outgoing(topic, record) for topic, record in records]))
 
-    def _publish(self, outgoing: list[_Outgoing]) -> list[Delivery]:
+    def send(
+        self, messages: Sequence[WireModel], extra_headers: Mapping[str, str] | None = None
+    ) -> Sending:
+        """Encode and hand messages to the producer without waiting (the broker's
+        acknowledgements arrive in the background); `confirm` waits for them. Raises
+        MessageTooLargeError, before anything is sent, if one is above the size limit."""
+        headers = {**self.extra_headers, **(extra_headers or {})}
+        return self._send(
+            [
+                _Outgoing(self.topic_of(m), encode(m, dict(headers) if headers else None), m)
+                for m in messages
+            ]
+        )
+
+    def confirm(self, *sent: Sending) -> list[Delivery]:
+        """Wait until everything `send` handed over is acknowledged, re-sending what is not;
+        the deliveries in the order sent, or PublishError."""
+        return self._confirm_all([out for sending in sent for out in sending.outgoing])
+
+    def _send(self, outgoing: list[_Outgoing]) -> Sending:
         for out in outgoing:
             size = record_size(out.record)
             if size > self.max_message_bytes:
                 raise MessageTooLargeError(out.topic, size, self.max_message_bytes)
-        pending = outgoing
-        confirmed: list[_Outgoing] = []
+        self._produce_all(outgoing)
+        return Sending(outgoing)
+
+    def _confirm_all(self, outgoing: list[_Outgoing]) -> list[Delivery]:
         last_error = "no acknowledgement"
         for attempt in range(1, self.max_tries + 1):
-            self._try_once(pending)
-            failed = [out for out in pending if not out.delivered]
-            confirmed += [out for out in pending if out.delivered]
+            # what failed before (an earlier try, or an earlier call) goes out again
+            self._produce_all([out for out in outgoing if out.done and not out.delivered])
+            self._await([out for out in outgoing if not out.delivered])
+            failed = [out for out in outgoing if not out.delivered]
             if not failed:
                 break
+            for out in failed:  # re-sent by the next try (or the next call)
+                out.done = True
             last_error = _describe(failed)
             permanent = any(
                 isinstance(out.error, KafkaError) and out.error.code() in _PERMANENT
@@ -233,17 +261,27 @@ class KafkaPublisher:
                 self.max_tries,
             )
             time.sleep(self.retry_backoff_s * attempt)
-            pending = failed
-        order = {id(out): i for i, out in enumerate(outgoing)}
-        confirmed.sort(key=lambda out: order[id(out)])
-        return [Delivery(out.topic, out.partition, out.offset, out.message) for out in confirmed]
+        return [
+            Delivery(out.topic, out.partition, out.offset, out.message, out.record)
+            for out in outgoing
+        ]
 
-    def _try_once(self, pending: Sequence[_Outgoing]) -> None:
+    def _produce_all(self, pending: Sequence[_Outgoing]) -> None:
         with self._lock:
             producer = self._ensure_producer()
             for out in pending:
                 out.error, out.done, out.delivered = None, False, False
                 self._produce(producer, out)
+
+    def _await(self, pending: Sequence[_Outgoing]) -> None:
+        """Wait for the delivery reports of `pending` (a report for each, or a timeout)."""
+        with self._lock:
+            producer = self._producer
+            if producer is None:  # reset since: what it held was purged
+                for out in pending:
+                    if not out.done:
+                        out.done = True
+                return
             try:
                 producer.flush(self.delivery_timeout_s + 2.0)
             except Exception as exc:

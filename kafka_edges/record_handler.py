@@ -1,14 +1,16 @@
 """What a GroupWorker asks of the application: the RecordHandler protocol and the values it
-passes (a consumed record, the triage of a decoded one, what a dead letter should name)."""
+passes (a consumed record, the triage of a decoded one, what a dead letter should name, what was
+delivered for a handled one)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from kafka_edges.codec import RawHeaders, WireModel
+from kafka_edges.publisher import Delivery
 
 T = TypeVar("T")
 
@@ -52,6 +54,14 @@ class Identity:
     attempt: int | None = None
 
 
+@dataclass(frozen=True)
+class Delivered(Generic[T]):
+    """A handled item and its confirmed outputs (none when it was dead-lettered)."""
+
+    item: T
+    deliveries: Sequence[Delivery] = ()
+
+
 class RecordHandler(Protocol[T]):
     """What a GroupWorker asks of the application, per record."""
 
@@ -66,6 +76,11 @@ class RecordHandler(Protocol[T]):
         """Handle it, or skip it as not ours / already handled."""
         ...
 
+    def idempotency_key(self, item: T) -> Hashable:
+        """Equal for an item and its redeliveries: a second one in the same batch is a duplicate
+        (`triage` only knows what earlier batches `delivered`)."""
+        ...
+
     def handle(self, item: T) -> Sequence[WireModel]:
         """Do the work; the messages to publish (confirmed) before the record is committed."""
         ...
@@ -74,8 +89,9 @@ class RecordHandler(Protocol[T]):
         """True: the failure is the infrastructure's (retry, keep the record)."""
         ...
 
-    def delivered(self, item: T, outputs: Sequence[WireModel]) -> None:
-        """The outputs are confirmed (or the record was dead-lettered: `outputs` empty)."""
+    def delivered(self, batch: Sequence[Delivered[T]]) -> None:
+        """A batch's outputs are confirmed (an item dead-lettered has none); its records are
+        committed after this returns."""
         ...
 
     def identity(self, item: T) -> Identity:

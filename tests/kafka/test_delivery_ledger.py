@@ -85,3 +85,22 @@ def test_the_mesh_counts_steps_behind_each_transition() -> None:
         steps_taken(ReportMessage.from_state(two, source="supervisor")),
     ]
     assert steps == [0, 1, 2, 3, 4, 7]
+
+
+def test_a_transaction_writes_all_or_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    record = WireRecord(b"task-1", b"{}", [("worker", b"w1")])
+    with DeliveryLedger(path) as ledger:
+        with ledger.transaction():
+            ledger.mark("consumer", ("run-1", "task-1", 0))
+            ledger.record_in_flight("run-1", "ai_solutions", record, progress=2)
+        try:
+            with ledger.transaction():
+                ledger.mark("consumer", ("run-2", "task-2", 0))
+                raise RuntimeError("the batch broke")
+        except RuntimeError:
+            pass
+    with DeliveryLedger(path) as reopened:
+        assert reopened.seen("consumer", ("run-1", "task-1", 0))
+        assert not reopened.seen("consumer", ("run-2", "task-2", 0))
+        assert [f.record for f in reopened.in_flight()] == [record]

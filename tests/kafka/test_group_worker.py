@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import ClassVar
 
 import pytest
@@ -18,7 +18,14 @@ from kafka_edges.codec import WireModel, WireRecord, decode
 from kafka_edges.config import common_config, with_logger
 from kafka_edges.dead_letters import DeadLetter
 from kafka_edges.delivery_policy import RetryPolicy, infrastructure_failure
-from kafka_edges.group_worker import ConsumedRecord, GroupWorker, Identity, Triage, WorkerOptions
+from kafka_edges.group_worker import (
+    ConsumedRecord,
+    Delivered,
+    GroupWorker,
+    Identity,
+    Triage,
+    WorkerOptions,
+)
 from kafka_edges.publisher import KafkaPublisher
 from kafka_edges.reader import read_topic
 
@@ -58,6 +65,9 @@ class ShoutHandler:
     def triage(self, item: Shout) -> Triage:
         return Triage.DUPLICATE if item.text in self.seen else Triage.HANDLE
 
+    def idempotency_key(self, item: Shout) -> Hashable:
+        return item.text
+
     def handle(self, item: Shout) -> Sequence[WireModel]:
         if item.text == "flaky" and self.flaky_failures:
             self.flaky_failures -= 1
@@ -69,8 +79,8 @@ class ShoutHandler:
     def is_transient(self, exc: BaseException) -> bool:
         return infrastructure_failure(exc)
 
-    def delivered(self, item: Shout, outputs: Sequence[WireModel]) -> None:
-        self.seen.add(item.text)
+    def delivered(self, batch: Sequence[Delivered[Shout]]) -> None:
+        self.seen.update(done.item.text for done in batch)
 
     def identity(self, item: Shout) -> Identity:
         return Identity(task_id=item.text)
@@ -110,3 +120,66 @@ def test_a_generic_handler_runs_in_the_group_loop(kafka_broker: EmbeddedBroker) 
     assert reasons == ["malformed_json", "node_error"]
     assert snap["processed"] == 3 and snap["duplicates"] == 1 and snap["dead_lettered"] == 2
     assert snap["transient_errors"] == 2 and snap["node_errors"] == 2
+
+
+def test_a_redelivery_inside_one_batch_is_a_duplicate(kafka_broker: EmbeddedBroker) -> None:
+    """The handler's triage only knows delivered batches: the batch itself knows the rest."""
+    prefix = f"g{uuid.uuid4().hex[:6]}."
+    settings = Settings(kafka_bootstrap=kafka_broker.bootstrap, kafka_config=TEST_KAFKA_CONFIG)
+    topics = ("shout_in", "shout_out", DeadLetter.TOPIC)
+    ensure_topics(AdminClient(with_logger(common_config(settings))), topics, 1, prefix=prefix)
+    with KafkaPublisher(settings, topic_prefix=prefix) as publisher:
+        publisher.publish_many([Shout(text=t) for t in ("x", "x", "y")])
+    options = WorkerOptions(topic_prefix=prefix, max_batch_s=30.0)
+    with GroupWorker(
+        ShoutHandler(),
+        "shout_in",
+        settings,
+        options,
+        group_id=f"{prefix}g",
+        topics_to_create=topics,
+    ) as worker:
+        out = read_topic(
+            "shout_out", settings, models={"shout_out": Shouted}, count=2, prefix=prefix
+        )
+        snap = worker.stats.snapshot()
+    assert [r.message.text for r in out if isinstance(r.message, Shouted)] == ["X", "Y"]
+    assert snap["processed"] == 2 and snap["duplicates"] == 1
+
+
+class LockedOnceHandler(ShoutHandler):
+    """TEST DOUBLE: its duplicate lookup fails once on 'locked' (like a ledger kept busy)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups_failing = 1
+
+    def triage(self, item: Shout) -> Triage:
+        if item.text == "locked" and self.lookups_failing:
+            self.lookups_failing -= 1
+            raise TimeoutError("database is locked")
+        return super().triage(item)
+
+
+def test_a_record_the_loop_failed_on_is_rewound_and_handled(kafka_broker: EmbeddedBroker) -> None:
+    prefix = f"g{uuid.uuid4().hex[:6]}."
+    settings = Settings(kafka_bootstrap=kafka_broker.bootstrap, kafka_config=TEST_KAFKA_CONFIG)
+    topics = ("shout_in", "shout_out", DeadLetter.TOPIC)
+    ensure_topics(AdminClient(with_logger(common_config(settings))), topics, 1, prefix=prefix)
+    with KafkaPublisher(settings, topic_prefix=prefix) as publisher:
+        publisher.publish_many([Shout(text=t) for t in ("before", "locked", "after")])
+    options = WorkerOptions(topic_prefix=prefix, retry=RetryPolicy(backoff_s=0.05))
+    with GroupWorker(
+        LockedOnceHandler(), "shout_in", settings, options, group_id=f"{prefix}g",
+        topics_to_create=topics,
+    ) as worker:  # fmt: skip
+        out = read_topic(
+            "shout_out", settings, models={"shout_out": Shouted}, count=3, prefix=prefix
+        )
+        snap = worker.stats.snapshot()
+    assert [r.message.text for r in out if isinstance(r.message, Shouted)] == [
+        "BEFORE",
+        "LOCKED",
+        "AFTER",
+    ]
+    assert snap["transient_errors"] == 1 and snap["processed"] == 3
