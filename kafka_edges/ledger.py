@@ -11,11 +11,12 @@ per-host file only dedupes what that host handled.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -157,19 +158,63 @@ class DeliveryLedger:
                 "SELECT stream, topic, key, value, headers, at FROM in_flight WHERE done = 0 "
                 "ORDER BY at"
             ).fetchall()
-        return [
-            InFlight(
-                stream=stream,
-                topic=topic,
-                record=WireRecord(
-                    key=bytes(key or b""),
-                    value=bytes(value or b""),
-                    headers=[(name, base64.b64decode(v)) for name, v in json.loads(headers)],
-                ),
-                at=float(at),
+        return [_in_flight(*row) for row in rows]
+
+    def finished(self, streams: Iterable[str]) -> list[InFlight]:
+        """Of `streams`, those finished, with their last record (e.g. a run's final report)."""
+        wanted = list(streams)
+        found: list[InFlight] = []
+        with self._lock:
+            for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+                chunk = wanted[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                found += [
+                    _in_flight(*row)
+                    for row in self._db.execute(
+                        "SELECT stream, topic, key, value, headers, at FROM in_flight "
+                        f"WHERE done = 1 AND stream IN ({marks})",
+                        chunk,
+                    )
+                ]
+        return found
+
+    def take_stale(self, not_after: float) -> list[InFlight]:
+        """Claim the unfinished streams that have not moved since `not_after` (a `time.time()`)
+        for re-publishing: their time is set to now in the same statement, so of several
+        processes sweeping the same file each stale stream goes to one, once per period."""
+        now = time.time()
+        with self._lock:
+            rows = self._db.execute(
+                "UPDATE in_flight SET at = ? WHERE done = 0 AND at <= ? "
+                "RETURNING stream, topic, key, value, headers, at",
+                (now, not_after),
+            ).fetchall()
+        return sorted((_in_flight(*row) for row in rows), key=lambda f: f.stream)
+
+    def touch(self, stream: str) -> None:
+        """`stream` is being worked on: it is not stale (see `take_stale`)."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE in_flight SET at = ? WHERE stream = ? AND done = 0", (time.time(), stream)
             )
-            for stream, topic, key, value, headers, at in rows
-        ]
+
+    @contextlib.contextmanager
+    def working_on(self, stream: str, *, renew_every_s: float = 10.0) -> Iterator[None]:
+        """A lease on `stream` for the duration of the block: touched now and every
+        `renew_every_s` until the block ends, so a long step is not taken for a lost one."""
+        self.touch(stream)
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(renew_every_s):
+                self.touch(stream)
+
+        keeper = threading.Thread(target=renew, name="aimesh-ledger-lease", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            done.set()
 
     def prune(self, max_age_s: float) -> int:
         """Forget processed keys and finished streams older than `max_age_s`; return how many.
@@ -201,6 +246,21 @@ class DeliveryLedger:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _in_flight(
+    stream: str, topic: str, key: bytes | None, value: bytes | None, headers: str, at: float
+) -> InFlight:
+    return InFlight(
+        stream=stream,
+        topic=topic,
+        record=WireRecord(
+            key=bytes(key or b""),
+            value=bytes(value or b""),
+            headers=[(name, base64.b64decode(v)) for name, v in json.loads(headers)],
+        ),
+        at=float(at),
+    )
 
 
 def _bytes_headers(

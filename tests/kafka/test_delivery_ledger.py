@@ -85,3 +85,31 @@ def test_the_mesh_counts_steps_behind_each_transition() -> None:
         steps_taken(ReportMessage.from_state(two, source="supervisor")),
     ]
     assert steps == [0, 1, 2, 3, 4, 7]
+
+
+def test_a_stale_stream_is_taken_by_one_sweeper_once_per_period(tmp_path: Path) -> None:
+    """Two processes sweeping one file: each stale stream goes to one of them; a stream that
+    moved, is finished, or is held by a worker's lease is not stale."""
+    path = tmp_path / "ledger.sqlite"
+    record = WireRecord(key=b"t", value=b"v", headers=[("run_id", b"r")])
+    with DeliveryLedger(path) as one, DeliveryLedger(path) as other:
+        for stream in ("lost", "held", "done"):
+            one.record_in_flight(stream, "ai_topic", record, done=stream == "done")
+        time.sleep(0.05)
+        cutoff = time.time()
+        with one.working_on("held", renew_every_s=0.01):
+            time.sleep(0.05)  # renewed meanwhile: "held" moved after the cutoff
+            taken = one.take_stale(not_after=cutoff)
+        assert [(f.stream, f.topic, f.record) for f in taken] == [("lost", "ai_topic", record)]
+        assert other.take_stale(not_after=cutoff) == []  # taken: its time is now
+        assert [f.stream for f in other.take_stale(not_after=time.time())] == ["held", "lost"]
+
+
+def test_finished_gives_the_last_record_of_the_finished_streams_asked_for(tmp_path: Path) -> None:
+    with DeliveryLedger(tmp_path / "ledger.sqlite") as ledger:
+        report = WireRecord(key=b"t", value=b"report", headers=[])
+        ledger.record_in_flight("r1", "ai_reports", report, done=True)
+        ledger.record_in_flight("r2", "ai_topic", WireRecord(key=b"t", value=b"task", headers=[]))
+        ledger.record_in_flight("r3", "ai_reports", report, done=True)
+        finished = ledger.finished(["r1", "r2", "unknown"])
+        assert [(f.stream, f.record.value) for f in finished] == [("r1", b"report")]
