@@ -5,9 +5,11 @@ module holds only what is the mesh's: MeshHandler decodes the role's input topic
 leaves the in-process graph's records alone, recognises duplicates by (role, run id, task id,
 attempt) in the durable DeliveryLedger, runs the SAME step the in-process graph runs
 (`graph.step.run_step`, bound to the node functions and services by the entry point) and turns
-the StepRecord into its transition and telemetry. After they are confirmed on the broker the
-input is marked processed and the transition recorded as the run's last word in flight (what
-`aimesh recover` re-publishes after a memory-only broker lost it); then the offset is committed.
+the StepRecord into its transition and telemetry. From the step's start until its outputs are
+confirmed the worker holds a lease on the run in the ledger (it is not taken for a lost run).
+Once they are confirmed on the broker the input is marked processed and the transition recorded as the run's
+last word in flight (what `kafka_edges.recovery` re-publishes if the broker loses it); then the
+offset is committed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Self
 
@@ -131,10 +134,13 @@ class MeshHandler:
             return Triage.DUPLICATE
         return Triage.HANDLE
 
+    def working_on(self, item: EdgeMessage) -> AbstractContextManager[object]:
+        """A lease on the run until its outputs are confirmed: a long step, or outputs still on
+        their way to a restarted broker, are not taken for a lost run (`kafka_edges.recovery`)."""
+        return self.ledger.working_on(item.run_id, renew_every_s=self.lease_renew_s)
+
     def handle(self, item: EdgeMessage) -> Sequence[WireModel]:
-        # a lease on the run while its step runs: a long step is not taken for a lost run
-        with self.ledger.working_on(item.run_id, renew_every_s=self.lease_renew_s):
-            _update, record = self.step(self.role, item.state)
+        _update, record = self.step(self.role, item.state)
         return [message_for_step(record, origin="worker"), TelemetryEvent.from_step(record)]
 
     def is_transient(self, exc: BaseException) -> bool:

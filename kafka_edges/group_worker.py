@@ -449,12 +449,17 @@ class GroupWorker(Generic[T]):
             self.stats.bump("observed" if triage is Triage.OBSERVE else "duplicates")
             self._commit(member, msg)
             return
+        with self.handler.working_on(item):
+            self._handle_and_deliver(member, record, item)
+        self._commit(member, msg)
+
+    def _handle_and_deliver(self, member: _Member, record: ConsumedRecord, item: T) -> None:
+        """Handle the item and publish its outputs (or its dead letter), then tell the handler."""
         outputs, failure = self._handle(item)
         if failure is not None:
             identity = self.handler.identity(item)
             self._dead_letter(member, record, "node_error", failure, identity)
             self.handler.delivered(item, ())
-            self._commit(member, msg)
             return
         try:
             self._publish(member, outputs)
@@ -462,11 +467,9 @@ class GroupWorker(Generic[T]):
             identity = self.handler.identity(item)
             self._dead_letter(member, record, "output_refused", str(exc), identity)
             self.handler.delivered(item, ())
-            self._commit(member, msg)
             return
         self.stats.bump("processed")
         self.handler.delivered(item, outputs)
-        self._commit(member, msg)
 
     def _handle(self, item: T) -> tuple[Sequence[WireModel], str | None]:
         """(outputs, None) on success, ((), why) after the bounded tries; _Stopping if stopped."""

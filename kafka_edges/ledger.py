@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS in_flight (
     progress INTEGER NOT NULL DEFAULT 0,
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS leases (
+    stream TEXT PRIMARY KEY,
+    until REAL NOT NULL
+);
 """
 
 
@@ -180,41 +184,47 @@ class DeliveryLedger:
 
     def take_stale(self, not_after: float) -> list[InFlight]:
         """Claim the unfinished streams that have not moved since `not_after` (a `time.time()`)
-        for re-publishing: their time is set to now in the same statement, so of several
-        processes sweeping the same file each stale stream goes to one, once per period."""
+        and that no worker holds a lease on, for re-publishing: their time is set to now in the
+        same statement, so of several processes sweeping the file each stale stream goes to
+        one, once per period."""
         now = time.time()
         with self._lock:
             rows = self._db.execute(
                 "UPDATE in_flight SET at = ? WHERE done = 0 AND at <= ? "
+                "AND stream NOT IN (SELECT stream FROM leases WHERE until > ?) "
                 "RETURNING stream, topic, key, value, headers, at",
-                (now, not_after),
+                (now, not_after, now),
             ).fetchall()
         return sorted((_in_flight(*row) for row in rows), key=lambda f: f.stream)
 
-    def touch(self, stream: str) -> None:
-        """`stream` is being worked on: it is not stale (see `take_stale`)."""
-        with self._lock:
-            self._db.execute(
-                "UPDATE in_flight SET at = ? WHERE stream = ? AND done = 0", (time.time(), stream)
-            )
-
     @contextlib.contextmanager
     def working_on(self, stream: str, *, renew_every_s: float = 10.0) -> Iterator[None]:
-        """A lease on `stream` for the duration of the block: touched now and every
-        `renew_every_s` until the block ends, so a long step is not taken for a lost one."""
-        self.touch(stream)
+        """A lease on `stream` for the duration of the block (e.g. a step and the publishing of
+        its outputs): `take_stale` leaves it alone. Renewed every `renew_every_s`, it lapses
+        three renewals after a holder that died without releasing it."""
         done = threading.Event()
+
+        def hold() -> None:
+            with self._lock:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO leases (stream, until) VALUES (?, ?)",
+                    (stream, time.time() + 3 * renew_every_s),
+                )
 
         def renew() -> None:
             while not done.wait(renew_every_s):
-                self.touch(stream)
+                hold()
 
+        hold()
         keeper = threading.Thread(target=renew, name="aimesh-ledger-lease", daemon=True)
         keeper.start()
         try:
             yield
         finally:
             done.set()
+            keeper.join()
+            with self._lock:
+                self._db.execute("DELETE FROM leases WHERE stream = ?", (stream,))
 
     def prune(self, max_age_s: float) -> int:
         """Forget processed keys and finished streams older than `max_age_s`; return how many.

@@ -4,6 +4,7 @@ passes (a consumed record, the triage of a decoded one, what a dead letter shoul
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol, TypeVar
@@ -64,6 +65,11 @@ class RecordHandler(Protocol[T]):
 
     def triage(self, item: T) -> Triage:
         """Handle it, or skip it as not ours / already handled."""
+        ...
+
+    def working_on(self, item: T) -> AbstractContextManager[object]:
+        """Held from the start of the work until its outputs are delivered (or the record is
+        dead-lettered): e.g. a lease that tells a recovery sweep the item is not lost."""
         ...
 
     def handle(self, item: T) -> Sequence[WireModel]:

@@ -211,7 +211,10 @@ class LostRunRecovery:
         count = republish_in_flight(
             self.settings, self.ledger, bootstrap=self.bootstrap, older_than_s=self.watch.settle_s
         )
-        log.warning("re-published %d in-flight transition(s) after the broker reset", count)
+        # every process on the host runs this; the one that claimed the runs says so
+        (log.warning if count else log.info)(
+            "re-published %d in-flight transition(s) after the broker reset", count
+        )
 
     def start(self) -> LostRunRecovery:
         self.watch.start()

@@ -136,10 +136,10 @@ def recover_command(
     settle: Annotated[
         float,
         typer.Option(
-            help="seconds to wait first, so running workers notice the new broker and reset "
-            "their positions (about their session timeout: 6 s by default)"
+            help="seconds to wait first, so running workers notice the new broker and rejoin "
+            "its groups (at their next heartbeat, then about half a session timeout)"
         ),
-    ] = 8.0,
+    ] = 3.0,
 ) -> None:
     """Re-publish the last transition of every unfinished run from the delivery ledger.
 

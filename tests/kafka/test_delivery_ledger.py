@@ -98,11 +98,32 @@ def test_a_stale_stream_is_taken_by_one_sweeper_once_per_period(tmp_path: Path) 
         time.sleep(0.05)
         cutoff = time.time()
         with one.working_on("held", renew_every_s=0.01):
-            time.sleep(0.05)  # renewed meanwhile: "held" moved after the cutoff
+            time.sleep(0.05)  # renewed meanwhile
             taken = one.take_stale(not_after=cutoff)
+            assert other.take_stale(not_after=cutoff) == []  # "lost" taken: its time is now
+            # a later cutoff takes "lost" again, never "held": it is leased
+            assert [f.stream for f in other.take_stale(not_after=time.time())] == ["lost"]
         assert [(f.stream, f.topic, f.record) for f in taken] == [("lost", "ai_topic", record)]
-        assert other.take_stale(not_after=cutoff) == []  # taken: its time is now
-        assert [f.stream for f in other.take_stale(not_after=time.time())] == ["held", "lost"]
+        # the lease released: "held" is stale too (it has not moved since the cutoff)
+        assert [f.stream for f in one.take_stale(not_after=time.time())] == ["held", "lost"]
+
+
+def test_a_lease_whose_holder_died_lapses(tmp_path: Path) -> None:
+    """A worker killed while holding a lease does not keep its run from recovery for long."""
+    path = tmp_path / "ledger.sqlite"
+    record = WireRecord(key=b"t", value=b"v", headers=[])
+    with DeliveryLedger(path) as ledger:
+        ledger.record_in_flight("run", "ai_topic", record)
+        code = (
+            "import os; from kafka_edges.ledger import DeliveryLedger as L; "
+            f"l = L({str(path)!r}); held = l.working_on('run', renew_every_s=1.0); "
+            "held.__enter__(); "
+            "os._exit(0)"  # dies holding it
+        )
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+        assert ledger.take_stale(not_after=time.time()) == []  # held (for 3 renewals)
+        time.sleep(3.5)
+        assert [f.stream for f in ledger.take_stale(not_after=time.time())] == ["run"]
 
 
 def test_finished_gives_the_last_record_of_the_finished_streams_asked_for(tmp_path: Path) -> None:

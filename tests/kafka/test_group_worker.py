@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import ClassVar
 
 import pytest
@@ -57,6 +58,9 @@ class ShoutHandler:
 
     def triage(self, item: Shout) -> Triage:
         return Triage.DUPLICATE if item.text in self.seen else Triage.HANDLE
+
+    def working_on(self, item: Shout) -> AbstractContextManager[object]:
+        return nullcontext()
 
     def handle(self, item: Shout) -> Sequence[WireModel]:
         if item.text == "flaky" and self.flaky_failures:
