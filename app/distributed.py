@@ -28,7 +28,9 @@ from graph.state import MeshState, Task, TaskOutcome
 from graph.topics import AI_REPORTS, ALL_TOPICS
 from graph.wire import MODEL_BY_TOPIC, ReportMessage
 from kafka_edges.admin import DEFAULT_PARTITIONS, ensure_topics
+from kafka_edges.codec import MessageDecodeError, decode
 from kafka_edges.config import common_config, topic_prefix, with_logger
+from kafka_edges.ledger import DeliveryLedger
 from kafka_edges.reader import Record, TopicReader
 from llm.chat import resolve_provider
 from llm.local_server import LocalModelServer
@@ -249,31 +251,65 @@ def collect_reports(
     on_report: Callable[[TaskOutcome], None] | None = None,
 ) -> dict[str, TaskOutcome]:
     """One outcome per run id in `runs` (run id -> task index), read from the reports topic
-    while supervising the workers; stops at `timeout_s`."""
+    while supervising the workers; stops at `timeout_s`. A report the broker lost before it
+    was read (a memory-only broker restarted) is taken from the delivery ledger, where the
+    supervisor worker recorded it once the broker had confirmed it."""
     outcomes: dict[str, TaskOutcome] = {}
+
+    def take(message: ReportMessage) -> None:
+        if message.run_id in runs and message.run_id not in outcomes:
+            state = message.state
+            wall = state.report.wall_time_s if state.report else 0.0
+            outcome = TaskOutcome.of(runs[message.run_id], state, seconds=wall)
+            outcomes[message.run_id] = outcome
+            if on_report is not None:
+                on_report(outcome)
+
     deadline = time.monotonic() + timeout_s
-    with TopicReader(AI_REPORTS, settings, models=MODEL_BY_TOPIC) as reader:
+    ledger_checked = time.monotonic()
+    with (
+        DeliveryLedger(settings.delivery_ledger_db) as ledger,
+        TopicReader(AI_REPORTS, settings, models=MODEL_BY_TOPIC) as reader,
+    ):
         while len(outcomes) < len(runs) and time.monotonic() < deadline:
             supervisor.check()
             record: Record | None = reader.poll(0.2)
             message = record.message if record is not None else None
-            if not isinstance(message, ReportMessage):
-                continue
-            if message.run_id in runs and message.run_id not in outcomes:
-                state = message.state
-                wall = state.report.wall_time_s if state.report else 0.0
-                outcome = TaskOutcome.of(runs[message.run_id], state, seconds=wall)
-                outcomes[message.run_id] = outcome
-                if on_report is not None:
-                    on_report(outcome)
+            if isinstance(message, ReportMessage):
+                take(message)
+            if time.monotonic() - ledger_checked >= LEDGER_REPORTS_EVERY_S:
+                ledger_checked = time.monotonic()
+                for report in reports_in_ledger(ledger, set(runs) - set(outcomes)):
+                    take(report)
     return outcomes
+
+
+LEDGER_REPORTS_EVERY_S = 2.0
+"""How often `collect_reports` looks in the ledger for reports the topic did not show."""
+
+
+def reports_in_ledger(ledger: DeliveryLedger, run_ids: set[str]) -> list[ReportMessage]:
+    """The final reports the ledger holds for these runs (a run that ended in a dead letter has
+    a transition there, not a report: it is left out)."""
+    reports: list[ReportMessage] = []
+    for finished in ledger.finished(run_ids):
+        try:
+            reports.append(decode(ReportMessage, finished.record.value))
+        except MessageDecodeError:
+            continue
+    return reports
 
 
 def feed_tasks(
     settings: Settings, tasks: list[Task | None], first_index: int = 0
 ) -> dict[str, int]:
-    """Publish one task request per entry to the producers; return run id -> task index."""
-    with KafkaEdgeSink(settings, origin="feed") as sink:
+    """Publish one task request per entry to the producers, each recorded in the delivery ledger
+    the workers share (so a request the broker loses is re-published, see
+    `kafka_edges.recovery`); return run id -> task index."""
+    with (
+        DeliveryLedger(settings.delivery_ledger_db) as ledger,
+        KafkaEdgeSink(settings, origin="feed", ledger=ledger) as sink,
+    ):
         return {
             sink.feed_request(
                 MeshState(task_index=i, task=task, max_attempts=settings.max_attempts)

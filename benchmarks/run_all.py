@@ -44,6 +44,7 @@ INFRASTRUCTURE: dict[str, list[str]] = {
     "scale_out": ["-m", "benchmarks.scale_out"],
     # a short soak (bounded at 150 s + start-up); the full 200-task one is `python -m benchmarks.soak`
     "soak": ["-m", "benchmarks.soak", "--tasks", "40", "--timeout", "150", "--name", "soak_quick"],
+    "broker_recovery": ["-m", "benchmarks.broker_recovery"],
     "telemetry_overhead": ["-m", "benchmarks.telemetry_overhead"],
     "memory_latency": ["-m", "benchmarks.memory_latency"],
 }

@@ -1,21 +1,23 @@
 """Soak: the distributed mesh under worker kills and a broker restart; is anything lost or doubled?
 
     .venv/bin/python -m benchmarks.soak [--tasks 200] [--workers 2] [--kill-every 5]
-                                        [--timeout 900]
+                                        [--timeout 900] [--stale 60]
 
 `--workers` supervised `aimesh worker --role R` processes per role (`app.distributed`, the
 scripted TEST DOUBLE, memory off) on one embedded tansu broker (memory storage). Every task is fed
 at the start through `KafkaEdgeSink.feed_request` with the delivery ledger (so the runs the broker
-forgets can be re-published: the workers' own `--recover` watch does it). Every `--kill-every`
+forgets can be re-published: the workers' own `--recover` watch does it after the restart, and
+their sweep re-publishes any run that has not moved for `--stale` s). Every `--kill-every`
 seconds a random live worker process is SIGKILLed (the supervisor restarts it); once half the
 tasks are reported the broker is SIGKILLed and restarted on the same port. A background reader
 collects every record of every mesh topic (a new group after the restart: the memory broker
 forgot the old one). Counted (pure functions below, tested in tests/benchmarks/test_soak.py):
-fed, reported (distinct run ids), lost (fed - distinct reported), duplicated reports (copies of
-a run id's report beyond the first), steps executed twice (an edge record key seen with two
-DIFFERENT values in one broker lifetime; identical copies are re-publications, recognised by the
-next worker), dead letters; recovery from the broker restart to the first report after it, and
-per worker kill the seconds until its replacement process joined its group. Every loop is bounded
+fed, reported (distinct run ids on the reports topic, or whose report the ledger holds: the
+broker confirmed it, then lost it before the collector read it), lost (fed - reported),
+duplicated reports (copies of a run id's report beyond the first), steps executed twice (an edge
+record key seen with two DIFFERENT values in one broker lifetime; identical copies are
+re-publications, recognised by the next worker), dead letters; recovery from the broker restart
+to the first (and the tenth) report after it, and per worker kill the seconds until its replacement process joined its group. Every loop is bounded
 by `--timeout`. Writes benchmarks/results/soak.json.
 """
 
@@ -40,7 +42,12 @@ from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.distributed import WorkerSupervisor, partitions_for, worker_processes
+from app.distributed import (
+    WorkerSupervisor,
+    partitions_for,
+    reports_in_ledger,
+    worker_processes,
+)
 from benchmarks.common import begin, write_result
 from foundation.settings import MemorySettings, Settings
 from graph.kafka_sink import KafkaEdgeSink
@@ -76,14 +83,20 @@ def _fields(value: bytes) -> dict[str, Any]:
     return decoded if isinstance(decoded, dict) else {}
 
 
-def report_counts(fed: set[str], report_run_ids: list[str]) -> dict[str, int]:
+def report_counts(
+    fed: set[str], report_run_ids: list[str], in_ledger: set[str] | None = None
+) -> dict[str, int]:
     """fed, reported (distinct fed run ids reported), lost, duplicated (reports beyond the first
-    per run id) and unexpected (reports of run ids never fed)."""
+    per run id) and unexpected (reports of run ids never fed). `in_ledger`: runs whose report
+    the delivery ledger holds (confirmed by a broker that may have lost it before the collector
+    read it); they count as reported, and how many were reported only there is given."""
     counts = Counter(report_run_ids)
-    reported = {run for run in counts if run in fed}
+    on_topic = {run for run in counts if run in fed}
+    reported = on_topic | ((in_ledger or set()) & fed)
     return {
         "fed": len(fed),
         "reported": len(reported),
+        "reported_only_in_ledger": len(reported - on_topic),
         "lost": len(fed - reported),
         "duplicated": sum(n - 1 for run, n in counts.items() if run in fed and n > 1),
         "unexpected": sum(n for run, n in counts.items() if run not in fed),
@@ -217,6 +230,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             kafka_topic_prefix=f"{tag}.",
             kafka_group_prefix=f"aimesh-{tag}",
             memory=MemorySettings(enabled=False),
+            kafka_stale_run_s=args.stale,
         )
         partitions = partitions_for(args.workers)
         collector = Collector(settings)
@@ -305,12 +319,18 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             collector.close()
             broker.stop()
+        with DeliveryLedger(settings.delivery_ledger_db) as ledger:
+            in_ledger = {report.run_id for report in reports_in_ledger(ledger, fed)}
     records = collector.snapshot()
-    counts = report_counts(fed, _report_ids(records))
+    counts = report_counts(fed, _report_ids(records), in_ledger)
     report_times = [r.at for r in records if r.topic == AI_REPORTS]
     if broker_event:
         restarted_at = broker_event.pop("_restarted_at")
         broker_event["reports_flow_again_s"] = first_after(report_times, restarted_at)
+        after = sorted(t - restarted_at for t in report_times if t >= restarted_at)
+        broker_event["tenth_report_after_restart_s"] = (
+            round(after[9], 2) if len(after) > 9 else None
+        )
     ready = [k.ready_s for k in kills if k.ready_s is not None]
     return {
         "benchmark": "soak",
@@ -347,6 +367,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0, help="bound on the whole run")
     parser.add_argument("--settle", type=float, default=3.0, help="s to wait for late copies")
     parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument(
+        "--stale", type=float, default=60.0, help="AIMESH_KAFKA_STALE_RUN_S of the workers' sweep"
+    )
     parser.add_argument("--name", default="soak", help="results/<name>.json")
     args = parser.parse_args()
     run = begin(**vars(args))

@@ -172,6 +172,14 @@ class Settings(BaseSettings):
         "records up to 99 MB (measured). A real cluster: keep it at or below the broker's and "
         "topics' max.message.bytes (1,048,588 by default)",
     )
+    kafka_stale_run_s: float = Field(
+        300.0,
+        gt=0,
+        description="a run in the delivery ledger that has not moved (no transition, no worker "
+        "holding it) for this long is taken for lost and re-published by the workers' sweep; "
+        "keep it above how long a record can wait in a topic's backlog (a copy re-published too "
+        "early is only a duplicate, skipped by the next worker)",
+    )
 
     # Memory (AIMESH_MEMORY_*)
     memory: MemorySettings = Field(default_factory=lambda: MemorySettings())

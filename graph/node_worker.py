@@ -5,9 +5,11 @@ module holds only what is the mesh's: MeshHandler decodes the role's input topic
 leaves the in-process graph's records alone, recognises duplicates by (role, run id, task id,
 attempt) in the durable DeliveryLedger, runs the SAME step the in-process graph runs
 (`graph.step.run_step`, bound to the node functions and services by the entry point) and turns
-the StepRecord into its transition and telemetry. After they are confirmed on the broker the
-input is marked processed and the transition recorded as the run's last word in flight (what
-`aimesh recover` re-publishes after a memory-only broker lost it); then the offset is committed.
+the StepRecord into its transition and telemetry. From the step's start until its outputs are
+confirmed the worker holds a lease on the run in the ledger (it is not taken for a lost run).
+Once they are confirmed on the broker the input is marked processed and the transition recorded as the run's
+last word in flight (what `kafka_edges.recovery` re-publishes if the broker loses it); then the
+offset is committed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self
 
@@ -48,7 +51,7 @@ from kafka_edges.group_worker import (
     restore_signals,
 )
 from kafka_edges.ledger import DeliveryLedger
-from kafka_edges.recovery import BrokerResetWatch, republish_in_flight
+from kafka_edges.recovery import LostRunRecovery
 from sandbox.base import SandboxError
 
 log = logging.getLogger(__name__)
@@ -75,19 +78,12 @@ def is_infrastructure_failure(exc: BaseException) -> bool:
     return infrastructure_failure(exc) or isinstance(exc, SandboxError)
 
 
-def recovery_watch(
+def lost_run_recovery(
     settings: Settings, options: WorkerOptions, ledger: DeliveryLedger, topic: str
-) -> BrokerResetWatch:
-    """A watch that re-publishes the ledger's runs in flight when the broker forgets its topics."""
+) -> LostRunRecovery:
+    """Re-publishes the ledger's runs the broker lost: after a reset, and stale ones periodically."""
     prefix = settings_topic_prefix(settings, options.topic_prefix)
-
-    def recover() -> None:
-        count = republish_in_flight(settings, ledger, bootstrap=options.bootstrap)
-        log.warning("re-published %d in-flight transition(s) after the broker reset", count)
-
-    return BrokerResetWatch(
-        settings, qualified(topic, prefix), recover, bootstrap=options.bootstrap
-    )
+    return LostRunRecovery(settings, ledger, qualified(topic, prefix), bootstrap=options.bootstrap)
 
 
 STEP_AFTER_ATTEMPTS = {PRODUCER: 1, CONSUMER: 0, SANDBOX: 1, REVIEWER: 2, SUPERVISOR: 3}
@@ -111,10 +107,12 @@ class MeshHandler:
         ledger: DeliveryLedger,
         *,
         continue_in_process: bool = False,
+        lease_renew_s: float = 10.0,
     ) -> None:
         if role not in NODES:
             raise WorkerError(f"unknown role {role!r}; expected one of {', '.join(NODES)}")
         self.name = role
+        self.lease_renew_s = lease_renew_s
         self.role = role
         self.step = step
         self.ledger = ledger
@@ -137,6 +135,14 @@ class MeshHandler:
             )
             return Triage.DUPLICATE
         return Triage.HANDLE
+
+    @contextmanager
+    def leases(self) -> Iterator[Callable[[EdgeMessage], None]]:
+        """Leases on the batch's runs until their outputs are confirmed: a long step, or outputs
+        still on their way to a restarted broker, are not taken for a lost run
+        (`kafka_edges.recovery`)."""
+        with self.ledger.leases(renew_every_s=self.lease_renew_s) as held:
+            yield lambda item: held.hold(item.run_id)
 
     def handle(self, item: EdgeMessage) -> Sequence[WireModel]:
         _update, record = self.step(self.role, item.state)
@@ -177,9 +183,10 @@ class NodeWorker(GroupWorker[EdgeMessage]):
 
     `ledger`: the durable record of handled inputs (default: `settings.delivery_ledger_db`,
     shared by every worker on the host); `continue_in_process`: also act on the in-process
-    graph's transitions (normally only observed); `recover_on_broker_reset`: when the broker
-    forgets its topics (a restarted memory-only broker), re-publish the ledger's runs in flight
-    (what `aimesh recover` does).
+    graph's transitions (normally only observed); `recover_lost_runs`: re-publish the ledger's
+    runs the broker lost (`kafka_edges.recovery`): all in flight when the broker forgets its
+    topics (a restarted memory-only broker), and any that has not moved for
+    `settings.kafka_stale_run_s`.
     """
 
     def __init__(
@@ -191,7 +198,7 @@ class NodeWorker(GroupWorker[EdgeMessage]):
         *,
         ledger: DeliveryLedger | None = None,
         continue_in_process: bool = False,
-        recover_on_broker_reset: bool = False,
+        recover_lost_runs: bool = False,
     ) -> None:
         if role not in NODES:
             raise WorkerError(f"unknown role {role!r}; expected one of {', '.join(NODES)}")
@@ -206,6 +213,7 @@ class NodeWorker(GroupWorker[EdgeMessage]):
             step,
             self.ledger,
             continue_in_process=continue_in_process,
+            lease_renew_s=settings.kafka_stale_run_s / 3,
         )
         self.input_topic = input_topic(role)
         super().__init__(
@@ -216,23 +224,23 @@ class NodeWorker(GroupWorker[EdgeMessage]):
             group_id=default_group_id(settings, role),
             topics_to_create=ALL_TOPICS,
         )
-        self.watch = (
-            recovery_watch(settings, options, self.ledger, self.input_topic)
-            if recover_on_broker_reset
+        self.recovery = (
+            lost_run_recovery(settings, options, self.ledger, self.input_topic)
+            if recover_lost_runs
             else None
         )
 
     def start(self) -> Self:
         started = not self._threads
         super().start()
-        if started and self.watch is not None:
-            self.watch.start()
+        if started and self.recovery is not None:
+            self.recovery.start()
         return self
 
     def stop(self) -> None:
         super().stop()
-        if self.watch is not None:
-            self.watch.stop()
+        if self.recovery is not None:
+            self.recovery.stop()
 
 
 class MeshWorkers:
@@ -247,12 +255,12 @@ class MeshWorkers:
         *,
         ledger: DeliveryLedger | None = None,
         continue_in_process: bool = False,
-        recover_on_broker_reset: bool = False,
+        recover_lost_runs: bool = False,
     ) -> None:
         self.ledger = ledger or DeliveryLedger(settings.delivery_ledger_db)
-        self.watch = (
-            recovery_watch(settings, options or WorkerOptions(), self.ledger, ALL_TOPICS[0])
-            if recover_on_broker_reset
+        self.recovery = (
+            lost_run_recovery(settings, options or WorkerOptions(), self.ledger, ALL_TOPICS[0])
+            if recover_lost_runs
             else None
         )
         self.workers = [
@@ -270,15 +278,15 @@ class MeshWorkers:
     def start(self) -> Self:
         for worker in self.workers:
             worker.start()
-        if self.watch is not None:
-            self.watch.start()
+        if self.recovery is not None:
+            self.recovery.start()
         return self
 
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
-        if self.watch is not None:
-            self.watch.stop()
+        if self.recovery is not None:
+            self.recovery.stop()
 
     def join(self, timeout_s: float | None = None) -> bool:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s

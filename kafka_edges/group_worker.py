@@ -144,6 +144,8 @@ class _Sent(Generic[T]):
 class _Batch(Generic[T]):
     """Records taken together: committed together, after their outputs are confirmed."""
 
+    hold: Callable[[T], None]
+    """Leases an item until the batch is complete (`RecordHandler.leases`)."""
     records: list[Message] = field(default_factory=list)
     sent: list[_Sent[T]] = field(default_factory=list)
     dead: list[Delivered[T]] = field(default_factory=list)
@@ -337,7 +339,10 @@ class GroupWorker(Generic[T]):
         `max_batch_s`), handling each and sending its outputs at once; then wait for the broker
         to confirm them all, tell the handler, commit the records' offsets. _Stopping if stopped
         (what was handled is still confirmed and committed)."""
-        batch = _Batch[T]()
+        with self.handler.leases() as hold:
+            self._fill_and_complete(member, _Batch[T](hold), first)
+
+    def _fill_and_complete(self, member: _Member, batch: _Batch[T], first: Message) -> None:
         deadline = time.monotonic() + self.options.max_batch_s
         msg: Message | None = first
         try:
@@ -507,6 +512,7 @@ class GroupWorker(Generic[T]):
             self.stats.bump("observed" if triage is Triage.OBSERVE else "duplicates")
             return
         batch.keys.add(key)
+        batch.hold(item)
         outputs, failure = self._handle(item)
         if failure is None:
             try:

@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS in_flight (
     progress INTEGER NOT NULL DEFAULT 0,
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS leases (
+    stream TEXT PRIMARY KEY,
+    until REAL NOT NULL
+);
 """
 
 
@@ -171,19 +175,59 @@ class DeliveryLedger:
                 "SELECT stream, topic, key, value, headers, at FROM in_flight WHERE done = 0 "
                 "ORDER BY at"
             ).fetchall()
-        return [
-            InFlight(
-                stream=stream,
-                topic=topic,
-                record=WireRecord(
-                    key=bytes(key or b""),
-                    value=bytes(value or b""),
-                    headers=[(name, base64.b64decode(v)) for name, v in json.loads(headers)],
-                ),
-                at=float(at),
+        return [_in_flight(*row) for row in rows]
+
+    def finished(self, streams: Iterable[str]) -> list[InFlight]:
+        """Of `streams`, those finished, with their last record (e.g. a run's final report)."""
+        wanted = list(streams)
+        found: list[InFlight] = []
+        with self._lock:
+            for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+                chunk = wanted[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                found += [
+                    _in_flight(*row)
+                    for row in self._db.execute(
+                        "SELECT stream, topic, key, value, headers, at FROM in_flight "
+                        f"WHERE done = 1 AND stream IN ({marks})",
+                        chunk,
+                    )
+                ]
+        return found
+
+    def take_stale(self, not_after: float) -> list[InFlight]:
+        """Claim the unfinished streams that have not moved since `not_after` (a `time.time()`)
+        and that no worker holds a lease on, for re-publishing: their time is set to now in the
+        same statement, so of several processes sweeping the file each stale stream goes to
+        one, once per period."""
+        now = time.time()
+        with self._lock:
+            rows = self._db.execute(
+                "UPDATE in_flight SET at = ? WHERE done = 0 AND at <= ? "
+                "AND stream NOT IN (SELECT stream FROM leases WHERE until > ?) "
+                "RETURNING stream, topic, key, value, headers, at",
+                (now, not_after, now),
+            ).fetchall()
+        return sorted((_in_flight(*row) for row in rows), key=lambda f: f.stream)
+
+    def leases(self, *, renew_every_s: float = 10.0) -> Leases:
+        """Leases a worker takes on streams as their work starts and releases together when the
+        block ends (e.g. a batch's steps and the publishing of their outputs): `take_stale`
+        leaves a leased stream alone."""
+        return Leases(self, renew_every_s)
+
+    def _lease(self, streams: Sequence[str], until: float) -> None:
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO leases (stream, until) VALUES (?, ?)",
+                [(stream, until) for stream in streams],
             )
-            for stream, topic, key, value, headers, at in rows
-        ]
+
+    def _release(self, streams: Sequence[str]) -> None:
+        with self._lock:
+            self._db.executemany(
+                "DELETE FROM leases WHERE stream = ?", [(stream,) for stream in streams]
+            )
 
     def prune(self, max_age_s: float) -> int:
         """Forget processed keys and finished streams older than `max_age_s`; return how many.
@@ -217,7 +261,67 @@ class DeliveryLedger:
         self.close()
 
 
+def _in_flight(
+    stream: str, topic: str, key: bytes | None, value: bytes | None, headers: str, at: float
+) -> InFlight:
+    return InFlight(
+        stream=stream,
+        topic=topic,
+        record=WireRecord(
+            key=bytes(key or b""),
+            value=bytes(value or b""),
+            headers=[(name, base64.b64decode(v)) for name, v in json.loads(headers)],
+        ),
+        at=float(at),
+    )
+
+
 def _bytes_headers(
     headers: Iterable[tuple[str, str | bytes | None]],
 ) -> list[tuple[str, bytes | None]]:
     return [(n, v.encode("utf-8") if isinstance(v, str) else v) for n, v in headers]
+
+
+class Leases:
+    """Leases held by one worker until the block ends. One keeper thread (started with the first
+    lease) renews them all every `renew_every_s`; a lease lapses three renewals after a holder
+    that died without releasing it."""
+
+    def __init__(self, ledger: DeliveryLedger, renew_every_s: float) -> None:
+        self.ledger = ledger
+        self.renew_every_s = renew_every_s
+        self.streams: list[str] = []
+        self._done = threading.Event()
+        self._keeper: threading.Thread | None = None
+
+    def hold(self, stream: str) -> None:
+        """Lease `stream` until the block ends."""
+        self.streams.append(stream)
+        self.ledger._lease([stream], self._until())
+        if self._keeper is None:
+            self._keeper = threading.Thread(
+                target=self._renew, name="aimesh-ledger-lease", daemon=True
+            )
+            self._keeper.start()
+
+    def _until(self) -> float:
+        return time.time() + 3 * self.renew_every_s
+
+    def _renew(self) -> None:
+        while not self._done.wait(self.renew_every_s):
+            self.ledger._lease(list(self.streams), self._until())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._done.set()
+        if self._keeper is not None:
+            self._keeper.join()
+        if self.streams:
+            self.ledger._release(self.streams)

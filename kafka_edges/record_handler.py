@@ -4,7 +4,8 @@ delivered for a handled one)."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import Enum
 from typing import Generic, Protocol, TypeVar
@@ -79,6 +80,12 @@ class RecordHandler(Protocol[T]):
     def idempotency_key(self, item: T) -> Hashable:
         """Equal for an item and its redeliveries: a second one in the same batch is a duplicate
         (`triage` only knows what earlier batches `delivered`)."""
+        ...
+
+    def leases(self) -> AbstractContextManager[Callable[[T], None]]:
+        """For one batch: a function called with each item as its work starts, whose lease on
+        the item lasts until the block ends (its outputs confirmed, or dead-lettered): e.g. so
+        that a recovery sweep does not take a long step for a lost one."""
         ...
 
     def handle(self, item: T) -> Sequence[WireModel]:

@@ -130,10 +130,10 @@ def recover_command(
     settle: Annotated[
         float,
         typer.Option(
-            help="seconds to wait first, so running workers notice the new broker and reset "
-            "their positions (about their session timeout: 6 s by default)"
+            help="seconds to wait first, so running workers notice the new broker and rejoin "
+            "its groups (at their next heartbeat, then about half a session timeout)"
         ),
-    ] = 8.0,
+    ] = 3.0,
     data_dir: DataDirOption = None,
 ) -> None:
     """Re-publish the last transition of every unfinished run from the delivery ledger.
@@ -165,8 +165,9 @@ def worker_command(
     recover: Annotated[
         bool,
         typer.Option(
-            help="when the broker forgets its topics (a restarted memory-only broker), "
-            "re-publish the runs in flight from the delivery ledger"
+            help="re-publish from the delivery ledger the runs the broker lost: all in flight "
+            "when it forgets its topics (a restarted memory-only broker), and any that has not "
+            "moved for AIMESH_KAFKA_STALE_RUN_S"
         ),
     ] = True,
     data_dir: DataDirOption = None,
@@ -190,9 +191,7 @@ def worker_command(
                 typer.echo(f"workers for {', '.join(NODES)} (x{concurrency}); Ctrl-C to stop")
                 step = recorded_step(info.settings)
                 options = WorkerOptions(concurrency=concurrency, partitions=partitions)
-                MeshWorkers(
-                    NODES, info.settings, step, options, recover_on_broker_reset=recover
-                ).run()
+                MeshWorkers(NODES, info.settings, step, options, recover_lost_runs=recover).run()
             return
         if not settings.kafka_bootstrap:
             raise fail(
@@ -203,7 +202,7 @@ def worker_command(
         check_reachable(settings.kafka_bootstrap, settings.kafka_config)
         step = recorded_step(settings)
         options = WorkerOptions(concurrency=concurrency, partitions=partitions)
-        worker = NodeWorker(role, settings, step, options, recover_on_broker_reset=recover)
+        worker = NodeWorker(role, settings, step, options, recover_lost_runs=recover)
         typer.echo(
             f"{role} worker (x{concurrency}) on {worker.bootstrap}, group {worker.group_id}; Ctrl-C to stop"
         )

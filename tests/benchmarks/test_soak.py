@@ -14,10 +14,19 @@ def _edge(run: str, attempt: int, source: str, extra: str = "", generation: int 
 
 def test_lost_duplicated_and_unexpected_reports() -> None:
     counts = report_counts({"a", "b", "c"}, ["a", "a", "b", "zz", "a"])
-    assert counts == {"fed": 3, "reported": 2, "lost": 1, "duplicated": 2, "unexpected": 1}
-    assert report_counts({"a"}, ["a"]) == {
-        "fed": 1, "reported": 1, "lost": 0, "duplicated": 0, "unexpected": 0,
+    assert counts == {
+        "fed": 3, "reported": 2, "reported_only_in_ledger": 0, "lost": 1, "duplicated": 2,
+        "unexpected": 1,
     }  # fmt: skip
+    assert report_counts({"a"}, ["a"]) == {
+        "fed": 1, "reported": 1, "reported_only_in_ledger": 0, "lost": 0, "duplicated": 0,
+        "unexpected": 0,
+    }  # fmt: skip
+
+
+def test_a_report_the_broker_lost_counts_when_the_ledger_holds_it() -> None:
+    counts = report_counts({"a", "b", "c"}, ["a"], in_ledger={"a", "b", "zz"})
+    assert (counts["reported"], counts["reported_only_in_ledger"], counts["lost"]) == (2, 1, 1)
 
 
 def test_a_step_run_twice_differs_from_a_republished_copy() -> None:

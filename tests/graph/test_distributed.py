@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from app.distributed import (
     DistributedRunError,
@@ -22,7 +23,11 @@ from app.distributed import (
     run_distributed,
 )
 from foundation.settings import WIRE_VARIABLE, MemorySettings, Settings
+from graph.topics import ALL_TOPICS
+from kafka_edges.admin import ensure_topics
 from kafka_edges.broker import EmbeddedBroker
+from kafka_edges.config import common_config, topic_prefix, with_logger
+from kafka_edges.ledger import DeliveryLedger
 
 # Fast group joins and failure detection on tansu (see tests/kafka/conftest.py).
 FAST_GROUPS = {"session.timeout.ms": "2000", "heartbeat.interval.ms": "400"}
@@ -149,3 +154,50 @@ def test_every_task_is_reported_when_a_worker_is_killed_mid_run(
     assert sorted(o.index for o in outcomes) == list(range(6))
     assert killed, "no worker was killed"
     assert any(f"pid {killed[0]}" in line and "restarted" in line for line in lines)
+
+
+def test_a_distributed_run_survives_a_broker_restart_each_task_reported_once(
+    tmp_path: Path,
+) -> None:
+    """`run --distributed` feeds through the delivery ledger: its own embedded broker is
+    SIGKILLed mid-run and restarted on the same port (memory storage: every record, offset and
+    group forgotten); the workers re-publish the runs in flight, and every task is in the
+    results exactly once."""
+    own = EmbeddedBroker().start()
+    port = own.port
+    settings = _settings(own, tmp_path, "broker-restart").model_copy(
+        update={"scripted_delay_s": 0.2}
+    )
+    reported: list[int] = []
+    restarted: list[float] = []
+    original_check = WorkerSupervisor.check
+
+    def check_and_restart_the_broker_once(self: WorkerSupervisor) -> None:
+        nonlocal own
+        if not restarted and len(reported) >= 2:
+            os.kill(own.pid or 0, signal.SIGKILL)
+            own.stop()
+            own = EmbeddedBroker(port=port).start()
+            admin = AdminClient(with_logger(common_config(settings)))
+            ensure_topics(admin, ALL_TOPICS, partitions_for(1), prefix=topic_prefix(settings))
+            restarted.append(time.monotonic())
+        original_check(self)
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(WorkerSupervisor, "check", check_and_restart_the_broker_once)
+            outcomes = run_distributed(
+                settings,
+                [None] * 8,
+                per_role=1,
+                timeout_s=240,
+                on_report=lambda outcome: reported.append(outcome.index),
+            )
+    finally:
+        own.stop()
+    assert restarted, "the broker was not restarted"
+    assert sorted(o.index for o in outcomes) == list(range(8))
+    assert sorted(reported) == list(range(8))  # each reported once
+    with DeliveryLedger(settings.delivery_ledger_db) as ledger:
+        assert ledger.in_flight() == []  # every run fed through the ledger finished there
+        assert ledger.processed_count("producer") == 8

@@ -104,3 +104,53 @@ def test_a_transaction_writes_all_or_nothing(tmp_path: Path) -> None:
         assert reopened.seen("consumer", ("run-1", "task-1", 0))
         assert not reopened.seen("consumer", ("run-2", "task-2", 0))
         assert [f.record for f in reopened.in_flight()] == [record]
+
+
+def test_a_stale_stream_is_taken_by_one_sweeper_once_per_period(tmp_path: Path) -> None:
+    """Two processes sweeping one file: each stale stream goes to one of them; a stream that
+    moved, is finished, or is held by a worker's lease is not stale."""
+    path = tmp_path / "ledger.sqlite"
+    record = WireRecord(key=b"t", value=b"v", headers=[("run_id", b"r")])
+    with DeliveryLedger(path) as one, DeliveryLedger(path) as other:
+        for stream in ("lost", "held", "done"):
+            one.record_in_flight(stream, "ai_topic", record, done=stream == "done")
+        time.sleep(0.05)
+        cutoff = time.time()
+        with one.leases(renew_every_s=0.01) as held:
+            held.hold("held")
+            time.sleep(0.05)  # renewed meanwhile
+            taken = one.take_stale(not_after=cutoff)
+            assert other.take_stale(not_after=cutoff) == []  # "lost" taken: its time is now
+            # a later cutoff takes "lost" again, never "held": it is leased
+            assert [f.stream for f in other.take_stale(not_after=time.time())] == ["lost"]
+        assert [(f.stream, f.topic, f.record) for f in taken] == [("lost", "ai_topic", record)]
+        # the lease released: "held" is stale too (it has not moved since the cutoff)
+        assert [f.stream for f in one.take_stale(not_after=time.time())] == ["held", "lost"]
+
+
+def test_a_lease_whose_holder_died_lapses(tmp_path: Path) -> None:
+    """A worker killed while holding a lease does not keep its run from recovery for long."""
+    path = tmp_path / "ledger.sqlite"
+    record = WireRecord(key=b"t", value=b"v", headers=[])
+    with DeliveryLedger(path) as ledger:
+        ledger.record_in_flight("run", "ai_topic", record)
+        code = (
+            "import os; from kafka_edges.ledger import DeliveryLedger as L; "
+            f"l = L({str(path)!r}); held = l.leases(renew_every_s=1.0); "
+            "held.hold('run'); "
+            "os._exit(0)"  # dies holding it
+        )
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+        assert ledger.take_stale(not_after=time.time()) == []  # held (for 3 renewals)
+        time.sleep(3.5)
+        assert [f.stream for f in ledger.take_stale(not_after=time.time())] == ["run"]
+
+
+def test_finished_gives_the_last_record_of_the_finished_streams_asked_for(tmp_path: Path) -> None:
+    with DeliveryLedger(tmp_path / "ledger.sqlite") as ledger:
+        report = WireRecord(key=b"t", value=b"report", headers=[])
+        ledger.record_in_flight("r1", "ai_reports", report, done=True)
+        ledger.record_in_flight("r2", "ai_topic", WireRecord(key=b"t", value=b"task", headers=[]))
+        ledger.record_in_flight("r3", "ai_reports", report, done=True)
+        finished = ledger.finished(["r1", "r2", "unknown"])
+        assert [(f.stream, f.record.value) for f in finished] == [("r1", b"report")]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import ClassVar
 
 import pytest
@@ -67,6 +68,9 @@ class ShoutHandler:
 
     def idempotency_key(self, item: Shout) -> Hashable:
         return item.text
+
+    def leases(self) -> AbstractContextManager[Callable[[Shout], None]]:
+        return nullcontext(lambda item: None)
 
     def handle(self, item: Shout) -> Sequence[WireModel]:
         if item.text == "flaky" and self.flaky_failures:

@@ -30,8 +30,15 @@ from graph.kafka_sink import KafkaEdgeSink
 from graph.node_worker import MeshWorkers, NodeWorker, WorkerOptions
 from graph.routing import NODES
 from graph.state import MeshState
-from graph.topics import AI_DEAD_LETTER, AI_REPORTS, AI_SOLUTIONS, AI_TOPIC, ALL_TOPICS
-from graph.wire import SolutionMessage, TaskMessage
+from graph.topics import (
+    AI_DEAD_LETTER,
+    AI_REPORTS,
+    AI_REQUESTS,
+    AI_SOLUTIONS,
+    AI_TOPIC,
+    ALL_TOPICS,
+)
+from graph.wire import SolutionMessage, TaskMessage, TaskRequest
 from kafka_edges.admin import ensure_topics
 from kafka_edges.broker import EmbeddedBroker
 from kafka_edges.codec import encode
@@ -156,7 +163,7 @@ def test_broker_killed_and_restarted_mid_stream_every_task_reported_once(
     try:
         automatic = recovery == "automatic"
         with MeshWorkers(
-            NODES, settings, step, options, ledger=ledger, recover_on_broker_reset=automatic
+            NODES, settings, step, options, ledger=ledger, recover_lost_runs=automatic
         ) as workers:
             assert workers.wait_joined(30)
             with KafkaEdgeSink(settings, ledger=ledger) as sink:
@@ -191,7 +198,7 @@ def test_broker_killed_and_restarted_mid_stream_every_task_reported_once(
             time.sleep(1.0)  # any duplicate would arrive now
             stats = {w.role: w.stats.snapshot() for w in workers.workers}
             if automatic:
-                assert workers.watch is not None and workers.watch.resets == 1
+                assert workers.recovery is not None and workers.recovery.watch.resets == 1
     finally:
         collector.close()
         broker.stop()
@@ -210,6 +217,76 @@ def test_broker_killed_and_restarted_mid_stream_every_task_reported_once(
     assert restarted_in < 5
     assert all(n == 1 for n in step.calls.values()), [k for k, n in step.calls.items() if n > 1]
     assert sum(s["dead_lettered"] for s in stats.values()) == 0
+
+
+def test_a_run_the_broker_lost_is_republished_by_the_sweep_and_reported_once(
+    tmp_path: Path,
+) -> None:
+    """A request recorded in the ledger but never on the broker (as if the broker lost it, or a
+    group committed past it: no watch sees either) is re-published by the workers' periodic
+    sweep once it has not moved for `kafka_stale_run_s`, and reported once; a step running
+    longer than that holds a lease on its run and is not taken for lost."""
+    broker = EmbeddedBroker().start()
+    settings = Settings(
+        kafka_bootstrap=broker.bootstrap,
+        kafka_config=dict(TEST_KAFKA_CONFIG),
+        kafka_group_prefix=f"sweep-{uuid.uuid4().hex[:6]}",
+        kafka_stale_run_s=1.5,
+        data_dir=tmp_path,
+    )
+    _create_topics(settings)
+    ledger = DeliveryLedger(settings.delivery_ledger_db)
+    step = CountingStep()
+    collector = TopicCollector(broker.bootstrap, AI_REPORTS)
+    lost = TaskRequest.from_state(MeshState(task=stand_in_task("lost"), task_index=0), "feed")
+    try:
+        with MeshWorkers(
+            NODES, settings, step, WorkerOptions(partitions=2), ledger=ledger,
+            recover_lost_runs=True,
+        ) as workers:  # fmt: skip
+            assert workers.wait_joined(30)
+            ledger.record_in_flight(lost.run_id, AI_REQUESTS, encode(lost))  # never published
+            assert _wait(lambda: len(collector.values) >= 1, 30), "the lost run never reported"
+            assert workers.recovery is not None
+            sweeper = workers.recovery.sweeper
+            republished_for_the_lost_run = sweeper.republished
+            with KafkaEdgeSink(settings, ledger=ledger, origin="feed") as sink:
+                long = sink.feed_request(
+                    MeshState(task=stand_in_task("HOLD=4 a step longer than 1.5 s"), task_index=1)
+                )
+            assert _wait(lambda: len(collector.values) >= 2, 30), "the long run never reported"
+            time.sleep(1.0)  # any duplicate would arrive now
+    finally:
+        collector.close()
+        broker.stop()
+        ledger.close()
+    reported = Counter(json.loads(v)["run_id"] for v in collector.values)
+    print(f"sweep: re-published {sweeper.republished}; reported {dict(reported)}")
+    assert reported == {lost.run_id: 1, long.run_id: 1}
+    assert republished_for_the_lost_run == 1 and sweeper.republished == 1
+    assert all(n == 1 for n in step.calls.values()), step.calls
+
+
+def test_a_publisher_idle_through_a_broker_restart_needs_no_retry(tmp_path: Path) -> None:
+    """A producer that lost every broker while idle is replaced before its next publish: one
+    try is enough (before, that try waited out the delivery timeout and failed)."""
+    broker = EmbeddedBroker().start()
+    port = broker.port
+    settings = Settings(kafka_bootstrap=broker.bootstrap, data_dir=tmp_path)
+    _create_topics(settings)
+    message = TaskMessage.from_state(MeshState(task=stand_in_task("idle")), source="feed")
+    try:
+        with KafkaPublisher(settings, delivery_timeout_s=3.0, max_tries=1) as publisher:
+            publisher.publish(message)
+            os.kill(broker.pid or 0, signal.SIGKILL)
+            broker.stop()
+            broker = EmbeddedBroker(port=port).start()
+            _create_topics(settings)
+            delivery = publisher.publish(message)
+            resets = publisher.producer_resets
+    finally:
+        broker.stop()
+    assert delivery.offset == 0 and resets == 1
 
 
 def bloating_step(
