@@ -5,6 +5,7 @@ go. Every benchmark calls `begin()` first and writes through `write_result`/`wri
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import statistics
@@ -170,3 +171,9 @@ def saved_figure(path: Path, *args: Any, **kwargs: Any) -> Iterator[tuple[Any, A
         fig.savefig(path, dpi=120)
     finally:
         plt.close(fig)
+
+
+def quiet_checkpointer() -> None:
+    """Silence LangGraph's in-memory checkpointer, which warns about the mesh's pydantic types on
+    every read (learning's evaluations run on it)."""
+    logging.getLogger("langgraph.checkpoint.serde.jsonplus").setLevel(logging.ERROR)

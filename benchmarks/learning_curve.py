@@ -31,7 +31,7 @@ from rich.table import Table
 
 from app.cli.learn import stop_on_sigterm
 from app.services import build_context
-from benchmarks.common import begin, saved_figure, write_json
+from benchmarks.common import begin, quiet_checkpointer, saved_figure, write_json
 from foundation.settings import Settings
 from learning.apo_options import APOOptions
 from learning.candidates import humaneval_split, task_items
@@ -169,8 +169,7 @@ def main() -> None:
     stop_on_sigterm()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("learning").setLevel(logging.INFO)
-    # LangGraph's in-memory checkpointer warns about the mesh's pydantic types on every read.
-    logging.getLogger("langgraph.checkpoint.serde.jsonplus").setLevel(logging.ERROR)
+    quiet_checkpointer()
     if args.test_only:
         test_only(args)
         return

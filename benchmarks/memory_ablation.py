@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,14 @@ from rich.table import Table
 
 from app.humaneval import EvalSummary, evaluate, summarise
 from app.services import build_context
-from benchmarks.common import RESULTS_DIR, begin, llm_overrides, saved_figure, write_result
+from benchmarks.common import (
+    RESULTS_DIR,
+    begin,
+    llm_overrides,
+    quiet_checkpointer,
+    saved_figure,
+    write_result,
+)
 from foundation.settings import Settings
 from graph.builder import compile_mesh
 from graph.datasets import humaneval_tasks
@@ -122,8 +128,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     run = begin(**vars(args))
-    # LangGraph's in-memory checkpointer warns about the mesh's pydantic types on every read.
-    logging.getLogger("langgraph.checkpoint.serde.jsonplus").setLevel(logging.ERROR)
+    quiet_checkpointer()
 
     overrides = {
         **llm_overrides(args.llm, args.base_url),
