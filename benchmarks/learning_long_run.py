@@ -23,16 +23,17 @@ import numpy as np
 from rich.console import Console
 
 from app.services import build_context
-from benchmarks.common import RESULTS_DIR, begin, quiet_checkpointer, saved_figure, write_json
-from benchmarks.learning_plan import parse_plan, plan_text
+from benchmarks.common import saved_figure
+from benchmarks.learning_plan import add_plan_options, parse_plan
 from benchmarks.paired_runs import (
     Arm,
+    add_run_options,
+    measure,
     outcomes,
     protocol_settings,
-    readable_failures,
     run_interleaved,
 )
-from benchmarks.resumable import RUNS_DIR, ResumableRun, resumable, run_arguments
+from benchmarks.resumable import ResumableRun
 from benchmarks.task_stream import STREAM, load_stream
 from graph.builder import compile_mesh
 from graph.context import MeshContext
@@ -55,21 +56,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=None, help="first N tasks of the stream")
     parser.add_argument("--held-out", type=int, default=12, help="last N tasks: held out")
     parser.add_argument("--every", type=int, default=10, help="tasks between learning rounds")
-    parser.add_argument("--plan", type=parse_plan, default=parse_plan(DEFAULT_PLAN))
+    add_plan_options(parser, DEFAULT_PLAN)
     parser.add_argument("--train", type=int, default=6, help="training tasks per round")
     parser.add_argument("--val", type=int, default=8, help="validation tasks per round")
-    parser.add_argument("--alpha", type=float, default=0.05, help="promotion gate's p")
     parser.add_argument("--attempts", type=int, default=3, help="K: model calls per task")
     parser.add_argument("--window", type=int, default=10, help="rolling reward window")
-    parser.add_argument("--llm", default="auto", help="auto | openai | local | scripted")
-    parser.add_argument("--base-url", default=None, help="an OpenAI-compatible endpoint")
-    parser.add_argument("--run-dir", type=Path, default=RUNS_DIR / "learning_long_run")
-    parser.add_argument("--fresh", action="store_true", help="discard the stored run")
-    parser.add_argument("--name", default="learning_long_run", help="results file name")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    args = parser.parse_args(argv)
-    args.plan = plan_text(args.plan)
-    return args
+    add_run_options(parser, "learning_long_run")
+    return parser.parse_args(argv)
 
 
 def split_stream(args: argparse.Namespace) -> tuple[list[Task], list[Task]]:
@@ -213,12 +206,9 @@ def chart(payload: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    quiet_checkpointer()
-    bench = begin(**run_arguments(args))
-    with readable_failures(), resumable(args.run_dir, run_arguments(args), fresh=args.fresh) as run:
-        model = run_arms(run, args)
-    payload = report(run, args, model)
-    path = write_json(args.results_dir / f"{args.name}.json", payload, bench)
+    payload, path = measure(
+        args, lambda run: run_arms(run, args), lambda run, model: report(run, args, model)
+    )
     chart(payload, path.with_suffix(".png"))
     for arm, values in payload["arms"].items():
         held = ", ".join(f"{p['after']}: {p['pass_rate']:.2f}" for p in values["held_out"])

@@ -36,3 +36,9 @@ def parse_plan(text: str) -> Plan:
 def plan_text(plan: Plan) -> str:
     """The plan as `parse_plan` reads it."""
     return ",".join(f"{algorithm}:{prompt}" for algorithm, prompt in plan)
+
+
+def add_plan_options(parser: argparse.ArgumentParser, default: str) -> None:
+    """`--plan` (checked, kept as its text) and `--alpha`, the promotion gate's p."""
+    parser.add_argument("--plan", type=lambda text: plan_text(parse_plan(text)), default=default)
+    parser.add_argument("--alpha", type=float, default=0.05, help="promotion gate's p")

@@ -22,18 +22,19 @@ from typing import Any
 from rich.console import Console
 
 from app.services import build_context
-from benchmarks.common import RESULTS_DIR, begin, quiet_checkpointer, saved_figure, write_json
-from benchmarks.learning_plan import parse_plan, plan_text
+from benchmarks.common import saved_figure
+from benchmarks.learning_plan import add_plan_options, parse_plan
 from benchmarks.paired_runs import (
     Arm,
+    add_run_options,
+    measure,
     outcomes,
     paired_rates,
     protocol_settings,
     rate,
-    readable_failures,
     run_interleaved,
 )
-from benchmarks.resumable import RUNS_DIR, ResumableRun, resumable, run_arguments
+from benchmarks.resumable import ResumableRun
 from foundation.settings import Settings
 from graph.builder import compile_mesh
 from graph.runner import BatchRunner
@@ -55,26 +56,18 @@ console = Console()
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--plan", type=parse_plan, default=parse_plan(DEFAULT_PLAN))
+    add_plan_options(parser, DEFAULT_PLAN)
     parser.add_argument("--rounds", type=int, default=2, help="learning rounds of the plan")
     parser.add_argument("--train", type=int, default=40, help="train split tasks (of 40)")
     parser.add_argument("--val", type=int, default=40, help="validation split tasks (of 40)")
     parser.add_argument("--test", type=int, default=None, help="test split tasks (of 84)")
     parser.add_argument("--attempts", type=int, default=3, help="K on the test split")
     parser.add_argument("--learn-attempts", type=int, default=1, help="attempts while learning")
-    parser.add_argument("--alpha", type=float, default=0.05, help="promotion gate's p")
     parser.add_argument("--min-gain", type=float, default=0.01, help="promotion margin")
     parser.add_argument("--branch-factor", type=int, default=2, help="APO edits per round")
     parser.add_argument("--gradient-batch", type=int, default=3, help="APO rollouts/gradient")
-    parser.add_argument("--llm", default="auto", help="auto | openai | local | scripted")
-    parser.add_argument("--base-url", default=None, help="an OpenAI-compatible endpoint")
-    parser.add_argument("--run-dir", type=Path, default=RUNS_DIR / "learning_test_split")
-    parser.add_argument("--fresh", action="store_true", help="discard the stored run")
-    parser.add_argument("--name", default="learning_test_split", help="results file name")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    args = parser.parse_args(argv)
-    args.plan = plan_text(args.plan)
-    return args
+    add_run_options(parser, "learning_test_split")
+    return parser.parse_args(argv)
 
 
 def learner_for(
@@ -126,6 +119,8 @@ def test_arms(served: Settings, learner: Learner, run: ResumableRun, args: Any) 
 def run_all(run: ResumableRun, args: argparse.Namespace) -> str:
     """Learn, then test; the model's label."""
     settings = learning_settings(protocol_settings(args.llm, args.base_url, run.folder / "learned"))
+    if "apo:" not in args.plan:  # only APO needs the optimizer model: no second local server
+        settings = settings.model_copy(update={"optimizer_local_model": settings.local_model})
     with llm_endpoint(settings) as (served, optimizer):
         learner = learner_for(served, optimizer, run, args)
         learn(learner, run, args)
@@ -200,12 +195,7 @@ def chart(payload: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    quiet_checkpointer()
-    bench = begin(**run_arguments(args))
-    with readable_failures(), resumable(args.run_dir, run_arguments(args), fresh=args.fresh) as run:
-        model = run_all(run, args)
-    payload = report(run, model)
-    path = write_json(args.results_dir / f"{args.name}.json", payload, bench)
+    payload, path = measure(args, lambda run: run_all(run, args), report)
     chart(payload, path.with_suffix(".png"))
     for arm in ARMS:
         figures = payload["arms"][arm]

@@ -25,18 +25,18 @@ from rich.table import Table
 from app.humaneval import EvalSummary, summarise
 from app.services import build_context
 from app.stats import paired_bootstrap_ci
-from benchmarks.common import RESULTS_DIR, begin, quiet_checkpointer, write_json
 from benchmarks.memory_ablation import chart
 from benchmarks.paired_runs import (
     Arm,
+    add_run_options,
+    measure,
     outcomes,
     paired_rates,
     protocol_settings,
     rate,
-    readable_failures,
     run_interleaved,
 )
-from benchmarks.resumable import RUNS_DIR, ResumableRun, resumable, run_arguments
+from benchmarks.resumable import ResumableRun
 from benchmarks.task_stream import STREAM, load_stream
 from foundation.settings import Settings
 from graph.builder import compile_mesh
@@ -57,12 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stream", type=Path, default=STREAM, help="frozen produced tasks")
     parser.add_argument("--limit", type=int, default=None, help="first N tasks of the stream")
     parser.add_argument("--attempts", type=int, default=3, help="K: model calls per task")
-    parser.add_argument("--llm", default="auto", help="auto | openai | local | scripted")
-    parser.add_argument("--base-url", default=None, help="an OpenAI-compatible endpoint")
-    parser.add_argument("--run-dir", type=Path, default=RUNS_DIR / "memory_recurring")
-    parser.add_argument("--fresh", action="store_true", help="discard the stored run")
-    parser.add_argument("--name", default="memory_recurring", help="results file name")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    add_run_options(parser, "memory_recurring")
     return parser.parse_args(argv)
 
 
@@ -188,13 +183,11 @@ def show(payload: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    quiet_checkpointer()
-    bench = begin(**{k: str(v) for k, v in vars(args).items()})
-    arguments = run_arguments(args)
-    with readable_failures(), resumable(args.run_dir, arguments, fresh=args.fresh) as run:
-        settings = run_arms(run, load_stream(args.stream, args.limit), args)
-    payload = report(run, settings, args.attempts, args.stream)
-    path = write_json(args.results_dir / f"{args.name}.json", payload, bench)
+    payload, path = measure(
+        args,
+        lambda run: run_arms(run, load_stream(args.stream, args.limit), args),
+        lambda run, settings: report(run, settings, args.attempts, args.stream),
+    )
     summaries = [EvalSummary.model_validate(a["summary"]) for a in payload["arms"].values()]
     chart(summaries, path.with_suffix(".png"), payload["title"])
     show(payload)

@@ -6,24 +6,28 @@ as a row the moment it is known. Then the paired figures of two arms."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from rich.console import Console
 
 from app.cli.common import INFRASTRUCTURE_ERRORS, progress
+from app.cli.learn import stop_on_sigterm
 from app.stats import mcnemar_exact, paired_bootstrap_ci, wilson
-from benchmarks.common import llm_overrides
-from benchmarks.resumable import ResumableRun
+from benchmarks.common import RESULTS_DIR, begin, llm_overrides, quiet_checkpointer, write_json
+from benchmarks.resumable import RUNS_DIR, ResumableRun, resumable, run_arguments
 from foundation.settings import Settings
 from graph.runner import BatchRunner
 from graph.state import Task, TaskOutcome
 from learning.significance import paired_gain_p
+
+Made = TypeVar("Made")
 
 
 @dataclass
@@ -119,3 +123,31 @@ def protocol_settings(llm: str, base_url: str | None, data_dir: Path, **more: An
     return Settings(
         **{"review_with_llm": False, "llm_temperature": 0.0, **overrides}, data_dir=data_dir
     )
+
+
+def add_run_options(parser: argparse.ArgumentParser, name: str) -> None:
+    """The options every paired benchmark takes: its model, its run folder, where results go."""
+    parser.add_argument("--llm", default="auto", help="auto | openai | local | scripted")
+    parser.add_argument("--base-url", default=None, help="an OpenAI-compatible endpoint")
+    parser.add_argument("--run-dir", type=Path, default=RUNS_DIR / name)
+    parser.add_argument("--fresh", action="store_true", help="discard the stored run")
+    parser.add_argument("--name", default=name, help="results file name")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+
+
+def measure(
+    args: argparse.Namespace,
+    execute: Callable[[ResumableRun], Made],
+    summarise: Callable[[ResumableRun, Made], dict[str, Any]],
+) -> tuple[dict[str, Any], Path]:
+    """A paired benchmark's run: `execute` in the run folder of `args` (resumed when it holds
+    rows), then `summarise` its rows into the payload written to `<results-dir>/<name>.json`
+    with the run record; the payload and its path. A SIGTERM stops it cleanly (the segment is
+    closed, the model server stopped)."""
+    quiet_checkpointer()
+    stop_on_sigterm()
+    bench = begin(**run_arguments(args))
+    with readable_failures(), resumable(args.run_dir, run_arguments(args), fresh=args.fresh) as run:
+        made = execute(run)
+    payload = summarise(run, made)
+    return payload, write_json(args.results_dir / f"{args.name}.json", payload, bench)

@@ -20,6 +20,7 @@ from langgraph.runtime import Runtime
 from rich.console import Console
 
 from app.cli.common import progress
+from app.cli.learn import stop_on_sigterm
 from app.services import build_context
 from benchmarks.common import llm_overrides
 from benchmarks.paired_runs import readable_failures
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-memory", action="store_true", help="a producer blind to coverage")
     parser.add_argument("--data-dir", type=Path, default=RUNS_DIR / "task_stream")
     args = parser.parse_args(argv)
+    stop_on_sigterm()
     settings = Settings(**llm_overrides(args.llm, args.base_url), data_dir=args.data_dir)
     with readable_failures():
         generate(settings, args.out, args.count, use_memory=not args.no_memory)
