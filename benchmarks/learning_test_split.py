@@ -78,6 +78,7 @@ def learner_for(
     return open_learner(
         served, task_items(train), task_items(val),
         services=build_context(served, use_memory=False),
+        cache_path=run.folder / "evaluations.jsonl",
         attempts=args.learn_attempts, min_gain=args.min_gain, alpha=args.alpha,
         optimizer=optimizer,
         apo=APOOptions(branch_factor=args.branch_factor, gradient_batch_size=args.gradient_batch),

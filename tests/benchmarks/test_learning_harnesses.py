@@ -108,6 +108,8 @@ def test_test_split_learns_then_pairs_seed_and_learned(tmp_path: Path) -> None:
     )
     assert first["goal"]["points"] == 0.04
     assert {name for name, _, _ in first["learned_prompts"]} >= {"consumer.system"}
+    evaluations = (tmp_path / "run" / "evaluations.jsonl").read_text().splitlines()
+    assert len(evaluations) >= 4  # learning's runs, replayed if a round is cut short
     assert _drop_last_rows(tmp_path / "run", 1) == ["learned/1"]
     again = learning_test_split.main(argv)
     assert _segments(again) == [7, 1] and again["tasks"] == 2
