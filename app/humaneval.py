@@ -72,13 +72,14 @@ def summarise(
     memory: bool,
     retry_strategy: str,
     total_seconds: float,
+    dataset: str = "humaneval",
 ) -> EvalSummary:
     """Aggregate per-problem outcomes."""
     n = len(outcomes) or 1
     solved = [o for o in outcomes if o.passed]
     first = sum(o.first_attempt_passed for o in outcomes)
     return EvalSummary(
-        dataset="humaneval",
+        dataset=dataset,
         problems=len(outcomes),
         attempts=attempts,
         model=model,

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy.stats import bootstrap
 
 Z95 = 1.959963984540054
 
@@ -27,3 +31,29 @@ def mcnemar_exact(only_first: int, only_second: int) -> float:
     k = min(only_first, only_second)
     tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
     return min(1.0, 2 * tail)
+
+
+def paired_bootstrap_ci(
+    statistic: Callable[..., float],
+    *samples: Sequence[float],
+    confidence: float = 0.95,
+    resamples: int = 4000,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of `statistic(*samples)`, the samples' items resampled
+    together (paired: item i of every sample belongs to one problem); None for fewer than two
+    items. Deterministic for a given `seed`."""
+    if len(samples[0]) < 2:
+        return None
+    result = bootstrap(
+        [np.asarray(s, dtype=float) for s in samples],
+        statistic,
+        paired=True,
+        vectorized=False,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    low, high = result.confidence_interval
+    return float(low), float(high)

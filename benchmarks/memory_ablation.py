@@ -25,7 +25,14 @@ from rich.table import Table
 
 from app.humaneval import EvalSummary, evaluate, summarise
 from app.services import build_context
-from benchmarks.common import RESULTS_DIR, begin, llm_overrides, saved_figure, write_result
+from benchmarks.common import (
+    RESULTS_DIR,
+    begin,
+    llm_overrides,
+    quiet_checkpointer,
+    saved_figure,
+    write_result,
+)
 from foundation.settings import Settings
 from graph.builder import compile_mesh
 from graph.checkpoint import memory_checkpointer

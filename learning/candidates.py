@@ -16,6 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from graph.builder import compile_mesh
@@ -23,6 +24,7 @@ from graph.checkpoint import memory_checkpointer
 from graph.context import MeshContext
 from graph.runner import BatchRunner
 from graph.state import Task
+from learning.evaluation_cache import DurableCache
 from learning.rollouts import RolloutRecorder, RolloutTrace
 from learning.splits import humaneval_split_tasks
 from nodes import NODE_FUNCTIONS
@@ -106,6 +108,8 @@ class MeshEvaluator:
         attempts: consumer attempts per task.
         cache: reuse the outcome of an identical (prompts, task) run instead of re-running it; only
             sound with a deterministic LLM (temperature 0 or the scripted double).
+        cache_path: with `cache`, also keep every outcome in this file and replay the ones it
+            holds (`learning.evaluation_cache`): a stopped learning run resumes task by task.
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class MeshEvaluator:
         attempts: int = 1,
         cache: bool = False,
         on_rollout: Callable[[RolloutTrace], None] | None = None,
+        cache_path: Path | None = None,
     ) -> None:
         self.services = services
         self.db = db
@@ -127,6 +132,7 @@ class MeshEvaluator:
         self.runs = 0
         self.cache_hits = 0
         self._cache: dict[tuple[Any, ...], RolloutTrace] = {}
+        self._durable = DurableCache(cache_path) if cache and cache_path else None
         self._lock = threading.Lock()
 
     def prompts_with(self, overrides: dict[str, str]) -> dict[str, Prompt]:
@@ -144,12 +150,10 @@ class MeshEvaluator:
         """Run one task item through the graph with the given prompt texts; its rollout."""
         prompts = self.prompts_with(overrides)
         key = (tuple(sorted((n, p.version, p.text) for n, p in prompts.items())), item_key(item))
-        if self.cache:
-            with self._lock:
-                hit = self._cache.get(key)
-            if hit is not None:
-                self.cache_hits += 1
-                return hit
+        hit = self._cached(key)
+        if hit is not None:
+            self.cache_hits += 1
+            return hit
         recorder = RolloutRecorder(self.db, source=source, registry=self.registry, keep=1)
         services = recorder.instrument(dataclasses.replace(self.services, prompts=prompts))
         runner = BatchRunner(
@@ -163,12 +167,28 @@ class MeshEvaluator:
             raise RuntimeError(f"the graph run of {item_key(item)} did not reach the supervisor")
         trace = recorder.finished[-1]
         self.runs += 1
-        if self.cache:
-            with self._lock:
-                self._cache[key] = trace
+        self._keep(key, trace)
         if self.on_rollout is not None:
             self.on_rollout(trace)
         return trace
+
+    def _cached(self, key: tuple[Any, ...]) -> RolloutTrace | None:
+        """An earlier identical run's rollout (in memory, else on disk), when caching."""
+        if not self.cache:
+            return None
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is None and self._durable is not None:
+                hit = self._durable.get(key)
+        return hit
+
+    def _keep(self, key: tuple[Any, ...], trace: RolloutTrace) -> None:
+        if not self.cache:
+            return
+        with self._lock:
+            self._cache[key] = trace
+            if self._durable is not None:
+                self._durable.put(key, trace)
 
     def evaluate(
         self,

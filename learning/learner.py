@@ -390,12 +390,14 @@ def open_learner(
     services: MeshContext,
     attempts: int = 1,
     cache: bool | None = None,
+    cache_path: Path | None = None,
     **options: Any,
 ) -> Learner:
     """A `Learner` on the learning store of `data_dir` (default: the settings' data dir), running
     the graph with `services` (the entry point builds them without memory, so that every
     candidate is evaluated alike and no evaluation leaks into the next through memory). Outcomes
-    are cached when the LLM is deterministic (temperature 0). `options` go to `Learner`."""
+    are cached when the LLM is deterministic (temperature 0), also in `cache_path` when given
+    (`MeshEvaluator`). `options` go to `Learner`."""
     registry = PromptRegistry.in_data_dir(data_dir or settings.data_dir, SEED_PROMPTS)
     evaluator = MeshEvaluator(
         services,
@@ -403,6 +405,7 @@ def open_learner(
         registry=registry,
         attempts=attempts,
         cache=settings.llm_temperature == 0.0 if cache is None else cache,
+        cache_path=cache_path,
     )
     return Learner(evaluator, registry, train, val, **options)
 

@@ -119,6 +119,16 @@ def at_temperature(llm: BaseChatModel, temperature: float) -> BaseChatModel:
     return llm
 
 
+def for_evaluation(services: MeshContext, attempts: int = 1) -> MeshContext:
+    """The mesh's services as learning evaluates with them: no memory (evaluations must not feed,
+    or be fed by, the live agents' experience), the model at temperature 0 whatever the live
+    mesh samples at, `attempts` consumer attempts (`learning_settings`)."""
+    settings: Settings = learning_settings(services.settings, attempts)
+    return dataclasses.replace(
+        services, settings=settings, llm=at_temperature(services.llm, 0.0), memory=None
+    )
+
+
 def recent_tasks(db: LearningDB, limit: int = 200) -> list[Task]:
     """Distinct tasks of the mesh's recently finished rollouts (newest first)."""
     seen: dict[str, Task] = {}
@@ -143,12 +153,8 @@ def learner_round(
     """A round function for `PeriodicOptimizer`: each call builds a `Learner` on the mesh's own
     services and recent tasks (from the learning store; pass `tasks` to choose them) split
     deterministically into `train`/`val`, and runs one round per prompt in `prompts`."""
-    settings: Settings = learning_settings(services.settings, attempts)
-    # No memory: evaluations must not feed (or be fed by) the live agents' experience; the
-    # model samples at the settings' temperature (0), not at the live mesh's.
-    evaluation_services = dataclasses.replace(
-        services, settings=settings, llm=at_temperature(services.llm, 0.0), memory=None
-    )
+    evaluation_services = for_evaluation(services, attempts)
+    settings = evaluation_services.settings
     db = registry.db
 
     def run() -> list[RoundReport]:
