@@ -5,7 +5,6 @@ go. Every benchmark calls `begin()` first and writes through `write_result`/`wri
 from __future__ import annotations
 
 import json
-import logging
 import os
 import platform
 import statistics

@@ -31,7 +31,7 @@ from rich.table import Table
 
 from app.cli.learn import stop_on_sigterm
 from app.services import build_context
-from benchmarks.common import begin, quiet_checkpointer, saved_figure, write_json
+from benchmarks.common import begin, saved_figure, write_json
 from foundation.settings import Settings
 from learning.apo_options import APOOptions
 from learning.candidates import humaneval_split, task_items

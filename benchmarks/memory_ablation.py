@@ -29,7 +29,6 @@ from benchmarks.common import (
     RESULTS_DIR,
     begin,
     llm_overrides,
-    quiet_checkpointer,
     saved_figure,
     write_result,
 )

@@ -20,7 +20,7 @@ from rich.console import Console
 from app.cli.common import INFRASTRUCTURE_ERRORS, progress
 from app.cli.learn import stop_on_sigterm
 from app.stats import mcnemar_exact, paired_bootstrap_ci, wilson
-from benchmarks.common import RESULTS_DIR, begin, llm_overrides, quiet_checkpointer, write_json
+from benchmarks.common import RESULTS_DIR, begin, llm_overrides, write_json
 from benchmarks.resumable import RUNS_DIR, ResumableRun, resumable, run_arguments
 from foundation.settings import Settings
 from graph.runner import BatchRunner
@@ -144,7 +144,6 @@ def measure(
     rows), then `summarise` its rows into the payload written to `<results-dir>/<name>.json`
     with the run record; the payload and its path. A SIGTERM stops it cleanly (the segment is
     closed, the model server stopped)."""
-    quiet_checkpointer()
     stop_on_sigterm()
     bench = begin(**run_arguments(args))
     with readable_failures(), resumable(args.run_dir, run_arguments(args), fresh=args.fresh) as run:
