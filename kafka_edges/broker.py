@@ -22,21 +22,13 @@ from typing import IO, Any, Self
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from foundation.errors import InfrastructureError
 from foundation.settings import Settings
 from kafka_edges.admin import DEFAULT_PARTITIONS, ensure_topics
 from kafka_edges.config import common_config, with_logger
+from kafka_edges.errors import BrokerError, BrokerUnavailable
 
 TANSU_ENV = "AIMESH_TANSU_BIN"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-class BrokerError(InfrastructureError):
-    """A Kafka broker problem, with a message meant to be shown as one line."""
-
-
-class BrokerUnavailable(BrokerError):
-    """The configured bootstrap servers cannot be reached (or refused the client)."""
 
 
 class EmbeddedBrokerError(BrokerError):

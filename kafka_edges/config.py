@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from foundation.settings import Settings
+from kafka_edges.errors import BrokerError
 
 CONSUMER_DEFAULTS: dict[str, Any] = {
     # tansu makes a joining member wait about session.timeout.ms / 2 (23 s with librdkafka's
@@ -65,8 +66,6 @@ def client_id(role: str) -> str:
 
 def require_bootstrap(settings: Settings, bootstrap: str | None = None) -> str:
     """The bootstrap servers to use; a readable error when none is configured."""
-    from kafka_edges.broker import BrokerError
-
     value = bootstrap or settings.kafka_bootstrap
     if not value:
         raise BrokerError(

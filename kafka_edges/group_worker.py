@@ -32,12 +32,13 @@ from confluent_kafka.admin import AdminClient
 
 from foundation.settings import Settings
 from kafka_edges.admin import DEFAULT_PARTITIONS, ensure_topics, qualified
-from kafka_edges.broker import BrokerError, check_reachable
+from kafka_edges.broker import check_reachable
 from kafka_edges.codec import MessageDecodeError, WireModel
 from kafka_edges.config import common_config, consumer_config, require_bootstrap, with_logger
 from kafka_edges.config import topic_prefix as settings_topic_prefix
 from kafka_edges.dead_letters import DeadLetter, dead_letter_for
 from kafka_edges.delivery_policy import DeadLetterPolicy, RetryPolicy
+from kafka_edges.errors import BrokerError
 from kafka_edges.publisher import Delivery, KafkaPublisher, PublishError, Sending
 from kafka_edges.record_handler import (
     ConsumedRecord,

@@ -12,7 +12,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -27,16 +27,39 @@ from openai.types.chat import ChatCompletion
 from foundation.errors import InfrastructureError
 from learning.apo_options import APOOptions
 from learning.candidates import MeshEvaluator, TaskItem
-from learning.rollouts import to_agl_spans
+from learning.rollouts import RolloutTrace
 
 log = logging.getLogger(__name__)
 
 REWARD_KEY = "agentlightning.reward"
 
 
-def load_agentlightning() -> ModuleType:
-    """The agentlightning module (imported with the environment it needs)."""
-    return agl
+def to_agl_spans(trace: RolloutTrace, reward_for: str | None = None) -> list[Any]:
+    """The rollout as agent-lightning `SpanCoreFields` (node and LLM spans, then the reward span
+    made by `agentlightning.emit_reward`). The primary reward is the one earned by prompt
+    `reward_for` (default: the mesh reward); the other dimensions are the mesh reward, pass/fail
+    and the review's component scores."""
+    out: list[Any] = []
+    for span in trace.spans:
+        if span.kind == "reward":
+            continue
+        out.append(
+            agl.SpanCoreFields(
+                name=span.name,
+                status=agl.TraceStatus(
+                    status_code="ERROR" if "aimesh.error" in span.attributes else "OK"
+                ),
+                attributes=dict(span.attributes),
+                start_time=span.start,
+                end_time=span.end,
+            )
+        )
+    primary = trace.rewards.get(reward_for, 0.0) if reward_for else (trace.reward or 0.0)
+    dims: dict[str, float] = {"reward": float(primary), "mesh_reward": float(trace.reward or 0.0)}
+    dims["passed"] = 1.0 if trace.passed else 0.0
+    dims.update({k: float(v) for k, v in trace.scores.items()})
+    out.append(agl.emit_reward(dims, primary_key="reward", propagate=False))
+    return out
 
 
 class MeshAgent(agl.LitAgent):

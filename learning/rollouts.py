@@ -7,8 +7,8 @@ at the run's last step (supervisor -> __end__) closes the rollout with its rewar
 each prompt version earned are written to the learning SQLite file; listeners (the periodic
 optimizer, the agent-lightning bridge) receive every finished rollout.
 
-Cheap by design: plain sqlite3, a few inserts per step, no agent-lightning import. `to_agl_spans`
-converts a finished rollout into agent-lightning spans, importing it only when called.
+Cheap by design: plain sqlite3, a few inserts per step, no agent-lightning import
+(`learning.lightning.to_agl_spans` converts a finished rollout into agent-lightning spans).
 """
 
 from __future__ import annotations
@@ -524,34 +524,3 @@ def load_rollouts(
             )
         )
     return traces
-
-
-def to_agl_spans(trace: RolloutTrace, reward_for: str | None = None) -> list[Any]:
-    """The rollout as agent-lightning `SpanCoreFields` (node and LLM spans, then the reward span
-    made by `agentlightning.emit_reward`). The primary reward is the one earned by prompt
-    `reward_for` (default: the mesh reward); the other dimensions are the mesh reward, pass/fail
-    and the review's component scores. Imports agent-lightning."""
-    from learning.lightning import load_agentlightning
-
-    agl = load_agentlightning()
-    out: list[Any] = []
-    for span in trace.spans:
-        if span.kind == "reward":
-            continue
-        out.append(
-            agl.SpanCoreFields(
-                name=span.name,
-                status=agl.TraceStatus(
-                    status_code="ERROR" if "aimesh.error" in span.attributes else "OK"
-                ),
-                attributes=dict(span.attributes),
-                start_time=span.start,
-                end_time=span.end,
-            )
-        )
-    primary = trace.rewards.get(reward_for, 0.0) if reward_for else (trace.reward or 0.0)
-    dims: dict[str, float] = {"reward": float(primary), "mesh_reward": float(trace.reward or 0.0)}
-    dims["passed"] = 1.0 if trace.passed else 0.0
-    dims.update({k: float(v) for k, v in trace.scores.items()})
-    out.append(agl.emit_reward(dims, primary_key="reward", propagate=False))
-    return out

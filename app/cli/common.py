@@ -16,7 +16,8 @@ from rich.text import Text
 from foundation.errors import InfrastructureError
 from foundation.settings import LLMProvider, Settings
 from graph.datasets import DatasetError
-from kafka_edges.broker import BrokerError, check_reachable
+from kafka_edges.broker import check_reachable
+from kafka_edges.errors import BrokerError
 from kafka_edges.group_worker import WorkerError
 from prompt_registry.registry import RegistryError
 from sandbox import SandboxError

@@ -18,7 +18,8 @@ from rich.console import Console
 from app.cli.common import fail
 from foundation.settings import Settings
 from graph.topics import ALL_TOPICS
-from kafka_edges.broker import BrokerError, broker_for, check_reachable, free_port
+from kafka_edges.broker import broker_for, check_reachable, free_port
+from kafka_edges.errors import BrokerError
 
 _out = Console()
 

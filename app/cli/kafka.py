@@ -35,13 +35,13 @@ from graph.topics import AI_REPORTS, ALL_TOPICS
 from graph.wire import ReportMessage, read_mesh_topic
 from kafka_edges.admin import DEFAULT_PARTITIONS, ensure_topics
 from kafka_edges.broker import (
-    BrokerError,
     EmbeddedBroker,
     EmbeddedBrokerError,
     broker_for,
     check_reachable,
 )
 from kafka_edges.config import common_config, with_logger
+from kafka_edges.errors import BrokerError
 from kafka_edges.ledger import DeliveryLedger
 from kafka_edges.publisher import PublishError
 from kafka_edges.reader import Record

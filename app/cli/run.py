@@ -31,7 +31,7 @@ from graph.datasets import load_tasks
 from graph.edges import EdgeSink, FanOutSink
 from graph.kafka_sink import KafkaEdgeSink
 from graph.runner import BatchRunner, read_manifest, write_manifest
-from graph.state import Task, TaskOutcome
+from graph.state import BatchAudit, Task, TaskOutcome
 from graph.topics import ALL_TOPICS
 from graph.wire import BatchAuditMessage
 from kafka_edges.broker import broker_for
@@ -102,14 +102,9 @@ def run(
 
 def run_batch(options: RunOptions, resume: str | None = None) -> None:
     """Run (or resume) one batch as `options` say, then audit it and print the results."""
-    settings = options.settings()
-    manifest_dir = settings.data_dir / "batches"
     if resume:
-        saved = RunOptions.model_validate(read_manifest(manifest_dir / f"{resume}.json"))
-        options = saved.model_copy(
-            update={"llm": options.llm or saved.llm, "data_dir": options.data_dir or saved.data_dir}
-        )
-        settings = options.settings()
+        options = _resumed(options, resume)
+    settings = options.settings()
     learning_error: str | None = None
     given: list[Task | None] = (
         list(load_tasks(options.dataset, limit=options.tasks))
@@ -136,35 +131,60 @@ def run_batch(options: RunOptions, resume: str | None = None) -> None:
             batch_id = "distributed-" + time.strftime("%Y%m%d-%H%M%S")
             outcomes = _distributed_with_progress(settings, given, options.workers)
         else:
-            context, recorder = recorded(build_context(settings))
-            sinks, optimizer = learning_sinks(context, recorder, options.learn_every)
-            if options.kafka:
-                sinks.insert(0, stack.enter_context(KafkaEdgeSink(settings)))
-            checkpointer = stack.enter_context(sqlite_checkpointer(settings.checkpoint_db))
-            graph = compile_mesh(NODE_FUNCTIONS, checkpointer, edge_sink=FanOutSink(*sinks))
-            runner = BatchRunner(graph, context, batch_id=resume)
-            write_manifest(
-                manifest_dir / f"{runner.batch_id}.json",
-                **options.model_copy(update={"tasks": len(given)}).model_dump(mode="json"),
+            batch_id, outcomes, learning_error = _in_process(
+                stack, settings, options, given, resume
             )
-            console.print(f"batch [bold]{runner.batch_id}[/] (resume: --resume {runner.batch_id})")
-            batch_id = runner.batch_id
-            outcomes = _run_with_progress(runner, given, settings.max_attempts)
-            if optimizer is not None:
-                learning_error = _finish_learning(optimizer)
         audit = audit_batch(
             batch_id, outcomes, settings.task_time_budget_s, settings.task_token_budget
         )
         if options.kafka or options.distributed:
             with KafkaEdgeSink(settings, client="supervisor") as reports:
                 reports.publish(BatchAuditMessage.of(audit))
+    _print_results(outcomes, audit)
+    if learning_error:
+        raise LearningRoundError(learning_error)
+
+
+def _resumed(options: RunOptions, resume: str) -> RunOptions:
+    """The options batch `resume` was started with (the model and data dir given now win)."""
+    manifest = options.settings().data_dir / "batches" / f"{resume}.json"
+    saved = RunOptions.model_validate(read_manifest(manifest))
+    return saved.model_copy(
+        update={"llm": options.llm or saved.llm, "data_dir": options.data_dir or saved.data_dir}
+    )
+
+
+def _in_process(
+    stack: contextlib.ExitStack,
+    settings: Settings,
+    options: RunOptions,
+    given: list[Task | None],
+    resume: str | None,
+) -> tuple[str, list[TaskOutcome], str | None]:
+    """Run the batch through the in-process graph: its id, outcomes and learning error."""
+    context, recorder = recorded(build_context(settings))
+    sinks, optimizer = learning_sinks(context, recorder, options.learn_every)
+    if options.kafka:
+        sinks.insert(0, stack.enter_context(KafkaEdgeSink(settings)))
+    checkpointer = stack.enter_context(sqlite_checkpointer(settings.checkpoint_db))
+    graph = compile_mesh(NODE_FUNCTIONS, checkpointer, edge_sink=FanOutSink(*sinks))
+    runner = BatchRunner(graph, context, batch_id=resume)
+    write_manifest(
+        settings.data_dir / "batches" / f"{runner.batch_id}.json",
+        **options.model_copy(update={"tasks": len(given)}).model_dump(mode="json"),
+    )
+    console.print(f"batch [bold]{runner.batch_id}[/] (resume: --resume {runner.batch_id})")
+    outcomes = _run_with_progress(runner, given, settings.max_attempts)
+    learning_error = _finish_learning(optimizer) if optimizer is not None else None
+    return runner.batch_id, outcomes, learning_error
+
+
+def _print_results(outcomes: list[TaskOutcome], audit: BatchAudit) -> None:
     console.print(outcome_table(outcomes))
     console.print(f"solved {sum(o.passed for o in outcomes)}/{len(outcomes)}")
     console.print(f"supervisor ({audit.verdict}): {audit.summary}")
     for anomaly in audit.anomalies:
         console.print(f"  - {anomaly}")
-    if learning_error:
-        raise LearningRoundError(learning_error)
 
 
 def learning_sinks(

@@ -19,7 +19,7 @@ from app.cli.run import outcome_table
 from foundation.errors import InfrastructureError
 from graph.datasets import DatasetError
 from graph.state import TaskOutcome
-from kafka_edges.broker import BrokerUnavailable
+from kafka_edges.errors import BrokerUnavailable
 from kafka_edges.group_worker import WorkerError
 from llm.chat import LLMUnavailableError
 from llm.local_model import ModelError

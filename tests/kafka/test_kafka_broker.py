@@ -14,7 +14,6 @@ from confluent_kafka.admin import AdminClient
 from foundation.settings import Settings
 from graph.topics import ALL_TOPICS
 from kafka_edges.broker import (
-    BrokerUnavailable,
     EmbeddedBroker,
     EmbeddedBrokerError,
     broker_for,
@@ -22,6 +21,7 @@ from kafka_edges.broker import (
     free_port,
 )
 from kafka_edges.config import with_logger
+from kafka_edges.errors import BrokerUnavailable
 
 pytestmark = pytest.mark.broker
 
