@@ -52,8 +52,8 @@ class DurableCache:
         return trace_of(stored) if stored is not None else None
 
     def put(self, key: Any, trace: RolloutTrace) -> None:
-        entry = {"key": digest(key), "trace": trace_as_json(trace)}
+        name, data = digest(key), trace_as_json(trace)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as handle:
-            handle.write(json.dumps(entry) + "\n")
-        self.traces[entry["key"]] = entry["trace"]
+            handle.write(json.dumps({"key": name, "trace": data}) + "\n")
+        self.traces[name] = data
