@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,8 +21,11 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from benchmarks.common import commit, cores, load_average
 from graph.checkpoint import sqlite_checkpointer
 
-RUNS_DIR = Path(".aimesh") / "benchmarks"
-"""Where run folders go unless a benchmark is told otherwise (`--run-dir`)."""
+RUNS_DIR = Path("benchmarks") / "runs"
+"""Where run folders go unless a benchmark is told otherwise (`--run-dir`). Inside the repository
+on purpose: a run that spans sessions (and machines) continues from its committed rows and
+manifest; the rest of the folder (checkpointer, ledger, memory store) is ignored (`.gitignore`),
+so a run continued on another machine starts those afresh (its segment says so: a new host)."""
 
 
 class ArgumentsChanged(SystemExit):
@@ -43,7 +47,7 @@ class ResumableRun:
         self.added = 0
         self.segment: dict[str, Any] = {
             "started": _now(), "commit": commit(), "load_before": load_average(),
-            "rows_before": len(self.rows),
+            "rows_before": len(self.rows), "host": socket.gethostname(),
         }  # fmt: skip
         self.manifest["segments"].append(self.segment)
         self._save()
