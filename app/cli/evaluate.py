@@ -73,9 +73,9 @@ def evaluate_command(
         raise typer.BadParameter("--report-only needs --resume")
     eval_id = resume or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     folder = settings_with(llm=llm, data_dir=data_dir).data_dir / "evals"
-    manifest_path = folder / f"{eval_id}.json"
+    manifest_path, rows_path = folder / f"{eval_id}.json", folder / f"{eval_id}.jsonl"
     if resume:
-        manifest = _stored_manifest(manifest_path)
+        manifest = _stored_manifest(manifest_path, rows_path, json_out)
     else:
         args = {  # "limit": the key manifests have always used for the first N problems
             "dataset": dataset, "limit": count, "ids": ids, "llm": llm, "memory": memory,
@@ -88,7 +88,7 @@ def evaluate_command(
     run = EvalRun(
         manifest=manifest,
         manifest_path=manifest_path,
-        rows_path=folder / f"{eval_id}.jsonl",
+        rows_path=rows_path,
         settings=_eval_settings(manifest["args"], data_dir),
         out=json_out or (Path(manifest["args"]["json"]) if manifest["args"]["json"] else None),
     )
@@ -130,10 +130,28 @@ class EvalRun:
         return payload
 
 
-def _stored_manifest(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise FileNotFoundError(f"no eval manifest at {path}")
-    manifest: dict[str, Any] = json.loads(path.read_text())
+def _stored_manifest(path: Path, rows_path: Path, report_path: Path | None) -> dict[str, Any]:
+    """The manifest of the eval to resume. Where the data dir no longer holds it (another
+    machine, a wiped dir), it and the finished rows are rebuilt from the eval's report
+    (`--json REPORT`), which keeps every finished row."""
+    if path.exists():
+        stored: dict[str, Any] = json.loads(path.read_text())
+        return stored
+    if report_path is None or not report_path.exists():
+        raise FileNotFoundError(
+            f"no eval manifest at {path}; to continue from the eval's report, add --json REPORT"
+        )
+    saved = json.loads(report_path.read_text())
+    if saved.get("eval_id") != path.stem:
+        raise ValueError(
+            f"{report_path} is the report of eval {saved.get('eval_id')}, not {path.stem}"
+        )
+    manifest = {key: saved[key] for key in ("eval_id", "args", "options", "segments")}
+    last = manifest["segments"][-1] if manifest["segments"] else {}
+    if "ended" not in last:  # its process died: when is unknown
+        last.update(ended=None, load_after=None, interrupted=True)
+    write_manifest(path, manifest)
+    rows_path.write_text("".join(json.dumps(row) + "\n" for row in saved["rows"]))
     return manifest
 
 

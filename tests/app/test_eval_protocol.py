@@ -142,3 +142,21 @@ def test_an_interrupted_eval_resumes_with_the_missing_problems_only(
     assert again["columns"] == report["columns"]
     prompts = "\n".join(_prompts(contexts))
     assert "truncate_number" in prompts and "has_close_elements" not in prompts
+
+
+def test_an_eval_continues_from_its_report_where_the_data_dir_lost_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report keeps every finished row: on a machine without the eval's data dir, the same
+    `--resume ID --json REPORT` continues it."""
+    report, _, _ = _run(tmp_path, monkeypatch, "--count", "3")
+    out = tmp_path / "report.json"
+    partial = {**report, "rows": report["rows"][:1]}
+    del partial["segments"][-1]["ended"]  # the machine went down mid-run
+    out.write_text(json.dumps(partial))
+    (tmp_path / "data" / "evals").rename(tmp_path / "lost")
+    again, contexts, _ = _run(tmp_path, monkeypatch, "--resume", report["eval_id"])
+    assert again["problems"] == 3 and again["columns"] == report["columns"]
+    assert again["segments"][0]["interrupted"] is True and len(again["segments"]) == 2
+    prompts = "\n".join(_prompts(contexts))
+    assert "truncate_number" in prompts and "has_close_elements" not in prompts
