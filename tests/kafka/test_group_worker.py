@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Hashable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import ClassVar
 
 import pytest
@@ -90,36 +91,55 @@ class ShoutHandler:
         return Identity(task_id=item.text)
 
 
-def test_a_generic_handler_runs_in_the_group_loop(kafka_broker: EmbeddedBroker) -> None:
-    prefix = f"g{uuid.uuid4().hex[:6]}."
-    settings = Settings(kafka_bootstrap=kafka_broker.bootstrap, kafka_config=TEST_KAFKA_CONFIG)
-    topics = ("shout_in", "shout_out", DeadLetter.TOPIC)
-    ensure_topics(AdminClient(with_logger(common_config(settings))), topics, 1, prefix=prefix)
-    with KafkaPublisher(settings, topic_prefix=prefix) as publisher:
-        publisher.publish_many([Shout(text=t) for t in ("a", "flaky", "bad", "a", "b")])
-        publisher.publish_records([(f"{prefix}shout_in", WireRecord(b"k", b"{", []))])
-    handler = ShoutHandler()
-    options = WorkerOptions(topic_prefix=prefix, retry=RetryPolicy(max_tries=2, backoff_s=0.05))
-    with GroupWorker(
-        handler,
-        "shout_in",
-        settings,
-        options,
-        group_id=f"{prefix}shouters",
-        topics_to_create=topics,
-    ) as worker:
+TOPICS = ("shout_in", "shout_out", DeadLetter.TOPIC)
+
+
+@dataclass(frozen=True)
+class Shouting:
+    """A fresh topic prefix on the test broker with `shout_in` holding the given texts."""
+
+    prefix: str
+    settings: Settings
+
+    def worker(self, handler: ShoutHandler, options: WorkerOptions) -> GroupWorker[Shout]:
+        return GroupWorker(
+            handler, "shout_in", self.settings, options, group_id=f"{self.prefix}g",
+            topics_to_create=TOPICS,
+        )  # fmt: skip
+
+    def shouted(self, count: int) -> list[str]:
         out = read_topic(
-            "shout_out", settings, models={"shout_out": Shouted}, count=3, prefix=prefix
-        )
+            "shout_out", self.settings, models={"shout_out": Shouted}, count=count,
+            prefix=self.prefix,
+        )  # fmt: skip
+        return [r.message.text for r in out if isinstance(r.message, Shouted)]
+
+
+def shouting(broker: EmbeddedBroker, *texts: str, raw: Sequence[WireRecord] = ()) -> Shouting:
+    prefix = f"g{uuid.uuid4().hex[:6]}."
+    settings = Settings(kafka_bootstrap=broker.bootstrap, kafka_config=TEST_KAFKA_CONFIG)
+    ensure_topics(AdminClient(with_logger(common_config(settings))), TOPICS, 1, prefix=prefix)
+    with KafkaPublisher(settings, topic_prefix=prefix) as publisher:
+        publisher.publish_many([Shout(text=t) for t in texts])
+        publisher.publish_records([(f"{prefix}shout_in", record) for record in raw])
+    return Shouting(prefix, settings)
+
+
+def test_a_generic_handler_runs_in_the_group_loop(kafka_broker: EmbeddedBroker) -> None:
+    run = shouting(kafka_broker, "a", "flaky", "bad", "a", "b", raw=[WireRecord(b"k", b"{", [])])
+    handler = ShoutHandler()
+    options = WorkerOptions(topic_prefix=run.prefix, retry=RetryPolicy(max_tries=2, backoff_s=0.05))
+    with run.worker(handler, options) as worker:
+        out = run.shouted(3)
         dead = read_topic(
             DeadLetter.TOPIC,
-            settings,
+            run.settings,
             models={DeadLetter.TOPIC: DeadLetter},
             count=2,
-            prefix=prefix,
+            prefix=run.prefix,
         )
         snap = worker.stats.snapshot()
-    assert [r.message.text for r in out if isinstance(r.message, Shouted)] == ["A", "FLAKY", "B"]
+    assert out == ["A", "FLAKY", "B"]
     reasons = sorted(r.message.reason for r in dead if isinstance(r.message, DeadLetter))
     assert reasons == ["malformed_json", "node_error"]
     assert snap["processed"] == 3 and snap["duplicates"] == 1 and snap["dead_lettered"] == 2
@@ -128,26 +148,11 @@ def test_a_generic_handler_runs_in_the_group_loop(kafka_broker: EmbeddedBroker) 
 
 def test_a_redelivery_inside_one_batch_is_a_duplicate(kafka_broker: EmbeddedBroker) -> None:
     """The handler's triage only knows delivered batches: the batch itself knows the rest."""
-    prefix = f"g{uuid.uuid4().hex[:6]}."
-    settings = Settings(kafka_bootstrap=kafka_broker.bootstrap, kafka_config=TEST_KAFKA_CONFIG)
-    topics = ("shout_in", "shout_out", DeadLetter.TOPIC)
-    ensure_topics(AdminClient(with_logger(common_config(settings))), topics, 1, prefix=prefix)
-    with KafkaPublisher(settings, topic_prefix=prefix) as publisher:
-        publisher.publish_many([Shout(text=t) for t in ("x", "x", "y")])
-    options = WorkerOptions(topic_prefix=prefix, max_batch_s=30.0)
-    with GroupWorker(
-        ShoutHandler(),
-        "shout_in",
-        settings,
-        options,
-        group_id=f"{prefix}g",
-        topics_to_create=topics,
-    ) as worker:
-        out = read_topic(
-            "shout_out", settings, models={"shout_out": Shouted}, count=2, prefix=prefix
-        )
-        snap = worker.stats.snapshot()
-    assert [r.message.text for r in out if isinstance(r.message, Shouted)] == ["X", "Y"]
+    run = shouting(kafka_broker, "x", "x", "y")
+    with run.worker(ShoutHandler(), WorkerOptions(topic_prefix=run.prefix, max_batch_s=30.0)) as w:
+        out = run.shouted(2)
+        snap = w.stats.snapshot()
+    assert out == ["X", "Y"]
     assert snap["processed"] == 2 and snap["duplicates"] == 1
 
 
@@ -166,24 +171,10 @@ class LockedOnceHandler(ShoutHandler):
 
 
 def test_a_record_the_loop_failed_on_is_rewound_and_handled(kafka_broker: EmbeddedBroker) -> None:
-    prefix = f"g{uuid.uuid4().hex[:6]}."
-    settings = Settings(kafka_bootstrap=kafka_broker.bootstrap, kafka_config=TEST_KAFKA_CONFIG)
-    topics = ("shout_in", "shout_out", DeadLetter.TOPIC)
-    ensure_topics(AdminClient(with_logger(common_config(settings))), topics, 1, prefix=prefix)
-    with KafkaPublisher(settings, topic_prefix=prefix) as publisher:
-        publisher.publish_many([Shout(text=t) for t in ("before", "locked", "after")])
-    options = WorkerOptions(topic_prefix=prefix, retry=RetryPolicy(backoff_s=0.05))
-    with GroupWorker(
-        LockedOnceHandler(), "shout_in", settings, options, group_id=f"{prefix}g",
-        topics_to_create=topics,
-    ) as worker:  # fmt: skip
-        out = read_topic(
-            "shout_out", settings, models={"shout_out": Shouted}, count=3, prefix=prefix
-        )
+    run = shouting(kafka_broker, "before", "locked", "after")
+    options = WorkerOptions(topic_prefix=run.prefix, retry=RetryPolicy(backoff_s=0.05))
+    with run.worker(LockedOnceHandler(), options) as worker:
+        out = run.shouted(3)
         snap = worker.stats.snapshot()
-    assert [r.message.text for r in out if isinstance(r.message, Shouted)] == [
-        "BEFORE",
-        "LOCKED",
-        "AFTER",
-    ]
+    assert out == ["BEFORE", "LOCKED", "AFTER"]
     assert snap["transient_errors"] == 1 and snap["processed"] == 3
