@@ -191,3 +191,13 @@ def test_an_eval_started_before_the_codet_column_resumes_with_it(
     again, _, _ = _run(tmp_path, monkeypatch, "--resume", report["eval_id"])
     assert again["problems"] == 4 and again["columns"]["codet"]["n"] == 2
     assert again["columns"]["blind"] == report["columns"]["blind"]
+
+
+def test_no_codet_leaves_column_f_and_its_call_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report, contexts, _ = _run(
+        tmp_path, monkeypatch, "--count", "2", "--no-codet", "--oracle-limit", "0"
+    )
+    assert "codet" not in report["columns"] and report["options"]["codet"] is False
+    assert not any("test cases for `" in p for p in _prompts(contexts))
