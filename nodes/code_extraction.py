@@ -24,14 +24,15 @@ def extract_code(text: str, entry_point: str | None = None) -> str:
 
 def assert_calls(text: str, entry_point: str, limit: int) -> list[str]:
     """The distinct `assert` statements in a model's answer (its code blocks, else the raw text)
-    that call `entry_point`, at most `limit`; a block that does not parse is read line by line,
-    a line that does not parse is dropped."""
+    that call `entry_point`, at most `limit`, also from inside a test function it wrote; a block
+    that does not parse is read line by line, a line that does not parse is dropped."""
     found: list[str] = []
     for block in _FENCE.findall(text) or [text]:
-        for node in _statements(block):
-            test = ast.unparse(node)
-            if isinstance(node, ast.Assert) and _calls(node, entry_point) and test not in found:
-                found.append(test)
+        for statement in _statements(block):
+            for node in ast.walk(statement):
+                test = ast.unparse(node)
+                if isinstance(node, ast.Assert) and _calls(node, entry_point) and test not in found:
+                    found.append(test)
     return found[:limit]
 
 

@@ -64,3 +64,5 @@ def test_written_tests_are_the_asserts_calling_the_function() -> None:
     assert assert_calls(answer, "f", 10) == ["assert f(1) == 2", "assert f(3) == 4"]
     assert assert_calls(answer, "f", 1) == ["assert f(1) == 2"]
     assert assert_calls("assert f(0) == 0\nassert True", "f", 10) == ["assert f(0) == 0"]
+    in_a_function = "```python\ndef test_f():\n    assert f(5) == 6\n```"
+    assert assert_calls(in_a_function, "f", 10) == ["assert f(5) == 6"]
