@@ -8,7 +8,9 @@
     on the public tests and submits on them), at most K model calls like (b);
 (d) the loop with the hidden tests' failures fed back, "oracle feedback", on the first
     `oracle_limit` problems (it continues the same greedy first attempt);
-(e) optionally the first attempt with the model card's prompt shape (`completion`), greedy.
+(e) optionally the first attempt with the model card's prompt shape (`completion`), greedy;
+(f) optionally (`codet`) the same K blind candidates as (b), the one submitted chosen by CodeT's
+    dual agreement with tests the model wrote from the statement and signature (one more call).
 
 Each problem's row is appended to a JSONL file as soon as it is finished, so an interrupted run
 continues with `--resume` (the graph runs also resume from their checkpoints).
@@ -19,15 +21,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from app.selection import Candidate, choose
+from app.selection import Candidate, choose, choose_by_written_tests
 from graph.context import MeshContext
 from graph.runner import BatchRunner
 from graph.state import Attempt, Task
-from nodes.consumer import blind_sample
+from nodes.consumer import blind_sample, written_tests
 from sandbox import ExecutionResult, SandboxJob
 
 SAMPLE_TEMPERATURE = 0.7
@@ -52,6 +55,11 @@ class ProblemRow(BaseModel):
     oracle_calls: int | None = None
     completion: bool | None = None
     completion_reply: str | None = None
+    codet: bool | None = None
+    codet_chosen: int | None = None
+    codet_tests: int | None = None
+    """How many of the model-written tests were usable (asserts calling the entry point)."""
+    codet_calls: int | None = None
     greedy_code: str = ""
     greedy_reply: str = ""
     tokens: int = 0
@@ -66,6 +74,7 @@ class ProtocolOptions(BaseModel):
     oracle_limit: int | None = None
     """(d) runs on the first `oracle_limit` problems (all when None)."""
     completion: bool = True
+    codet: bool = True
 
 
 def judge(context: MeshContext, task: Task, code: str, tests: list[str]) -> ExecutionResult:
@@ -84,9 +93,9 @@ def judge(context: MeshContext, task: Task, code: str, tests: list[str]) -> Exec
 
 def blind_best_of_k(
     context: MeshContext, task: Task, first: Attempt, k: int
-) -> tuple[list[str], int, list[bool], int]:
-    """(b): the greedy first attempt and k-1 samples without feedback; (codes, the index chosen
-    on public information, each candidate's hidden verdict, tokens spent)."""
+) -> tuple[list[Candidate], int, list[bool], int]:
+    """(b): the greedy first attempt and k-1 samples without feedback; (the candidates, the index
+    chosen on public information, each candidate's hidden verdict, tokens spent)."""
     codes, tokens = [first.code], 0
     for _ in range(k - 1):
         code, _, used = blind_sample(context, task, SAMPLE_TEMPERATURE)
@@ -100,7 +109,27 @@ def blind_best_of_k(
         )
     chosen = choose(candidates)
     hidden = [judge(context, task, code, task.verdict_tests).passed for code in codes]
-    return codes, chosen, hidden, tokens
+    return candidates, chosen, hidden, tokens
+
+
+def codet_choice(
+    context: MeshContext, task: Task, candidates: list[Candidate]
+) -> tuple[int, int, int]:
+    """(f): the index of the candidate chosen by CodeT's dual agreement with tests the model
+    wrote (one greedy call, from the statement and signature only), how many of those tests
+    were usable, and the tokens spent."""
+    tests, tokens = written_tests(context, task)
+    if tests:
+        candidates = [
+            replace(c, written_passed=_passed(judge(context, task, c.code, tests)))
+            for c in candidates
+        ]
+    return choose_by_written_tests(candidates), len(tests), tokens
+
+
+def _passed(result: ExecutionResult) -> frozenset[int]:
+    """The indexes of the tests a run passed."""
+    return frozenset(o.index for o in result.outcomes if o.passed)
 
 
 class Protocol:
@@ -172,9 +201,13 @@ class Protocol:
         row.loop_submitted = state.submitted.number if state.submitted else 0
         row.tokens = state.tokens_used
 
-        _, chosen, hidden, tokens = blind_best_of_k(self.context, checked, first, k)
+        candidates, chosen, hidden, tokens = blind_best_of_k(self.context, checked, first, k)
         row.blind, row.blind_any, row.blind_chosen = hidden[chosen], any(hidden), chosen
         row.blind_calls, row.tokens = k, row.tokens + tokens
+        if self.options.codet:
+            chosen, row.codet_tests, tokens = codet_choice(self.context, checked, candidates)
+            row.codet, row.codet_chosen, row.codet_calls = hidden[chosen], chosen, k + 1
+            row.tokens += tokens
 
         limit = self.options.oracle_limit
         if limit is None or index < limit:

@@ -63,6 +63,11 @@ COLUMNS: dict[str, tuple[str, Verdict]] = {
         "(e) greedy first attempt, model-card prompt shape (header to complete), pass@1",
         lambda r: r.completion,
     ),
+    "codet": (
+        "(f) blind best-of-K chosen by model-written tests (CodeT dual agreement), pass@1, "
+        "K+1 calls (the K of (b) and one to write tests)",
+        lambda r: r.codet,
+    ),
 }
 
 CALLS: dict[str, Callable[[ProblemRow], int | None]] = {
@@ -72,6 +77,7 @@ CALLS: dict[str, Callable[[ProblemRow], int | None]] = {
     "loop": lambda r: r.loop_calls,
     "oracle": lambda r: r.oracle_calls,
     "completion": lambda r: 1 if r.completion is not None else None,
+    "codet": lambda r: r.codet_calls,
 }
 
 
@@ -183,6 +189,8 @@ def report(rows: list[ProblemRow], header: dict[str, Any]) -> dict[str, Any]:
         paired("loop", "greedy", rows),
         paired("blind", "greedy", rows),
         paired("completion", "greedy", rows),
+        paired("codet", "blind", rows),
+        paired("codet", "loop", rows),
         paired("oracle", "loop", rows),
     ]
     return {

@@ -20,6 +20,7 @@ SHORT = {
     "loop": "(c) loop,\npublic feedback",
     "oracle": "(d) ORACLE\nfeedback",
     "completion": "(e) greedy,\nmodel-card prompt",
+    "codet": "(f) best-of-K,\nmodel-written tests",
 }
 ORACLE = {"blind_any", "oracle"}
 """Columns that use the hidden tests: drawn hatched, never to be read as pass@1."""

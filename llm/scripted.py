@@ -6,7 +6,9 @@ the first attempt. The double fixes a wrong first try only when what it is shown
 case of its function (a `FAILED '...name...'` line of the sandbox's feedback): being told that an
 attempt failed, or how many hidden tests passed, is not enough. Sampled without feedback
 (temperature > 0) it answers the entry's `sampled` answer (its first try when there is none), so
-blind resampling, the loop and oracle feedback each show their own mechanics.
+blind resampling, the loop and oracle feedback each show their own mechanics. Asked to write tests
+for a function (CodeT), it answers its entry's `tests` as asserts, plus one that does not call the
+function (a reader must drop it).
 """
 
 from __future__ import annotations
@@ -138,7 +140,10 @@ HUMANEVAL_ANSWERS: tuple[ScriptedTask, ...] = (
         "HumanEval/0",
         "def has_close_elements(numbers: List[float], threshold: float) -> bool",
         "has_close_elements",
-        (),
+        (
+            "assert has_close_elements([1.0, 2.0, 1.05], 0.1) == True",
+            "assert has_close_elements([1.0, 2.0, 3.0], 0.5) == False",
+        ),
         "humaneval",
         "def has_close_elements(numbers, threshold):\n"
         "    return any(abs(a - b) < threshold for i, a in enumerate(numbers)\n"
@@ -154,7 +159,7 @@ HUMANEVAL_ANSWERS: tuple[ScriptedTask, ...] = (
         "HumanEval/2",
         "def truncate_number(number: float) -> float",
         "truncate_number",
-        (),
+        ("assert truncate_number(3.5) == 0.5", "assert truncate_number(1.25) == 0.25"),
         "humaneval",
         "def truncate_number(number):\n    return number % 1.0\n",
     ),
@@ -163,7 +168,7 @@ HUMANEVAL_ANSWERS: tuple[ScriptedTask, ...] = (
         "HumanEval/3",
         "def below_zero(operations: List[int]) -> bool",
         "below_zero",
-        (),
+        ("assert below_zero([1, -2, 3]) == True", "assert below_zero([1, 2]) == False"),
         "humaneval",
         "def below_zero(operations):\n    balance = 0\n    for op in operations:\n"
         "        balance += op\n        if balance < 0:\n            return True\n"
@@ -177,7 +182,7 @@ HUMANEVAL_ANSWERS: tuple[ScriptedTask, ...] = (
         "HumanEval/4",
         "def mean_absolute_deviation(numbers: List[float]) -> float",
         "mean_absolute_deviation",
-        (),
+        ("assert mean_absolute_deviation([1.0, 2.0, 3.0, 4.0]) == 1.0",),
         "humaneval",
         "def mean_absolute_deviation(numbers):\n    mean = sum(numbers) / len(numbers)\n"
         "    return sum(abs(x - mean) for x in numbers) / len(numbers)\n",
@@ -190,6 +195,7 @@ HUMANEVAL_ANSWERS: tuple[ScriptedTask, ...] = (
 _BY_NAME = {t.entry_point: t for t in (*CATALOGUE, *HUMANEVAL_ANSWERS)}
 _TASK_NUMBER = re.compile(r"Create task #(\d+) at difficulty (\d+)")
 _ENTRY_POINT = re.compile(r"Implement `([A-Za-z_][A-Za-z0-9_]*)`")
+_TESTS_FOR = re.compile(r"test cases for `([A-Za-z_][A-Za-z0-9_]*)`")
 _COMPLETION = re.compile(
     r"self-contained Python script.*?def ([A-Za-z_][A-Za-z0-9_]*)\(", re.DOTALL
 )
@@ -245,6 +251,8 @@ class ScriptedChatModel(BaseChatModel):
                 "difficulty": int(match.group(2)),
             }
             return f"```json\n{json.dumps(fields, indent=2)}\n```\n\n```python\n{task.solution}```"
+        if match := _TESTS_FOR.search(prompt):
+            return f"```python\n{self._tests(match.group(1))}```"
         if "Findings:" in prompt:
             return "The solution is concise and passes its tests; naming is clear. Consider edge cases."
         if match := _ENTRY_POINT.search(prompt) or _COMPLETION.search(prompt):
@@ -259,6 +267,14 @@ class ScriptedChatModel(BaseChatModel):
         return any(
             line.startswith("FAILED ") and entry_point in line for line in prompt.splitlines()
         )
+
+    @staticmethod
+    def _tests(entry_point: str) -> str:
+        """The asserts the double writes for `entry_point` (its entry's tests), and one that
+        does not call it."""
+        task = _BY_NAME.get(entry_point)
+        known = task.tests if task is not None else ()
+        return "".join(f"{test}\n" for test in (*known, f"assert callable({entry_point})"))
 
     @staticmethod
     def _solve(entry_point: str, *, shown: bool, sampled: bool) -> str:

@@ -22,6 +22,43 @@ def extract_code(text: str, entry_point: str | None = None) -> str:
     return max(blocks, key=len).strip()
 
 
+def assert_calls(text: str, entry_point: str, limit: int) -> list[str]:
+    """The distinct `assert` statements in a model's answer (its code blocks, else the raw text)
+    that call `entry_point`, at most `limit`, also from inside a test function it wrote; a block
+    that does not parse is read line by line, a line that does not parse is dropped."""
+    found: list[str] = []
+    for block in _FENCE.findall(text) or [text]:
+        for statement in _statements(block):
+            for node in ast.walk(statement):
+                test = ast.unparse(node)
+                if isinstance(node, ast.Assert) and _calls(node, entry_point) and test not in found:
+                    found.append(test)
+    return found[:limit]
+
+
+def _statements(block: str) -> list[ast.stmt]:
+    """The block's top-level statements; if it does not parse, those of each line that does."""
+    try:
+        return ast.parse(block).body
+    except SyntaxError:
+        pass
+    statements: list[ast.stmt] = []
+    for line in block.splitlines():
+        try:
+            statements += ast.parse(line.strip()).body
+        except SyntaxError:
+            continue
+    return statements
+
+
+def _calls(node: ast.AST, name: str) -> bool:
+    """Whether `node` contains a call of the function `name`."""
+    return any(
+        isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == name
+        for n in ast.walk(node)
+    )
+
+
 def definition_of(name: str) -> re.Pattern[str]:
     """A pattern finding `def name(` in code."""
     return re.compile(rf"def\s+{re.escape(name)}\s*\(")

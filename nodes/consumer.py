@@ -13,10 +13,12 @@ from graph.context import MeshContext
 from graph.state import Attempt, MeshState, Task
 from llm.chat import ask
 from nodes import prompts
-from nodes.code_extraction import prepare_solution
+from nodes.code_extraction import assert_calls, prepare_solution
 
 RETRY_TEMPERATURE = 0.7
 """Sampling temperature of retries."""
+WRITTEN_TESTS = 10
+"""How many tests `written_tests` asks the model for (and keeps at most)."""
 
 
 def consumer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
@@ -76,3 +78,11 @@ def blind_sample(
     reply = ask(context.llm.bind(temperature=temperature), messages)
     code = prepare_solution(reply.text, task.entry_point, context_source=task.statement)
     return code, reply.text, reply.tokens
+
+
+def written_tests(context: MeshContext, task: Task) -> tuple[list[str], int]:
+    """Tests of the task's function written by the model, greedy, from the statement and
+    signature only (CodeT): the asserts of its reply that call the entry point, and tokens."""
+    request = prompts.tests_request(task.statement, task.signature, task.entry_point, WRITTEN_TESTS)
+    reply = ask(context.llm.bind(temperature=0.0), [HumanMessage(request)])
+    return assert_calls(reply.text, task.entry_point, WRITTEN_TESTS), reply.tokens

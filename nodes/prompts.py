@@ -136,6 +136,18 @@ def consumer_completion(statement: str) -> str:
     )
 
 
+def tests_request(statement: str, signature: str, entry_point: str, count: int) -> str:
+    """The request for tests of the task's function (CodeT's test generation), built only from
+    what the consumer's request shows (statement, signature): never from the task's tests."""
+    return (
+        f"Task:\n{statement}\n\nThe function `{entry_point}` has this signature:\n{signature}\n\n"
+        f"Do not implement it. Write {count} different test cases for `{entry_point}`: each ONE "
+        "line `assert ...` that calls it with concrete arguments and compares the result with the "
+        "exact expected value. Answer with a single ```python block of assert lines and nothing "
+        "else."
+    )
+
+
 def consumer_retry(feedback: str) -> str:
     """Feedback to the consumer after a failed attempt (its code is the turn before)."""
     return (

@@ -61,6 +61,13 @@ def evaluate_command(
     completion: Annotated[
         bool, typer.Option(help="also measure the model card's prompt shape, greedy (e)")
     ] = True,
+    codet: Annotated[
+        bool,
+        typer.Option(
+            help="also choose among (b)'s candidates by tests the model writes (CodeT), (f): "
+            "one more call per problem"
+        ),
+    ] = True,
     report_only: Annotated[
         bool,
         typer.Option(help="with --resume: rebuild the report from the stored rows, run nothing"),
@@ -68,7 +75,8 @@ def evaluate_command(
     data_dir: DataDirOption = None,
 ) -> None:
     """Measure, on the same problems in one run: (a) greedy first attempt, (b) blind best-of-K,
-    (c) the loop with public feedback, (d) the loop with oracle feedback; with intervals."""
+    (c) the loop with public feedback, (d) the loop with oracle feedback, (e) the model card's
+    prompt shape, (f) (b)'s candidates chosen by model-written tests; with intervals."""
     if report_only and not resume:
         raise typer.BadParameter("--report-only needs --resume")
     eval_id = resume or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
@@ -81,7 +89,9 @@ def evaluate_command(
             "dataset": dataset, "limit": count, "ids": ids, "llm": llm, "memory": memory,
             "retry": retry, "json": str(json_out) if json_out else None,
         }  # fmt: skip
-        options = ProtocolOptions(k=attempts, oracle_limit=oracle_limit, completion=completion)
+        options = ProtocolOptions(
+            k=attempts, oracle_limit=oracle_limit, completion=completion, codet=codet
+        )
         manifest = {
             "eval_id": eval_id, "args": args, "options": options.model_dump(), "segments": [],
         }  # fmt: skip

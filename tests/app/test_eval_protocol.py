@@ -20,7 +20,7 @@ from graph.context import MeshContext
 from graph.datasets import humaneval_tasks
 from llm.scripted import ScriptedChatModel
 
-COLUMNS = {"greedy", "blind", "blind_any", "loop", "oracle", "completion"}
+COLUMNS = {"greedy", "blind", "blind_any", "loop", "oracle", "completion", "codet"}
 
 
 def _run(
@@ -95,12 +95,21 @@ def test_the_protocol_reports_every_column_with_an_interval(
         "loop": 2,
         "oracle": 4,
         "completion": 1,
+        "codet": 2,
     }
     assert "ORACLE FEEDBACK" in report["columns"]["oracle"]["label"]
     assert "upper bound" in report["columns"]["blind_any"]["label"]
     # (b) and (c) spend at most K model calls
     assert report["columns"]["blind"]["calls_per_problem"] == 3
     assert report["columns"]["loop"]["calls_per_problem"] <= 3
+    # (f) chooses among (b)'s candidates: one more call, to write tests
+    assert report["columns"]["codet"]["calls_per_problem"] == 4
+    assert "K+1" in report["columns"]["codet"]["label"]
+    rows = {r["task_id"]: r for r in report["rows"]}
+    # the double writes 2 asserts and one that does not call the function (dropped); for
+    # has_close_elements the two right samples pass both, the greedy answer one: a sample wins
+    assert rows["HumanEval-0"]["codet_tests"] == 2 and rows["HumanEval-0"]["codet_chosen"] == 1
+    assert rows["HumanEval-1"]["codet_tests"] == 0  # unknown to the double: nothing usable
     pairs = {(t["first"], t["second"]) for t in report["paired_exact_mcnemar"]}
     assert {("loop", "blind"), ("loop", "greedy")} <= pairs
     assert report["solved_at_attempt"]["loop"] == {"1": 1, "2": 1}
@@ -120,6 +129,7 @@ def test_no_hidden_test_reaches_a_prompt_outside_the_oracle_column(
     prompts = _prompts(contexts)
     assert any("Implement `below_zero`" in p and "FAILED" in p for p in prompts)  # a retry
     assert not any("Hidden tests" in p for p in prompts)
+    assert sum("test cases for `" in p for p in prompts) == 5  # (f)'s test-writing requests
     assert not _leaks(prompts, 5)
 
 
@@ -160,3 +170,34 @@ def test_an_eval_continues_from_its_report_where_the_data_dir_lost_it(
     assert again["segments"][0]["interrupted"] is True and len(again["segments"]) == 2
     prompts = "\n".join(_prompts(contexts))
     assert "truncate_number" in prompts and "has_close_elements" not in prompts
+
+
+def test_an_eval_started_before_the_codet_column_resumes_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manifest without `codet` and rows without its fields still load: the resumed problems
+    get column (f), the stored ones keep theirs, and the column's n says so."""
+    report, _, _ = _run(tmp_path, monkeypatch, "--count", "4")
+    rows = tmp_path / "data" / "evals" / f"{report['eval_id']}.jsonl"
+    old = [json.loads(line) for line in rows.read_text().splitlines()[:2]]
+    for row in old:
+        for key in ("codet", "codet_chosen", "codet_tests", "codet_calls"):
+            del row[key]
+    rows.write_text("".join(json.dumps(row) + "\n" for row in old))
+    manifest = rows.with_suffix(".json")
+    started = json.loads(manifest.read_text())
+    del started["options"]["codet"]
+    manifest.write_text(json.dumps(started))
+    again, _, _ = _run(tmp_path, monkeypatch, "--resume", report["eval_id"])
+    assert again["problems"] == 4 and again["columns"]["codet"]["n"] == 2
+    assert again["columns"]["blind"] == report["columns"]["blind"]
+
+
+def test_no_codet_leaves_column_f_and_its_call_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report, contexts, _ = _run(
+        tmp_path, monkeypatch, "--count", "2", "--no-codet", "--oracle-limit", "0"
+    )
+    assert "codet" not in report["columns"] and report["options"]["codet"] is False
+    assert not any("test cases for `" in p for p in _prompts(contexts))

@@ -77,6 +77,8 @@ def test_the_protocol_chart_is_drawn_from_a_protocol_report(tmp_path: Path) -> N
             oracle=True,
             oracle_calls=1,
             completion=True,
+            codet=True,
+            codet_calls=4,
         ),
         ProblemRow(
             index=1,
@@ -88,9 +90,12 @@ def test_the_protocol_chart_is_drawn_from_a_protocol_report(tmp_path: Path) -> N
             oracle=True,
             oracle_calls=3,
             completion=False,
+            codet=False,
+            codet_calls=4,
         ),
     ]
     payload = report(rows, {"model": "m", "options": {"k": 3}})
     out = tmp_path / "protocol.png"
+    assert payload["columns"]["codet"]["calls_per_problem"] == 4
     protocol_chart(payload, out)
     assert out.read_bytes().startswith(b"\x89PNG") and out.stat().st_size > 10_000

@@ -129,7 +129,8 @@ def test_eval_reports_each_column_on_the_same_problems(tmp_path: Path) -> None:
     assert report["model"] == "scripted double"
     solved = {key: c["solved"] for key, c in report["columns"].items()}
     # reverse_words has no public example: its wrong first try loads, so neither blind sampling
-    # nor the public loop can tell; only the hidden tests' failures (oracle feedback) fix it
+    # nor the public loop can tell; only the hidden tests' failures (oracle feedback) fix it;
+    # the model-written tests (f) fail its K candidates alike: the same wrong try each time
     assert solved == {
         "greedy": 1,
         "blind": 1,
@@ -137,6 +138,7 @@ def test_eval_reports_each_column_on_the_same_problems(tmp_path: Path) -> None:
         "loop": 1,
         "oracle": 2,
         "completion": 1,
+        "codet": 1,
     }
     assert report["solved_at_attempt"] == {"loop": {"1": 1}, "oracle": {"1": 1, "2": 1}}
 

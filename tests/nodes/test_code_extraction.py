@@ -1,4 +1,5 @@
 from nodes.code_extraction import (
+    assert_calls,
     extract_code,
     prepare_solution,
     strip_self_tests,
@@ -51,3 +52,17 @@ def test_typing_imports_leave_imported_defined_and_broken_code_alone() -> None:
     broken = "def f(xs: List[int]:"
     for code in (imported, defined, broken):
         assert with_typing_imports(code) == code
+
+
+def test_written_tests_are_the_asserts_calling_the_function() -> None:
+    answer = (
+        "Tests:\n```python\nassert f(1) == 2\nassert f(1) == 2\nassert g(1) == 2\n"
+        "assert f(2) == (\nx = f(3)\nassert   f(3)==4\n```\nassert f(9) == 9 outside"
+    )
+    # a block that does not parse is read line by line; duplicates, other calls and statements
+    # that are not asserts are dropped; the raw text outside a block is not read
+    assert assert_calls(answer, "f", 10) == ["assert f(1) == 2", "assert f(3) == 4"]
+    assert assert_calls(answer, "f", 1) == ["assert f(1) == 2"]
+    assert assert_calls("assert f(0) == 0\nassert True", "f", 10) == ["assert f(0) == 0"]
+    in_a_function = "```python\ndef test_f():\n    assert f(5) == 6\n```"
+    assert assert_calls(in_a_function, "f", 10) == ["assert f(5) == 6"]
