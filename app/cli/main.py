@@ -123,7 +123,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "eval": LazyCommand(
         _eval,
         "Measure, on the same problems in one run: (a) greedy first attempt, (b) blind "
-        "best-of-K, (c) the loop with public feedback, (d) the loop with oracle feedback; with "
+        "best-of-K, (c) the loop with public feedback, (d) the loop with oracle feedback, (e) the "
+        "model card's prompt shape, (f) (b)'s candidates chosen by model-written tests; with "
         "intervals.",
     ),
     "broker": LazyCommand(
