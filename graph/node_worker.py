@@ -7,9 +7,9 @@ attempt) in the durable DeliveryLedger, runs the SAME step the in-process graph 
 (`graph.step.run_step`, bound to the node functions and services by the entry point) and turns
 the StepRecord into its transition and telemetry. From the step's start until its outputs are
 confirmed the worker holds a lease on the run in the ledger (it is not taken for a lost run).
-Once they are confirmed on the broker the input is marked processed and the transition recorded as the run's
-last word in flight (what `kafka_edges.recovery` re-publishes if the broker loses it); then the
-offset is committed.
+Once they are confirmed on the broker the input is marked processed and the transition recorded
+as the run's last word in flight (what `kafka_edges.recovery` re-publishes if the broker loses
+it); then the offset is committed.
 """
 
 from __future__ import annotations

@@ -372,15 +372,12 @@ class GroupWorker(Generic[T]):
     def _retry_later(self, member: _Member, records: Sequence[Message], exc: Exception) -> None:
         """Keep records whose handling broke outside the handler: rewind to them, back off."""
         self.stats.bump("transient_errors")
-        first: dict[tuple[str, int], int] = {}
-        for msg in records:
-            where = (msg.topic() or self.topic, msg.partition() or 0)
-            first[where] = min(first.get(where, msg.offset() or 0), msg.offset() or 0)
+        first = {where: min(offsets) for where, offsets in self._offsets(records).items()}
         self._log_once(
             f"loop:{type(exc).__name__}",
             "%s worker: %s kept for a retry: %s: %s",
             self.name,
-            ", ".join(f"{t}[{p}]@{o}" for (t, p), o in first.items()),
+            _positions(first),
             type(exc).__name__,
             exc,
         )
@@ -663,12 +660,17 @@ class GroupWorker(Generic[T]):
                 if self._stop.wait(self.options.retry.publish_delay_s(tries)):
                     raise _Stopping from None
 
-    def _commit(self, member: _Member, records: Sequence[Message]) -> None:
-        """Commit past `records` (per partition, the offset after the last one), synchronously."""
-        after: dict[tuple[str, int], int] = {}
+    def _offsets(self, records: Sequence[Message]) -> dict[tuple[str, int], list[int]]:
+        """The offsets of `records`, by (topic, partition)."""
+        found: dict[tuple[str, int], list[int]] = {}
         for msg in records:
             where = (msg.topic() or self.topic, msg.partition() or 0)
-            after[where] = max(after.get(where, 0), (msg.offset() or 0) + 1)
+            found.setdefault(where, []).append(msg.offset() or 0)
+        return found
+
+    def _commit(self, member: _Member, records: Sequence[Message]) -> None:
+        """Commit past `records` (per partition, the offset after the last one), synchronously."""
+        after = {where: max(offsets) + 1 for where, offsets in self._offsets(records).items()}
         offsets = [TopicPartition(t, p, o) for (t, p), o in after.items()]
         try:
             member.consumer.commit(offsets=offsets, asynchronous=False)
@@ -680,9 +682,14 @@ class GroupWorker(Generic[T]):
                 "commit",
                 "%s worker: commit of %s failed: %s",
                 self.name,
-                ", ".join(f"{t}[{p}]@{o}" for (t, p), o in after.items()),
+                _positions(after),
                 exc,
             )
+
+
+def _positions(offsets: Mapping[tuple[str, int], int]) -> str:
+    """`topic[partition]@offset, ...` for a log line."""
+    return ", ".join(f"{t}[{p}]@{o}" for (t, p), o in offsets.items())
 
 
 def _close_consumer(consumer: Consumer) -> None:

@@ -26,6 +26,9 @@ from kafka_edges.codec import WireRecord
 
 LedgerKey = Sequence[str | int]
 
+_IN_FLIGHT = "stream, topic, key, value, headers, at"
+"""The in_flight columns `_in_flight` builds an InFlight from, in its argument order."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS processed (
     scope TEXT NOT NULL,
@@ -172,8 +175,7 @@ class DeliveryLedger:
         """The streams not finished, oldest first, with their last published record."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT stream, topic, key, value, headers, at FROM in_flight WHERE done = 0 "
-                "ORDER BY at"
+                f"SELECT {_IN_FLIGHT} FROM in_flight WHERE done = 0 ORDER BY at"
             ).fetchall()
         return [_in_flight(*row) for row in rows]
 
@@ -188,7 +190,7 @@ class DeliveryLedger:
                 found += [
                     _in_flight(*row)
                     for row in self._db.execute(
-                        "SELECT stream, topic, key, value, headers, at FROM in_flight "
+                        f"SELECT {_IN_FLIGHT} FROM in_flight "
                         f"WHERE done = 1 AND stream IN ({marks})",
                         chunk,
                     )
@@ -205,7 +207,7 @@ class DeliveryLedger:
             rows = self._db.execute(
                 "UPDATE in_flight SET at = ? WHERE done = 0 AND at <= ? "
                 "AND stream NOT IN (SELECT stream FROM leases WHERE until > ?) "
-                "RETURNING stream, topic, key, value, headers, at",
+                f"RETURNING {_IN_FLIGHT}",
                 (now, not_after, now),
             ).fetchall()
         return sorted((_in_flight(*row) for row in rows), key=lambda f: f.stream)
