@@ -267,21 +267,27 @@ def test_a_run_the_broker_lost_is_republished_by_the_sweep_and_reported_once(
     assert all(n == 1 for n in step.calls.values()), step.calls
 
 
+def _killed_and_restarted(broker: EmbeddedBroker, settings: Settings) -> EmbeddedBroker:
+    """SIGKILL the broker, start a new one on the same port and create the mesh's topics."""
+    port = broker.port
+    os.kill(broker.pid or 0, signal.SIGKILL)
+    broker.stop()
+    restarted = EmbeddedBroker(port=port).start()
+    _create_topics(settings)
+    return restarted
+
+
 def test_a_publisher_idle_through_a_broker_restart_needs_no_retry(tmp_path: Path) -> None:
     """A producer that lost every broker while idle is replaced before its next publish: one
     try is enough (before, that try waited out the delivery timeout and failed)."""
     broker = EmbeddedBroker().start()
-    port = broker.port
     settings = Settings(kafka_bootstrap=broker.bootstrap, data_dir=tmp_path)
     _create_topics(settings)
     message = TaskMessage.from_state(MeshState(task=stand_in_task("idle")), source="feed")
     try:
         with KafkaPublisher(settings, delivery_timeout_s=3.0, max_tries=1) as publisher:
             publisher.publish(message)
-            os.kill(broker.pid or 0, signal.SIGKILL)
-            broker.stop()
-            broker = EmbeddedBroker(port=port).start()
-            _create_topics(settings)
+            broker = _killed_and_restarted(broker, settings)
             delivery = publisher.publish(message)
             resets = publisher.producer_resets
     finally:
@@ -308,17 +314,13 @@ def test_a_publisher_outlives_a_broker_restart(tmp_path: Path) -> None:
     """The same KafkaPublisher before and after a same-port restart: its idempotent producer is
     unknown to the new broker; it is replaced and the publish goes through, no traceback."""
     broker = EmbeddedBroker().start()
-    port = broker.port
     settings = Settings(kafka_bootstrap=broker.bootstrap, data_dir=tmp_path)
     _create_topics(settings)
     message = TaskMessage.from_state(MeshState(task=stand_in_task("across")), source="feed")
     try:
         with KafkaPublisher(settings, delivery_timeout_s=2.0, max_tries=4) as publisher:
             publisher.publish(message)
-            os.kill(broker.pid or 0, signal.SIGKILL)
-            broker.stop()
-            broker = EmbeddedBroker(port=port).start()
-            _create_topics(settings)
+            broker = _killed_and_restarted(broker, settings)
             started = time.monotonic()
             delivery = publisher.publish(message)
             took = time.monotonic() - started
