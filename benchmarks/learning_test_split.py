@@ -44,7 +44,7 @@ from learning.candidates import humaneval_split, task_items
 from learning.learner import Learner, OptimizerLLM, learning_settings, llm_endpoint, open_learner
 from learning.splits import humaneval_split_tasks
 from nodes import NODE_FUNCTIONS
-from prompt_registry import Prompt
+from prompt_registry import Prompt, PromptRegistry
 
 ARMS = ("seed", "learned")
 DEFAULT_PLAN = "apo:consumer.system,skills:consumer.rules,skills:consumer.exemplars"
@@ -86,18 +86,31 @@ def learner_for(
 
 
 def learn(learner: Learner, run: ResumableRun, args: argparse.Namespace) -> None:
-    """Every round of the plan not stored yet (row `round/<n>/<algorithm>:<prompt>`)."""
+    """Every round of the plan not stored yet (row `round/<n>/<algorithm>:<prompt>`, with the
+    active prompts after it)."""
+    restore_active(learner.registry, run)
     for number in range(1, args.rounds + 1):
         for algorithm, prompt in parse_plan(args.plan):
             key = f"round/{number}/{algorithm}:{prompt}"
             if run.done(key):
                 continue
             report = learner.run_round(prompt, algorithm)
-            run.add(key, {"kind": "round", "number": number, **report.as_dict()})
+            active = [[p.name, p.version, p.text] for p in learner.registry.current_all().values()]
+            run.add(key, {"kind": "round", "number": number, **report.as_dict(), "active": active})
             console.print(
                 f"round {number} {algorithm} {prompt}: {report.decision} "
                 f"(active {report.active_after}, {report.seconds:.0f} s)"
             )
+
+
+def restore_active(registry: PromptRegistry, run: ResumableRun) -> None:
+    """Make the prompts active after the last stored round active again: the registry is not
+    committed with the rows, so a run continued on another machine starts from the seeds."""
+    rounds = run.of_kind("round")
+    for name, _, text in rounds[-1]["active"] if rounds else []:
+        if registry.current(name).text != text:
+            candidate = registry.add_candidate(name, text, source="restored")
+            registry.promote(name, candidate.version, "restored from the run's rows")
 
 
 def test_arms(served: Settings, learner: Learner, run: ResumableRun, args: Any) -> None:

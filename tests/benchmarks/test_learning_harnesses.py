@@ -17,6 +17,8 @@ from benchmarks.paired_runs import paired_rates
 from benchmarks.resumable import ArgumentsChanged, ResumableRun
 from benchmarks.task_stream import generate, load_stream
 from foundation.settings import Settings
+from nodes.prompts import SEED_PROMPTS
+from prompt_registry import PromptRegistry
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +116,21 @@ def test_test_split_learns_then_pairs_seed_and_learned(tmp_path: Path) -> None:
     again = learning_test_split.main(argv)
     assert _segments(again) == [7, 1] and again["tasks"] == 2
     assert (tmp_path / "learning_test_split.png").stat().st_size > 0
+
+
+def test_a_run_continued_elsewhere_restores_what_learning_promoted(tmp_path: Path) -> None:
+    run = ResumableRun(tmp_path / "run", {})
+    learned = "Write small, well-tested functions."
+    run.add("round/1/apo:consumer.system", {"kind": "round", "active": [
+        ["consumer.system", "v1.1", learned], ["consumer.rules", "v1", SEED_PROMPTS["consumer.rules"].text],
+    ]})  # fmt: skip
+    fresh = PromptRegistry.in_data_dir(tmp_path / "other-machine", SEED_PROMPTS)  # seeds only
+
+    learning_test_split.restore_active(fresh, run)
+
+    assert fresh.current("consumer.system").text == learned
+    assert fresh.current("consumer.rules").text == SEED_PROMPTS["consumer.rules"].text
+    assert [v.status for v in fresh.history("consumer.rules")] == ["active"]  # untouched
 
 
 def test_a_run_refuses_other_arguments(tmp_path: Path) -> None:
