@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.selection import Candidate, choose, choose_by_written_tests
 from graph.context import MeshContext
@@ -60,6 +60,11 @@ class ProblemRow(BaseModel):
     codet_tests: int | None = None
     """How many of the model-written tests were usable (asserts calling the entry point)."""
     codet_calls: int | None = None
+    candidates: list[str] = Field(default_factory=list)
+    """(b)'s K candidates, the greedy one first: another way of choosing can be measured on the
+    stored rows, without the model."""
+    candidates_hidden: list[bool] = Field(default_factory=list)
+    """Each candidate's verdict on the hidden tests."""
     greedy_code: str = ""
     greedy_reply: str = ""
     tokens: int = 0
@@ -204,6 +209,7 @@ class Protocol:
         candidates, chosen, hidden, tokens = blind_best_of_k(self.context, checked, first, k)
         row.blind, row.blind_any, row.blind_chosen = hidden[chosen], any(hidden), chosen
         row.blind_calls, row.tokens = k, row.tokens + tokens
+        row.candidates, row.candidates_hidden = [c.code for c in candidates], hidden
         if self.options.codet:
             chosen, row.codet_tests, tokens = codet_choice(self.context, checked, candidates)
             row.codet, row.codet_chosen, row.codet_calls = hidden[chosen], chosen, k + 1

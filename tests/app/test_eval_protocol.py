@@ -110,6 +110,12 @@ def test_the_protocol_reports_every_column_with_an_interval(
     # has_close_elements the two right samples pass both, the greedy answer one: a sample wins
     assert rows["HumanEval-0"]["codet_tests"] == 2 and rows["HumanEval-0"]["codet_chosen"] == 1
     assert rows["HumanEval-1"]["codet_tests"] == 0  # unknown to the double: nothing usable
+    # the K candidates are kept with their hidden verdicts: (b) and (b') follow from them
+    for row in report["rows"]:
+        assert len(row["candidates"]) == len(row["candidates_hidden"]) == 3
+        assert row["candidates"][0] == row["greedy_code"]
+        assert row["blind"] == row["candidates_hidden"][row["blind_chosen"]]
+        assert row["blind_any"] == any(row["candidates_hidden"])
     pairs = {(t["first"], t["second"]) for t in report["paired_exact_mcnemar"]}
     assert {("loop", "blind"), ("loop", "greedy")} <= pairs
     assert report["solved_at_attempt"]["loop"] == {"1": 1, "2": 1}
