@@ -25,7 +25,7 @@ from graph.context import MeshContext
 from graph.state import Task
 from learning.apo_options import APOOptions
 from learning.bandit import Policy, choose, propose_variants
-from learning.candidates import MeshEvaluator, Score, TaskItem, text_label
+from learning.candidates import MeshEvaluator, Score, TaskItem, item_key, text_label
 from learning.hygiene import training_leak
 from learning.significance import paired_gain_p
 from learning.skills import choose_exemplars, distill_rules
@@ -219,8 +219,9 @@ class Learner:
         active = self.registry.current(name)
         knobs = dataclasses.replace(self.apo, max_tokens=self.optimizer.max_tokens)
         client = BoundedChatClient(self.optimizer.client(), knobs.max_tokens)
+        errors = self._error_batch(name, active.text)
         result = run_apo(
-            self.evaluator, name, active.text, self.train, self.val, client,
+            self.evaluator, name, active.text, errors, self.val, client,
             self.optimizer.model, knobs,
         )  # fmt: skip
         self.last_apo = result
@@ -243,6 +244,7 @@ class Learner:
             "optimizer_calls": result.optimizer_calls,
             "optimizer_failures": result.optimizer_failures,
             "invalid_edits": result.invalid_edits,
+            "gradient_items": [item_key(item) for item in errors],
             "candidates": {registered[t]: asdict(s) for t, s in scored.items()},
         }
         if not scored:
@@ -273,6 +275,20 @@ class Learner:
             rejected=rejected,
             detail=detail,
         )
+
+    def _error_batch(self, name: str, text: str) -> list[TaskItem]:
+        """The training items APO's textual gradients read: those `text` fails (ProTeGi's error
+        minibatch), or, when fewer than a gradient batch fail, the lowest rewarded ones. Random
+        batches of a training split the prompt mostly passes give the optimizer nothing to fix."""
+        _, traces = self.evaluator.evaluate(self.train, name, text, source="learn-train")
+        ranked = sorted(
+            zip(self.train, traces, strict=True),
+            key=lambda pair: (pair[1].passed, pair[1].rewards.get(name, 0.0)),
+        )
+        failed = [item for item, trace in ranked if not trace.passed]
+        if len(failed) >= self.apo.gradient_batch_size:
+            return failed
+        return [item for item, _ in ranked[: self.apo.gradient_batch_size]]
 
     def _hygienic(self, name: str, parent: str, scored: dict[str, Score]) -> dict[str, Score]:
         """The candidates that read as general instructions; the others are kept as rejected,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from graph.builder import compile_mesh
 from graph.context import MeshContext
 from graph.state import MeshState, Task
+from learning.apo_options import APOOptions
 from learning.candidates import MeshEvaluator
 from learning.learner import Learner, OptimizerLLM
 from nodes import NODE_FUNCTIONS
@@ -105,6 +107,29 @@ def test_apo_promotes_an_improving_prompt_rewards_reach_the_store_and_rollback_w
     state = _run(services, tricky)
     assert state.prompt_versions[C] == "v1" and not state.passed
     assert registry.get(C, promoted.version).status == "rejected"
+
+
+def test_the_textual_gradient_reads_the_training_tasks_the_prompt_fails(
+    evaluator: MeshEvaluator,
+    registry: PromptRegistry,
+    split: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    optimizer_double: Any,
+) -> None:
+    train, val = split  # with the seed prompt: add passes, reverse_words and merge_intervals fail
+    evaluator.cache = True
+    double = optimizer_double("Check the edge cases of the task before you answer.")
+    learner = Learner(
+        evaluator, registry, train, val, optimizer=_optimizer(double),
+        apo=APOOptions(gradient_batch_size=2, branch_factor=1),
+    )  # fmt: skip
+
+    report = learner.run_round(C, "apo")
+
+    assert report.detail["gradient_items"] == ["cat-reverse_words", "cat-merge_intervals"]
+    gradients = [json.dumps(r["messages"]) for r in double.requests if "Revise the" not in
+                 json.dumps(r["messages"])]  # fmt: skip
+    assert gradients and all("reverse_words" in g or "merge_intervals" in g for g in gradients)
+    assert not any("def add(" in g for g in gradients)
 
 
 def test_a_non_improving_candidate_is_kept_as_rejected(
