@@ -14,20 +14,25 @@ MIN_NAME_LENGTH = 5
 """Function names shorter than this without an underscore (`add`, `sort`) are common words."""
 
 
-def training_leak(text: str, tasks: Sequence[Task]) -> str | None:
-    """Why `text` is specific to the training tasks, or None when it reads as general."""
-    flat = _squash(text)
+def training_leak(text: str, tasks: Sequence[Task], parent: str = "") -> str | None:
+    """Why `text` is specific to the training tasks, or None when it reads as general. What it
+    inherits from `parent` (the prompt it was derived from) does not count: HumanEval has a
+    function named `solution`, a word the seed prompt itself uses."""
+    flat, inherited = _squash(text), _squash(parent)
     for task in tasks:
         name = task.entry_point
-        if (len(name) >= MIN_NAME_LENGTH or "_" in name) and re.search(
-            rf"\b{re.escape(name)}\b", text
+        word = rf"\b{re.escape(name)}\b"
+        if (
+            (len(name) >= MIN_NAME_LENGTH or "_" in name)
+            and re.search(word, text)
+            and not re.search(word, parent)
         ):
             return f"names the training task's function `{name}`"
         for test in task.all_tests:
             if _squash(test) in flat:
                 return f"quotes a test of `{name}`"
             for literal in _distinctive_literals(test):
-                if _squash(literal) in flat:
+                if _squash(literal) in flat and _squash(literal) not in inherited:
                     return f"repeats `{literal}` from a test of `{name}`"
     return None
 

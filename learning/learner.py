@@ -294,8 +294,9 @@ class Learner:
         """The candidates that read as general instructions; the others are kept as rejected,
         with the reason (`learning.hygiene`), and never promoted."""
         clean = {}
+        inherited = self.registry.get(name, parent).text
         for text, score in scored.items():
-            reason = training_leak(text, self.train_tasks)
+            reason = training_leak(text, self.train_tasks, inherited)
             if reason is None:
                 clean[text] = score
                 continue

@@ -46,3 +46,15 @@ def test_a_quoted_test_or_literal_is_refused() -> None:
     assert "'abcde'" in (training_leak("Check inputs like 'abcde' carefully.", TASKS) or "")
     assert "100" in (training_leak("Numbers such as 100 need care.", TASKS) or "")
     assert "[1, 5, 3]" in (training_leak("e.g. a list like [1,5,3]", TASKS) or "")
+
+
+def test_what_the_parent_prompt_already_said_does_not_count() -> None:
+    solution = [
+        Task(statement="s", signature="def solution(lst)", entry_point="solution",
+             tests=["assert solution([5, 8, 7, 1]) == 12"])
+    ]  # fmt: skip
+    seed = "You are an expert Python programmer. Write a correct, readable solution."
+    edit = seed + " Handle empty inputs before anything else."
+    assert training_leak(edit, solution, seed) is None  # HumanEval/121 is named `solution`
+    assert "solution" in (training_leak(edit, solution) or "")
+    assert "names" in (training_leak(edit + " Call strlen.", TASKS, seed) or "")
