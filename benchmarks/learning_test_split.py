@@ -95,12 +95,17 @@ def learn(learner: Learner, run: ResumableRun, args: argparse.Namespace) -> None
             if run.done(key):
                 continue
             report = learner.run_round(prompt, algorithm)
-            active = [[p.name, p.version, p.text] for p in learner.registry.current_all().values()]
+            active = active_prompts(learner.registry)
             run.add(key, {"kind": "round", "number": number, **report.as_dict(), "active": active})
             console.print(
                 f"round {number} {algorithm} {prompt}: {report.decision} "
                 f"(active {report.active_after}, {report.seconds:.0f} s)"
             )
+
+
+def active_prompts(registry: PromptRegistry) -> list[list[str]]:
+    """The registry's active prompts as rows: [name, version, text]."""
+    return [[p.name, p.version, p.text] for p in registry.current_all().values()]
 
 
 def restore_active(registry: PromptRegistry, run: ResumableRun) -> None:
@@ -116,9 +121,7 @@ def restore_active(registry: PromptRegistry, run: ResumableRun) -> None:
 def test_arms(served: Settings, learner: Learner, run: ResumableRun, args: Any) -> None:
     """The seed prompts against the learned ones on the test split, task by task."""
     if not run.done("prompts"):  # what learning promoted, fixed for the whole test
-        active = learner.registry.current_all().values()
-        run.add("prompts", {"kind": "prompts", "learned": [[p.name, p.version, p.text]
-                                                            for p in active]})  # fmt: skip
+        run.add("prompts", {"kind": "prompts", "learned": active_prompts(learner.registry)})
     seed = served.model_copy(update={"data_dir": run.folder / "seed"})
     contexts = {"seed": build_context(seed, use_memory=False),
                 "learned": build_context(served, use_memory=False)}  # fmt: skip

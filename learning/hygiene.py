@@ -32,7 +32,8 @@ def training_leak(text: str, tasks: Sequence[Task], parent: str = "") -> str | N
             if _squash(test) in flat:
                 return f"quotes a test of `{name}`"
             for literal in _distinctive_literals(test):
-                if _squash(literal) in flat and _squash(literal) not in inherited:
+                squashed = _squash(literal)
+                if squashed in flat and squashed not in inherited:
                     return f"repeats `{literal}` from a test of `{name}`"
     return None
 

