@@ -89,7 +89,9 @@ class MemorySettings(BaseSettings):
 class Settings(BaseSettings):
     """Everything configurable. Each field is read from `AIMESH_<FIELD>` (or a .env file)."""
 
-    model_config = SettingsConfigDict(env_prefix="AIMESH_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="AIMESH_", env_file=".env", extra="ignore", env_parse_none_str="none"
+    )
 
     # LLM
     llm: LLMProvider = Field(
@@ -103,6 +105,13 @@ class Settings(BaseSettings):
     llm_max_tokens: int = 768
     llm_temperature: float = 0.2
     llm_timeout_s: float = 300.0
+    llm_repeat_penalty: float | None = Field(
+        1.0,
+        ge=0.0,
+        description="repetition penalty sent to the embedded model and to a self-hosted endpoint "
+        "(llm_base_url); llama-cpp-python's server applies 1.1 when a request names none, which "
+        "penalises the tokens code repeats; `none` sends nothing",
+    )
     local_model: str = Field("0.5b", description="0.5b, 1.5b, or a path to any GGUF file")
     local_model_threads: int = 2
     scripted_delay_s: float = Field(

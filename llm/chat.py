@@ -109,9 +109,19 @@ def make_chat_model(settings: Settings) -> BaseChatModel:
         temperature=settings.llm_temperature,
         timeout=settings.llm_timeout_s,
         max_retries=1,
-        # llama.cpp's server ignores max_completion_tokens; it reads max_tokens.
-        extra_body={"max_tokens": settings.llm_max_tokens},
+        extra_body=request_extras(settings, provider),
     )
+
+
+def request_extras(settings: Settings, provider: str) -> dict[str, Any]:
+    """Request fields beyond the OpenAI client's own: `max_tokens` (llama.cpp's server ignores
+    max_completion_tokens) and, for the embedded model or a self-hosted endpoint, the repetition
+    penalty (never sent to OpenAI's own API, which refuses unknown fields)."""
+    extras: dict[str, Any] = {"max_tokens": settings.llm_max_tokens}
+    self_hosted = provider == "local" or settings.llm_base_url is not None
+    if settings.llm_repeat_penalty is not None and self_hosted:
+        extras["repeat_penalty"] = settings.llm_repeat_penalty
+    return extras
 
 
 def ask(model: Runnable[Any, Any], messages: list[BaseMessage], **kwargs: Any) -> LLMReply:

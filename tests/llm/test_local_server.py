@@ -12,7 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli.model import model_app
+from foundation.settings import Settings
 from llm import local_server
+from llm.chat import request_extras
 from llm.local_model import CATALOGUE, GGUF_MAGIC
 from llm.local_server import LocalModelServer, ServerError
 
@@ -89,3 +91,31 @@ def test_real_server_chat_completion(real_model: Path, tmp_path: Path) -> None:
     assert server.pid is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+@needs_llama
+@pytest.mark.real_llm
+@pytest.mark.timeout(180)
+def test_real_server_penalises_repeats_unless_told_not_to(real_model: Path, tmp_path: Path) -> None:
+    """The embedded server applies a repetition penalty of 1.1 to a request that names none, and
+    it cuts short what should repeat; `llm_repeat_penalty` (1.0) is sent to lift it."""
+    alias = CATALOGUE["0.5b"].alias
+    ask = "Write a Python list literal holding the number 7 twenty times. Only the list."
+    with LocalModelServer(real_model, cache_dir=tmp_path, alias=alias) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="local", timeout=60)
+
+        def greedy(extra: dict[str, object]) -> str:
+            reply = client.chat.completions.create(
+                model=alias,
+                messages=[{"role": "user", "content": ask}],
+                max_tokens=64,
+                temperature=0,
+                extra_body=extra,
+            )
+            return reply.choices[0].message.content or ""
+
+        greedy({})  # warm the prompt cache: the calls below all start from it
+        default, server_default = greedy({}), greedy({"repeat_penalty": 1.1})
+        sent = greedy(request_extras(Settings(llm_repeat_penalty=1.0), "local"))
+    assert default == server_default
+    assert sent.count("7") > default.count("7")
