@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from app.services import build_context
-from benchmarks.common import saved_figure
+from benchmarks.common import rate_bars, saved_figure
 from benchmarks.learning_plan import add_plan_options, parse_plan
 from benchmarks.paired_runs import (
     Arm,
@@ -192,15 +192,9 @@ def report(run: ResumableRun, model: str) -> dict[str, Any]:
 def chart(payload: dict[str, Any], path: Path) -> None:
     """Both arms' pass@1 (loop, greedy first attempt) with their 95 % intervals."""
     with saved_figure(path, figsize=(7, 4.2)) as (_, ax):
-        for offset, metric in ((-0.2, "greedy_first_attempt"), (0.2, "pass_at_1")):
-            figures = [payload["arms"][arm][metric] for arm in ARMS]
-            rates = [100 * f["rate"] for f in figures]
-            errors = [[r - 100 * f["ci95"][0] for r, f in zip(rates, figures, strict=True)],
-                      [100 * f["ci95"][1] - r for r, f in zip(rates, figures, strict=True)]]  # fmt: skip
-            bars = ax.bar([i + offset for i in range(len(ARMS))], rates, 0.38, yerr=errors,
-                          capsize=4, label=metric.replace("_", " "))  # fmt: skip
-            ax.bar_label(bars, fmt="%.1f", fontsize=8)
-        ax.set_xticks(range(len(ARMS)), ARMS)
+        series = {metric.replace("_", " "): [payload["arms"][arm][metric] for arm in ARMS]
+                  for metric in ("greedy_first_attempt", "pass_at_1")}  # fmt: skip
+        rate_bars(ax, list(ARMS), series)
         ax.set_ylabel("pass@1 on the test split (%)")
         ax.set_ylim(0, 105)
         d = payload["difference"]["pass_at_1"]

@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 
 from app.services import build_context
-from benchmarks.common import saved_figure
+from benchmarks.common import rate_bars, saved_figure
 from benchmarks.paired_runs import (
     Arm,
     add_run_options,
@@ -121,16 +121,10 @@ def chart(payload: dict[str, Any], path: Path) -> None:
     """Each penalty's pass@1, all problems and the late ones, with 95 % intervals."""
     arms = list(payload["arms"])
     with saved_figure(path, figsize=(7, 4.2)) as (_, ax):
-        for offset, metric in ((-0.2, "pass_at_1"), (0.2, "late_problems")):
-            figures = [payload["arms"][arm][metric] for arm in arms]
-            rates = [100 * f["rate"] for f in figures]
-            errors = [[r - 100 * f["ci95"][0] for r, f in zip(rates, figures, strict=True)],
-                      [100 * f["ci95"][1] - r for r, f in zip(rates, figures, strict=True)]]  # fmt: skip
-            label = "all problems" if metric == "pass_at_1" else f"HumanEval/{LATE_PROBLEMS}+"
-            bars = ax.bar([i + offset for i in range(len(arms))], rates, 0.38, yerr=errors,
-                          capsize=4, label=label)  # fmt: skip
-            ax.bar_label(bars, fmt="%.1f", fontsize=8)
-        ax.set_xticks(range(len(arms)), arms)
+        rate_bars(ax, arms, {
+            "all problems": [payload["arms"][arm]["pass_at_1"] for arm in arms],
+            f"HumanEval/{LATE_PROBLEMS}+": [payload["arms"][arm]["late_problems"] for arm in arms],
+        })  # fmt: skip
         ax.set_ylabel("greedy first attempt, pass@1 (%)")
         ax.set_ylim(0, 100)
         lines = [f"{name}: {100 * d['all']['difference']:+.1f} points, McNemar p="
