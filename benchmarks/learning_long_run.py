@@ -27,6 +27,7 @@ from benchmarks.common import saved_figure
 from benchmarks.learning_plan import add_plan_options, parse_plan
 from benchmarks.paired_runs import (
     Arm,
+    add_penalty_option,
     add_run_options,
     measure,
     outcomes,
@@ -62,6 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--attempts", type=int, default=3, help="K: model calls per task")
     parser.add_argument("--window", type=int, default=10, help="rolling reward window")
     add_run_options(parser, "learning_long_run")
+    add_penalty_option(parser)
     return parser.parse_args(argv)
 
 
@@ -123,7 +125,10 @@ def run_arms(run: ResumableRun, args: argparse.Namespace) -> str:
     stream, held_out = split_stream(args)
     contexts = {
         arm: build_context(
-            protocol_settings(args.llm, args.base_url, run.folder / arm), use_memory=False
+            protocol_settings(
+                args.llm, args.base_url, run.folder / arm, llm_repeat_penalty=args.repeat_penalty
+            ),
+            use_memory=False,
         )
         for arm in ARMS
     }

@@ -26,6 +26,7 @@ from benchmarks.common import rate_bars, saved_figure
 from benchmarks.learning_plan import add_plan_options, parse_plan
 from benchmarks.paired_runs import (
     Arm,
+    add_penalty_option,
     add_run_options,
     measure,
     outcomes,
@@ -67,6 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--branch-factor", type=int, default=2, help="APO edits per round")
     parser.add_argument("--gradient-batch", type=int, default=3, help="APO rollouts/gradient")
     add_run_options(parser, "learning_test_split")
+    add_penalty_option(parser)
     return parser.parse_args(argv)
 
 
@@ -135,7 +137,11 @@ def test_arms(served: Settings, learner: Learner, run: ResumableRun, args: Any) 
 
 def run_all(run: ResumableRun, args: argparse.Namespace) -> str:
     """Learn, then test; the model's label."""
-    settings = learning_settings(protocol_settings(args.llm, args.base_url, run.folder / "learned"))
+    settings = learning_settings(
+        protocol_settings(
+            args.llm, args.base_url, run.folder / "learned", llm_repeat_penalty=args.repeat_penalty
+        )
+    )
     if "apo:" not in args.plan:  # only APO needs the optimizer model: no second local server
         settings = settings.model_copy(update={"optimizer_local_model": settings.local_model})
     with llm_endpoint(settings) as (served, optimizer):

@@ -28,6 +28,7 @@ from app.stats import paired_bootstrap_ci
 from benchmarks.memory_ablation import chart
 from benchmarks.paired_runs import (
     Arm,
+    add_penalty_option,
     add_run_options,
     measure,
     outcomes,
@@ -58,6 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=None, help="first N tasks of the stream")
     parser.add_argument("--attempts", type=int, default=3, help="K: model calls per task")
     add_run_options(parser, "memory_recurring")
+    add_penalty_option(parser)
     return parser.parse_args(argv)
 
 
@@ -65,7 +67,10 @@ def run_arms(run: ResumableRun, tasks: list[Task], args: argparse.Namespace) -> 
     """Both arms over the stream; the settings of the arm without memory."""
     contexts = [
         build_context(
-            protocol_settings(args.llm, args.base_url, run.folder / arm), use_memory=arm != ARMS[0]
+            protocol_settings(
+                args.llm, args.base_url, run.folder / arm, llm_repeat_penalty=args.repeat_penalty
+            ),
+            use_memory=arm != ARMS[0],
         )
         for arm in ARMS
     ]

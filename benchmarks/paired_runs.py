@@ -135,6 +135,18 @@ def add_run_options(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
 
 
+def add_penalty_option(parser: argparse.ArgumentParser) -> None:
+    """`--repeat-penalty`: part of a run's arguments, so a run is resumed with the penalty it
+    began with (default: the `llm_repeat_penalty` setting)."""
+    parser.add_argument(
+        "--repeat-penalty",
+        type=float,
+        default=Settings().llm_repeat_penalty,
+        help="the model's repetition penalty; runs begun before the setting existed had the "
+        "server's 1.1",
+    )
+
+
 def measure(
     args: argparse.Namespace,
     execute: Callable[[ResumableRun], Made],

@@ -70,6 +70,11 @@ def test_memory_recurring_pairs_the_arms_and_resumes(tmp_path: Path, stream: Pat
     assert _drop_last_rows(tmp_path / "run", 1) == ["with_memory/2"]
     again = memory_recurring.main(argv)
     assert _segments(again) == [6, 1] and again["tasks"] == 3
+    # the repetition penalty is one of the run's arguments: another one is another run
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["arguments"]["repeat_penalty"] == str(Settings().llm_repeat_penalty)
+    with pytest.raises(ArgumentsChanged, match="repeat_penalty"):
+        memory_recurring.main([*argv, "--repeat-penalty", "1.1"])
 
 
 def test_long_run_learns_between_tasks_and_resumes(tmp_path: Path, stream: Path) -> None:
