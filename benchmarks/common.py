@@ -91,6 +91,8 @@ class BenchmarkRun:
 
     started: str
     load_before: list[float]
+    commit: str
+    """The code that ran: the commit when the benchmark began (not when it wrote its results)."""
     settings: dict[str, Any] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
@@ -100,7 +102,7 @@ class BenchmarkRun:
         n = cores()
         loaded = max(self.load_before[0], after[0]) > n
         return {
-            "commit": commit(),
+            "commit": self.commit,
             "started": self.started,
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {
@@ -127,6 +129,7 @@ def begin(**settings: Any) -> BenchmarkRun:
     return BenchmarkRun(
         started=datetime.now(UTC).isoformat(timespec="seconds"),
         load_before=load_average(),
+        commit=commit(),
         settings=settings,
     )
 

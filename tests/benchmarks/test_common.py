@@ -37,3 +37,13 @@ def test_every_result_records_commit_machine_and_load(
     assert record["load_average_after"] == [9.0, 3.0, 1.0]
     assert record["loaded"] is (record["machine"]["cores"] < 9.0)
     assert json.loads(path.read_text())["figure"] == 1
+
+
+def test_the_recorded_commit_is_the_one_the_run_began_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commits = iter(["a" * 40, "b" * 40])
+    monkeypatch.setattr(common, "commit", lambda: next(commits))
+    run = common.begin()
+    record = json.loads(common.write_json(tmp_path / "r.json", {}, run).read_text())["run"]
+    assert record["commit"] == "a" * 40
