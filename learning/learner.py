@@ -236,7 +236,7 @@ class Learner:
             for text, e in result.full_val.items()
             if text != active.text and text.strip()
         }
-        scored = self._hygienic(name, active.version, scored)
+        scored, refused = self._hygienic(name, active.version, scored)
         registered = self._register(name, active.version, scored)
         detail = {
             "evaluations": [asdict(e) for e in result.evaluations],
@@ -246,6 +246,7 @@ class Learner:
             "invalid_edits": result.invalid_edits,
             "gradient_items": [item_key(item) for item in errors],
             "candidates": {registered[t]: asdict(s) for t, s in scored.items()},
+            "refused": refused,
         }
         if not scored:
             return RoundReport(
@@ -290,10 +291,13 @@ class Learner:
             return failed
         return [item for item, _ in ranked[: self.apo.gradient_batch_size]]
 
-    def _hygienic(self, name: str, parent: str, scored: dict[str, Score]) -> dict[str, Score]:
-        """The candidates that read as general instructions; the others are kept as rejected,
-        with the reason (`learning.hygiene`), and never promoted."""
-        clean = {}
+    def _hygienic(
+        self, name: str, parent: str, scored: dict[str, Score]
+    ) -> tuple[dict[str, Score], dict[str, str]]:
+        """The candidates that read as general instructions, and the others by version with the
+        reason (`learning.hygiene`): kept as rejected, never promoted."""
+        clean: dict[str, Score] = {}
+        refused: dict[str, str] = {}
         inherited = self.registry.get(name, parent).text
         for text, score in scored.items():
             reason = training_leak(text, self.train_tasks, inherited)
@@ -303,7 +307,8 @@ class Learner:
             note = f"hygiene: {reason}"
             version = self.registry.add_candidate(name, text, parent, source="apo", note=note)
             self.registry.reject(name, version.version, note)
-        return clean
+            refused[version.version] = reason
+        return clean, refused
 
     def _register(self, name: str, parent: str, scored: dict[str, Score]) -> dict[str, str]:
         """Each APO candidate added to the registry (with the rewards its runs earned), by text."""

@@ -202,3 +202,26 @@ def test_a_gain_that_is_not_significant_is_not_promoted(
     assert registry.current(C).version == "v1"
     [event] = [e for e in registry.events(C) if e.event == "rejected"]
     assert "paired sign test p=0.500" in event.detail
+
+
+def test_an_edit_naming_a_training_task_is_refused_with_its_reason(
+    evaluator: MeshEvaluator,
+    registry: PromptRegistry,
+    split: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    optimizer_double: Any,
+) -> None:
+    train, val = split
+    evaluator.cache = True
+    leaking = "Check the edge cases. For merge_intervals, sort the intervals first."
+    learner = Learner(
+        evaluator, registry, train, val, optimizer=_optimizer(optimizer_double(leaking)),
+        alpha=1.0,
+    )  # fmt: skip
+
+    report = learner.run_round(C, "apo")
+
+    assert report.decision == "no-candidate" and registry.current(C).version == "v1"
+    [(version, reason)] = report.detail["refused"].items()
+    assert "merge_intervals" in reason
+    refused = registry.get(C, version)
+    assert refused.status == "rejected" and refused.text == leaking
