@@ -31,8 +31,8 @@ from benchmarks.paired_runs import (
     add_run_options,
     measure,
     outcomes,
-    protocol_settings,
     run_interleaved,
+    run_settings,
 )
 from benchmarks.resumable import ResumableRun
 from benchmarks.task_stream import STREAM, load_stream
@@ -125,9 +125,7 @@ def run_arms(run: ResumableRun, args: argparse.Namespace) -> str:
     stream, held_out = split_stream(args)
     contexts = {
         arm: build_context(
-            protocol_settings(
-                args.llm, args.base_url, run.folder / arm, llm_repeat_penalty=args.repeat_penalty
-            ),
+            run_settings(args, run.folder / arm),
             use_memory=False,
         )
         for arm in ARMS

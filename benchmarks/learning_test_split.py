@@ -31,9 +31,9 @@ from benchmarks.paired_runs import (
     measure,
     outcomes,
     paired_rates,
-    protocol_settings,
     rate,
     run_interleaved,
+    run_settings,
 )
 from benchmarks.resumable import ResumableRun
 from foundation.settings import Settings
@@ -137,11 +137,7 @@ def test_arms(served: Settings, learner: Learner, run: ResumableRun, args: Any) 
 
 def run_all(run: ResumableRun, args: argparse.Namespace) -> str:
     """Learn, then test; the model's label."""
-    settings = learning_settings(
-        protocol_settings(
-            args.llm, args.base_url, run.folder / "learned", llm_repeat_penalty=args.repeat_penalty
-        )
-    )
+    settings = learning_settings(run_settings(args, run.folder / "learned"))
     if "apo:" not in args.plan:  # only APO needs the optimizer model: no second local server
         settings = settings.model_copy(update={"optimizer_local_model": settings.local_model})
     with llm_endpoint(settings) as (served, optimizer):

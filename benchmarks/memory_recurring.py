@@ -33,9 +33,9 @@ from benchmarks.paired_runs import (
     measure,
     outcomes,
     paired_rates,
-    protocol_settings,
     rate,
     run_interleaved,
+    run_settings,
 )
 from benchmarks.resumable import ResumableRun
 from benchmarks.task_stream import STREAM, load_stream
@@ -67,9 +67,7 @@ def run_arms(run: ResumableRun, tasks: list[Task], args: argparse.Namespace) -> 
     """Both arms over the stream; the settings of the arm without memory."""
     contexts = [
         build_context(
-            protocol_settings(
-                args.llm, args.base_url, run.folder / arm, llm_repeat_penalty=args.repeat_penalty
-            ),
+            run_settings(args, run.folder / arm),
             use_memory=arm != ARMS[0],
         )
         for arm in ARMS

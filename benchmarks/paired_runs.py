@@ -125,6 +125,14 @@ def protocol_settings(llm: str, base_url: str | None, data_dir: Path, **more: An
     )
 
 
+def run_settings(args: argparse.Namespace, data_dir: Path) -> Settings:
+    """`protocol_settings` for a harness that takes `add_penalty_option`: its model, endpoint and
+    repetition penalty from `args`."""
+    return protocol_settings(
+        args.llm, args.base_url, data_dir, llm_repeat_penalty=args.repeat_penalty
+    )
+
+
 def add_run_options(parser: argparse.ArgumentParser, name: str) -> None:
     """The options every paired benchmark takes: its model, its run folder, where results go."""
     parser.add_argument("--llm", default="auto", help="auto | openai | local | scripted")
