@@ -106,15 +106,21 @@ def blind_best_of_k(
         code, _, used = blind_sample(context, task, SAMPLE_TEMPERATURE)
         codes.append(code)
         tokens += used
+    candidates = publicly_judged(context, task, codes)
+    chosen = choose(candidates)
+    hidden = [judge(context, task, code, task.verdict_tests).passed for code in codes]
+    return candidates, chosen, hidden, tokens
+
+
+def publicly_judged(context: MeshContext, task: Task, codes: list[str]) -> list[Candidate]:
+    """Each code as a candidate with its public verdict (loads, public tests passed)."""
     candidates = []
     for code in codes:
         public = judge(context, task, code, task.tests)
         candidates.append(
             Candidate(code, public.tests_passed, public.tests_total, public.error_type is None)
         )
-    chosen = choose(candidates)
-    hidden = [judge(context, task, code, task.verdict_tests).passed for code in codes]
-    return candidates, chosen, hidden, tokens
+    return candidates
 
 
 def codet_choice(
