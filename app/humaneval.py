@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from graph.runner import BatchRunner
 from graph.state import Task, TaskOutcome
+from llm.chat import model_label
 
 
 class EvalSummary(BaseModel):
@@ -56,7 +57,7 @@ def evaluate(
     summary = summarise(
         outcomes,
         attempts,
-        context.settings.model_label,
+        model_label(context.settings),
         memory=context.memory is not None,
         retry_strategy=context.settings.retry_strategy,
         total_seconds=time.perf_counter() - started,

@@ -35,6 +35,7 @@ from benchmarks.paired_runs import (
 )
 from benchmarks.resumable import ResumableRun
 from graph.datasets import humaneval_tasks
+from llm.chat import model_label
 
 COLUMNS = {
     "greedy": "(a) greedy",
@@ -89,7 +90,7 @@ def run_choices(run: ResumableRun, rows: list[dict[str, Any]], args: argparse.Na
                     "codet_chosen": chosen, "codet_tests": usable, "tokens": tokens,
                 })  # fmt: skip
             bars.update(bar, advance=1)
-    return context.settings.model_label
+    return model_label(context.settings)
 
 
 def report(run: ResumableRun, model: str, source: Path) -> dict[str, Any]:

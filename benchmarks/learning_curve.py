@@ -42,6 +42,7 @@ from learning.learner import (
     open_learner,
 )
 from learning.splits import humaneval_split_tasks
+from llm.chat import model_label
 from nodes.prompts import CONSUMER_SYSTEM
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -222,7 +223,7 @@ def main() -> None:
         test = test_check(learner, args, seed.text, final.text) if args.test else None
     seconds = round(time.perf_counter() - started, 1)
     improved = curve[-1]["val_reward"] > curve[0]["val_reward"]
-    model = served.model_label
+    model = model_label(served)
     result = {
         "benchmark": "learning_curve",
         "title": (

@@ -42,6 +42,7 @@ from graph.runner import BatchRunner
 from graph.state import Task
 from learning.candidates import MeshEvaluator, task_items
 from learning.periodic import for_evaluation, learner_round
+from llm.chat import model_label
 from nodes import NODE_FUNCTIONS
 from nodes.prompts import CONSUMER_SYSTEM
 
@@ -144,7 +145,7 @@ def run_arms(run: ResumableRun, args: argparse.Namespace) -> str:
         graph = compile_mesh(NODE_FUNCTIONS, saver)
         arms = [Arm(arm, BatchRunner(graph, context, arm)) for arm, context in contexts.items()]
         run_interleaved(run, stream, arms, args.attempts, after_task=after_task)
-    return contexts["learning"].settings.model_label
+    return model_label(contexts["learning"].settings)
 
 
 def rolling(values: list[float], window: int) -> list[float]:

@@ -44,6 +44,7 @@ from learning.apo_options import APOOptions
 from learning.candidates import humaneval_split, task_items
 from learning.learner import Learner, OptimizerLLM, learning_settings, llm_endpoint, open_learner
 from learning.splits import humaneval_split_tasks
+from llm.chat import model_label
 from nodes import NODE_FUNCTIONS
 from prompt_registry import Prompt, PromptRegistry
 
@@ -144,7 +145,7 @@ def run_all(run: ResumableRun, args: argparse.Namespace) -> str:
         learner = learner_for(served, optimizer, run, args)
         learn(learner, run, args)
         test_arms(served, learner, run, args)
-    return served.model_label
+    return model_label(served)
 
 
 def arm_rates(values: list[TaskOutcome]) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from graph.builder import compile_mesh
 from graph.runner import BatchRunner
 from graph.state import Task, TaskOutcome
 from learning.significance import paired_gain_p
+from llm.chat import model_label
 from nodes import NODE_FUNCTIONS
 
 ARMS = ("without_memory", "with_memory")
@@ -138,7 +139,7 @@ def by_recurrence(arm: Sequence[TaskOutcome]) -> dict[str, Any]:
 
 def report(run: ResumableRun, settings: Settings, attempts: int, stream: Path) -> dict[str, Any]:
     """The results payload from the stored rows (tasks both arms finished)."""
-    model = settings.model_label
+    model = model_label(settings)
     per_arm = {arm: outcomes(run, arm) for arm in ARMS}
     n = min(len(v) for v in per_arm.values())
     base, other = (per_arm[arm][:n] for arm in ARMS)

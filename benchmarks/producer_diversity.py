@@ -30,6 +30,7 @@ from app.services import build_context
 from benchmarks.common import RESULTS_DIR, begin, llm_overrides, saved_figure, write_result
 from foundation.settings import Settings
 from graph.state import MeshState
+from llm.chat import model_label
 from nodes.producer import producer
 
 console = Console()
@@ -147,7 +148,7 @@ def main() -> None:
         data_dir = Path(tempfile.mkdtemp(prefix="aimesh-diversity-"))
         settings = Settings(**overrides, data_dir=data_dir)
         arms.append(run_arm(settings, use_memory, args.tasks))
-    model = settings.model_label
+    model = model_label(settings)
     title = f"Producer diversity, {model}, {args.tasks} tasks per arm"
     path = write_result(
         args.name,

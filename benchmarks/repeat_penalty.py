@@ -37,6 +37,7 @@ from graph.builder import compile_mesh
 from graph.datasets import humaneval_tasks
 from graph.runner import BatchRunner
 from graph.state import TaskOutcome
+from llm.chat import model_label
 from nodes import NODE_FUNCTIONS
 
 LATE_PROBLEMS = 103
@@ -74,7 +75,7 @@ def run_arms(run: ResumableRun, penalties: list[float], args: argparse.Namespace
         graph = compile_mesh(NODE_FUNCTIONS, saver)
         arms = [Arm(name, BatchRunner(graph, c, name)) for name, c in contexts.items()]
         run_interleaved(run, humaneval_tasks(args.limit), arms, attempts=1)
-    return next(iter(contexts.values())).settings.model_label
+    return model_label(next(iter(contexts.values())).settings)
 
 
 def first_attempts(values: list[TaskOutcome], start: int = 0) -> list[bool]:

@@ -41,6 +41,7 @@ from benchmarks.common import RESULTS_DIR, begin, load_average, saved_figure, wr
 from foundation.settings import MemorySettings, Settings
 from graph.state import TaskOutcome
 from kafka_edges.broker import EmbeddedBroker
+from llm.chat import model_label
 
 console = Console()
 FAST_GROUPS = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}
@@ -201,7 +202,7 @@ def main() -> None:
             with shared_llm_endpoint(local) as served:
                 rows = series(served, local_workers, args.local_tasks, warmup=1, label="local")
             report["local_model"] = {
-                "model": local.model_label,
+                "model": model_label(local),
                 "server": "one llama.cpp server shared by every worker",
                 "rows": rows,
             }

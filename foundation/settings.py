@@ -206,11 +206,6 @@ class Settings(BaseSettings):
         """The workers' durable record of handled inputs and in-flight transitions (SQLite)."""
         return self.data_dir / "delivery_ledger.sqlite"
 
-    @property
-    def model_label(self) -> str:
-        """The model's name for reports ("scripted double" for the offline test double)."""
-        return "scripted double" if self.llm == "scripted" else self.llm_model
-
     def to_wire(self) -> str:
         """These settings as one JSON document, secrets included (for worker processes)."""
         return json.dumps(self.model_dump(mode="python"), default=_wire_value)

@@ -18,6 +18,7 @@ from langchain_core.runnables import Runnable
 
 from foundation.errors import InfrastructureError
 from foundation.settings import Settings
+from llm.local_model import model_alias
 
 
 class LLMUnavailableError(InfrastructureError):
@@ -57,6 +58,15 @@ def resolve_provider(settings: Settings) -> str:
     if settings.llm_base_url or os.environ.get("OPENAI_API_KEY"):
         return "openai"
     return "local"
+
+
+def model_label(settings: Settings) -> str:
+    """The model that answers, for reports and requests: the local model's alias (`local_model`
+    picks it, not `llm_model`), "scripted double" for the offline test double, else `llm_model`."""
+    provider = resolve_provider(settings)
+    if provider == "local":
+        return model_alias(settings.local_model)
+    return "scripted double" if provider == "scripted" else settings.llm_model
 
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -103,7 +113,7 @@ def make_chat_model(settings: Settings) -> BaseChatModel:
         secret = settings.llm_api_key
         api_key = secret.get_secret_value() if secret else os.environ.get("OPENAI_API_KEY", "none")
     return ChatOpenAI(
-        model=settings.llm_model,
+        model=model_label(settings),
         base_url=base_url,
         api_key=api_key,
         temperature=settings.llm_temperature,

@@ -24,6 +24,7 @@ from graph.checkpoint import sqlite_checkpointer
 from graph.datasets import humaneval_tasks, load_tasks, task_id_of
 from graph.runner import BatchRunner
 from graph.state import Task
+from llm.chat import model_label
 from nodes import NODE_FUNCTIONS
 
 
@@ -234,7 +235,7 @@ def _header(manifest: dict[str, Any], settings: Any, segment: dict[str, Any]) ->
         "eval_id": manifest["eval_id"],
         "commit": segment["commit"],
         "dirty": segment["dirty"],
-        "model": settings.model_label,
+        "model": model_label(settings),
         "local_model": settings.local_model,
         "options": manifest["options"],
         "args": manifest["args"],

@@ -1,11 +1,13 @@
-"""What the chat client sends beyond the OpenAI fields."""
+"""What the chat client sends beyond the OpenAI fields, and which model it names."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from foundation.settings import Settings
-from llm.chat import request_extras
+from llm.chat import model_label, request_extras
 
 
 def test_repeat_penalty_goes_to_self_hosted_models_only() -> None:
@@ -23,3 +25,15 @@ def test_repeat_penalty_none_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert Settings().llm_repeat_penalty is None
     monkeypatch.setenv("AIMESH_LLM_REPEAT_PENALTY", "1.1")
     assert Settings().llm_repeat_penalty == 1.1
+
+
+def test_the_model_named_is_the_one_that_answers(tmp_path: Path) -> None:
+    """The local model's alias follows `local_model` (a 1.5B run was once reported under the
+    0.5B's name, `llm_model`'s default); endpoints keep `llm_model`."""
+    assert model_label(Settings(llm="local", local_model="1.5b")) == "qwen2.5-coder-1.5b-instruct"
+    assert model_label(Settings(llm="local")) == "qwen2.5-coder-0.5b-instruct"
+    gguf = tmp_path / "my-model.Q8_0.gguf"
+    assert model_label(Settings(llm="local", local_model=str(gguf))) == "my-model.Q8_0"
+    endpoint = Settings(llm_base_url="http://127.0.0.1:9/v1", llm_model="served-name")
+    assert model_label(endpoint) == "served-name"
+    assert model_label(Settings(llm="scripted")) == "scripted double"
