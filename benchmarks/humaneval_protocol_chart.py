@@ -26,6 +26,12 @@ ORACLE = {"blind_any", "oracle"}
 """Columns that use the hidden tests: drawn hatched, never to be read as pass@1."""
 
 
+def loops_drawn(columns: dict[str, Any]) -> list[tuple[str, str]]:
+    """The loops given solved-at-attempt bars: (c), and (d) where the report has that column."""
+    loops = [("loop", "(c) public feedback")]
+    return [*loops, ("oracle", "(d) oracle feedback")] if "oracle" in columns else loops
+
+
 def protocol_chart(report: dict[str, Any], out: Path) -> None:
     """Columns with intervals (left), solved-at-attempt bars of the two loops (right)."""
     columns = report["columns"]
@@ -63,12 +69,11 @@ def protocol_chart(report: dict[str, Any], out: Path) -> None:
         )
         left.grid(axis="y", alpha=0.3)
         solved = report["solved_at_attempt"]
-        width = 0.38
-        for shift, (key, label) in enumerate(
-            (("loop", "(c) public feedback"), ("oracle", "(d) oracle feedback"))
-        ):
+        loops = loops_drawn(columns)
+        width = 0.76 / len(loops)
+        for shift, (key, label) in enumerate(loops):
             counts = [solved.get(key, {}).get(str(a), 0) for a in range(1, k + 1)]
-            xs = [a + (shift - 0.5) * width for a in range(1, k + 1)]
+            xs = [a + (shift - (len(loops) - 1) / 2) * width for a in range(1, k + 1)]
             right.bar(xs, counts, width, label=label, hatch="//" if key == "oracle" else None)
             for x, c in zip(xs, counts, strict=True):
                 right.annotate(str(c), (x, c), ha="center", va="bottom", fontsize=8)
@@ -76,8 +81,10 @@ def protocol_chart(report: dict[str, Any], out: Path) -> None:
         right.set_xticks(range(1, k + 1))
         right.set_xlabel("attempt whose answer was submitted and passed")
         right.set_ylabel("problems solved")
-        oracle_n = columns["oracle"]["n"] if "oracle" in columns else 0
-        right.set_title(f"solved at attempt ((d) on the first {oracle_n} problems)", fontsize=9)
+        title = "solved at attempt"
+        if "oracle" in columns:
+            title += f" ((d) on the first {columns['oracle']['n']} problems)"
+        right.set_title(title, fontsize=9)
         right.legend(fontsize=8)
         right.grid(axis="y", alpha=0.3)
         fig.tight_layout()

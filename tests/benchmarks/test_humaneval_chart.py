@@ -99,3 +99,10 @@ def test_the_protocol_chart_is_drawn_from_a_protocol_report(tmp_path: Path) -> N
     assert payload["columns"]["codet"]["calls_per_problem"] == 4
     protocol_chart(payload, out)
     assert out.read_bytes().startswith(b"\x89PNG") and out.stat().st_size > 10_000
+
+
+def test_a_report_without_oracle_feedback_draws_no_oracle_bars() -> None:
+    from benchmarks.humaneval_protocol_chart import loops_drawn
+
+    assert [key for key, _ in loops_drawn({"loop": {}, "oracle": {}})] == ["loop", "oracle"]
+    assert [key for key, _ in loops_drawn({"loop": {}, "blind": {}})] == ["loop"]
