@@ -2,15 +2,17 @@
 
 (a) the greedy first attempt (the graph's first attempt);
 (b) blind best-of-K: K answers with no feedback (the greedy one and K-1 samples), the one submitted
-    chosen on public information only (`app.selection`); beside it the oracle pass@K (any of the K
+    chosen on public information only (`graph.selection`); beside it the oracle pass@K (any of the K
     passes the hidden tests), an upper bound;
 (c) the loop with public feedback only (`feedback="public"`: public failures shown, the loop stops
-    on the public tests and submits on them), at most K model calls like (b);
+    on the public tests and submits on them), at most K model calls like (b); where a problem has
+    no public test, K blind attempts and one test-writing call, the submission chosen by CodeT;
 (d) the loop with the hidden tests' failures fed back, "oracle feedback", on the first
     `oracle_limit` problems (it continues the same greedy first attempt);
 (e) optionally the first attempt with the model card's prompt shape (`completion`), greedy;
 (f) optionally (`codet`) the same K blind candidates as (b), the one submitted chosen by CodeT's
-    dual agreement with tests the model wrote from the statement and signature (one more call).
+    dual agreement with tests the model wrote from the statement and signature (one more call;
+    the loop's own tests where it wrote some).
 
 Each problem's row is appended to a JSONL file as soon as it is finished, so an interrupted run
 continues with `--resume` (the graph runs also resume from their checkpoints).
@@ -26,9 +28,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from app.selection import Candidate, choose, choose_by_written_tests
 from graph.context import MeshContext
 from graph.runner import BatchRunner
+from graph.selection import Candidate, choose, choose_by_written_tests
 from graph.state import Attempt, Task
 from nodes.consumer import blind_sample, written_tests
 from sandbox import ExecutionResult, SandboxJob
@@ -124,23 +126,22 @@ def publicly_judged(context: MeshContext, task: Task, codes: list[str]) -> list[
 
 
 def codet_choice(
-    context: MeshContext, task: Task, candidates: list[Candidate]
+    context: MeshContext, task: Task, candidates: list[Candidate], tests: list[str] | None = None
 ) -> tuple[int, int, int]:
     """(f): the index of the candidate chosen by CodeT's dual agreement with tests the model
-    wrote (one greedy call, from the statement and signature only), how many of those tests
-    were usable, and the tokens spent."""
-    tests, tokens = written_tests(context, task)
+    wrote (one greedy call from the statement and signature only, unless the loop's `tests`
+    are given), how many of those tests were usable, and the tokens spent."""
+    tokens = 0
+    if tests is None:
+        tests, tokens = written_tests(context, task)
     if tests:
         candidates = [
-            replace(c, written_passed=_passed(judge(context, task, c.code, tests)))
+            replace(
+                c, written_passed=frozenset(judge(context, task, c.code, tests).passed_indexes())
+            )
             for c in candidates
         ]
     return choose_by_written_tests(candidates), len(tests), tokens
-
-
-def _passed(result: ExecutionResult) -> frozenset[int]:
-    """The indexes of the tests a run passed."""
-    return frozenset(o.index for o in result.outcomes if o.passed)
 
 
 class Protocol:
@@ -208,7 +209,7 @@ class Protocol:
         row.greedy = first.execution.passed
         row.greedy_code, row.greedy_reply = first.code, first.reply
         row.loop = state.passed
-        row.loop_calls = len(state.attempts)
+        row.loop_calls = len(state.attempts) + (state.written_tests is not None)
         row.loop_submitted = state.submitted.number if state.submitted else 0
         row.tokens = state.tokens_used
 
@@ -217,7 +218,9 @@ class Protocol:
         row.blind_calls, row.tokens = k, row.tokens + tokens
         row.candidates, row.candidates_hidden = [c.code for c in candidates], hidden
         if self.options.codet:
-            chosen, row.codet_tests, tokens = codet_choice(self.context, checked, candidates)
+            chosen, row.codet_tests, tokens = codet_choice(
+                self.context, checked, candidates, state.written_tests
+            )
             row.codet, row.codet_chosen, row.codet_calls = hidden[chosen], chosen, k + 1
             row.tokens += tokens
 

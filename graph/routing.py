@@ -29,9 +29,13 @@ def route_after_producer(state: MeshState) -> Literal["consumer", "supervisor"]:
 
 def route_after_sandbox(state: MeshState) -> Literal["consumer", "reviewer"]:
     """Retry with the error while attempts remain and the code fails; otherwise review. With
-    `public` feedback the loop stops on the public tests (the hidden verdict never decides)."""
+    `public` feedback the loop stops on the public tests (the hidden verdict never decides);
+    with model-written tests (no public test) it draws every attempt for CodeT to choose from."""
     last = state.last_attempt
-    done = last is not None and last.public_passed if state.feedback == "public" else state.passed
+    if state.feedback == "public":
+        done = last is not None and last.public_passed and not state.written_tests
+    else:
+        done = state.passed
     if done or len(state.attempts) >= state.max_attempts:
         return REVIEWER
     return CONSUMER

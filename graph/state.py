@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, Field
 
+from graph.selection import Candidate, choose_by_written_tests
 from sandbox.base import ExecutionResult
 
 Status = Literal["new", "solving", "tested", "reviewed", "done", "failed"]
@@ -77,6 +78,8 @@ class Attempt(BaseModel):
     latency_ms: float = 0.0
     reply: str = ""
     """The model's raw answer the code was extracted from (to measure extraction losses)."""
+    written_passed: list[int] | None = None
+    """Which of the model-written tests (by index) it passed (None when none were written)."""
 
     def feedback(self, mode: FeedbackMode = "hidden_counts") -> str:
         """What a retry may be told: the public tests' failures in full; of hidden tests only
@@ -100,10 +103,26 @@ class Attempt(BaseModel):
         return bool(self.public and self.public.passed)
 
     @property
+    def public_run(self) -> ExecutionResult | None:
+        """The run on the public tests (the verdict's run when nothing is hidden)."""
+        return self.public if self.hidden else self.execution
+
+    @property
     def public_score(self) -> int:
         """How many public tests passed (what a public-only selection may compare)."""
-        result = self.public if self.hidden else self.execution
-        return result.tests_passed if result is not None else 0
+        return self.public_run.tests_passed if self.public_run is not None else 0
+
+    def as_candidate(self) -> Candidate:
+        """This attempt as a candidate of a public-only selection (its public run, whether the
+        code loads, the model-written tests it passed)."""
+        run = self.public_run
+        return Candidate(
+            self.code,
+            run.tests_passed if run else 0,
+            run.tests_total if run else 0,
+            loads=run is not None and run.error_type is None,
+            written_passed=frozenset(self.written_passed or ()),
+        )
 
 
 def hidden_summary(result: ExecutionResult) -> str:
@@ -139,7 +158,7 @@ class ReviewScores(BaseModel):
 
 
 class Review(BaseModel):
-    """The reviewer's verdict on the final attempt."""
+    """The reviewer's verdict on the answer submitted."""
 
     reward: float = Field(ge=0.0, le=1.0)
     scores: ReviewScores
@@ -191,6 +210,12 @@ class MeshState(BaseModel):
     feedback: FeedbackMode = Field(
         "hidden_counts", description="what a retry is told and what ends the loop (FeedbackMode)"
     )
+    written_tests: list[str] | None = Field(
+        None,
+        description="tests the model wrote for a task with no public test under `public` "
+        "feedback (CodeT): every attempt runs them and they choose the answer submitted, never "
+        "the verdict; [] when the reply held none usable, None when none were asked for",
+    )
 
     @property
     def last_attempt(self) -> Attempt | None:
@@ -198,12 +223,15 @@ class MeshState(BaseModel):
 
     @property
     def submitted(self) -> Attempt | None:
-        """The answer the loop submits: the last attempt; with `public` feedback, the first
-        attempt that passed the public tests, else the one passing most of them (the earliest
-        on a tie), chosen without a hidden test."""
+        """The answer the loop submits: the last attempt; with `public` feedback, chosen without
+        a hidden test: by CodeT's dual agreement with the model-written tests when there are
+        some, else the first attempt that passed the public tests, else the one passing most of
+        them (the earliest on a tie)."""
         judged = [a for a in self.attempts if a.execution is not None]
         if self.feedback != "public" or not judged:
             return self.last_attempt
+        if self.written_tests:
+            return judged[choose_by_written_tests([a.as_candidate() for a in judged])]
         passing = [a for a in judged if a.public_passed]
         if passing:
             return passing[0]

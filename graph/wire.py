@@ -193,7 +193,7 @@ class SolutionMessage(EdgeMessage):
 
 
 class VerifiedSolutionMessage(EdgeMessage):
-    """`ai_verified_solutions`: the sandbox's verdict on the final attempt, waiting for review."""
+    """`ai_verified_solutions`: the sandbox's verdict on the answer submitted, waiting for review."""
 
     TOPIC: ClassVar[str] = AI_VERIFIED
     TYPE: ClassVar[str] = "verified_solution"
@@ -204,8 +204,8 @@ class VerifiedSolutionMessage(EdgeMessage):
 
     @classmethod
     def summarize(cls, state: MeshState) -> dict[str, Any]:
-        last = state.last_attempt
-        execution = last.execution if last else None
+        submitted = state.submitted
+        execution = submitted.execution if submitted else None
         return {
             "passed": state.passed,
             "tests_passed": execution.tests_passed if execution else 0,

@@ -1,5 +1,7 @@
 """Consumer: writes the solution; a retry sees the sandbox's verdict and, with the `repair`
-strategy, its previous code as a conversation (`resample` starts afresh without it)."""
+strategy, its previous code as a conversation (`resample` starts afresh without it). Where a
+task has no public test under `public` feedback, it first writes tests of its own (CodeT) and
+every retry is a blind sample for them to choose from."""
 
 from __future__ import annotations
 
@@ -31,11 +33,21 @@ def consumer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
     recall = context.memory.recall(task.statement) if context.memory is not None else None
     experience = recall.to_prompt() if recall is not None else ""
     request = prompts.consumer_request(task.statement, task.signature, task.entry_point, experience)
+    update: dict[str, Any] = {}
+    if (
+        state.feedback == "public"
+        and not task.tests
+        and not state.attempts
+        and state.max_attempts > 1
+    ):
+        # nothing public to check an answer with: CodeT's tests will choose among the attempts
+        update["written_tests"], update["tokens_used"] = written_tests(context, task)
     last = next((a for a in reversed(state.attempts) if a.execution), None)
-    if last is not None and context.settings.retry_strategy == "resample":
+    blind = bool(state.written_tests)  # a retry is one more blind sample for CodeT's choice
+    if last is not None and context.settings.retry_strategy == "resample" and not blind:
         request = f"{request}\n{prompts.consumer_resample(last.feedback(state.feedback))}"
     messages: list[BaseMessage] = [SystemMessage(system), HumanMessage(request)]
-    if context.settings.retry_strategy == "repair":
+    if context.settings.retry_strategy == "repair" and not blind:
         # Each failed attempt becomes a turn: the code the model wrote, then the sandbox's verdict.
         for previous in state.attempts:
             if previous.execution is not None:
@@ -55,8 +67,9 @@ def consumer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
         reply=reply.text,
     )
     return {
+        **update,
         "attempts": [attempt],
-        "tokens_used": reply.tokens,
+        "tokens_used": reply.tokens + update.get("tokens_used", 0),
         "memory_hits": recall.hits if recall is not None else 0,
         "status": "solving",
         "prompt_versions": versions,

@@ -25,8 +25,8 @@ PRAISE_THRESHOLD = 0.9
 
 
 def score(state: MeshState, timeout_s: float) -> tuple[ReviewScores, list[str]]:
-    """The four component scores of the final attempt, and the findings behind them."""
-    attempt, task = state.last_attempt, state.task
+    """The four component scores of the submitted answer, and the findings behind them."""
+    attempt, task = state.submitted, state.task
     if attempt is None or task is None or attempt.execution is None:
         return ReviewScores(), ["nothing was executed"]
     result = attempt.execution
@@ -61,13 +61,13 @@ def reward(scores: ReviewScores) -> float:
 
 
 def review(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
-    """Score the final attempt and write the critique."""
+    """Score the submitted answer and write the critique."""
     context = runtime.context
     scores, findings = score(state, context.settings.sandbox_timeout_s)
     critique, tokens = _critique(state, scores, findings, context)
     system = prompts.current(context, prompts.REVIEWER_SYSTEM)
     verdict = Review(reward=reward(scores), scores=scores, critique=critique, findings=findings)
-    attempt, task = state.last_attempt, state.task
+    attempt, task = state.submitted, state.task
     memory = context.memory
     if memory and attempt and task and verdict.reward >= PRAISE_THRESHOLD:
         memory.record_best_practice(
@@ -84,7 +84,7 @@ def review(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
 def _critique(
     state: MeshState, scores: ReviewScores, findings: list[str], context: MeshContext
 ) -> tuple[str, int]:
-    attempt, task = state.last_attempt, state.task
+    attempt, task = state.submitted, state.task
     if context.settings.review_with_llm and attempt is not None and task is not None:
         reply = ask(
             context.llm,

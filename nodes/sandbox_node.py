@@ -39,7 +39,10 @@ def execute(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
     # with public feedback and no public tests, an empty public run still says if the code loads
     wanted = bool(task.tests) or state.feedback == "public"
     public = run(task.tests) if hidden and wanted else None
-    judged = attempt.model_copy(update={"execution": verdict, "hidden": hidden, "public": public})
+    written = run(state.written_tests).passed_indexes() if state.written_tests else None
+    judged = attempt.model_copy(
+        update={"execution": verdict, "hidden": hidden, "public": public, "written_passed": written}
+    )
     if context.memory is not None:
         _remember(context.memory, state, judged)
     return {"attempts": [judged], "status": "tested"}

@@ -24,11 +24,11 @@ def audit(state: MeshState, time_budget_s: float, token_budget: int) -> Report:
         warnings.append(f"over time budget: {wall:.1f}s > {time_budget_s:.0f}s")
     if state.tokens_used > token_budget:
         warnings.append(f"over token budget: {state.tokens_used} > {token_budget}")
-    last = state.last_attempt
-    if last is not None:
-        flags += [f"suspicious code: {op}" for op in risky_operations(last.code)]
-        if last.execution and last.execution.timed_out:
-            warnings.append("the final attempt timed out")
+    submitted = state.submitted
+    if submitted is not None:
+        flags += [f"suspicious code: {op}" for op in risky_operations(submitted.code)]
+        if submitted.execution and submitted.execution.timed_out:
+            warnings.append("the answer submitted timed out")
     if state.task is not None and not state.passed:
         warnings.append(f"unsolved after {len(state.attempts)} attempt(s)")
     if state.review is not None and state.passed and state.review.reward < 0.5:

@@ -81,6 +81,10 @@ class ExecutionResult(BaseModel):
     outcomes: list[TestOutcome] = Field(default_factory=list)
     unsplit_tests: int = 0
 
+    def passed_indexes(self) -> list[int]:
+        """The indexes of the tests that passed."""
+        return [o.index for o in self.outcomes if o.passed]
+
     def feedback(self, limit: int = 1500) -> str:
         """A compact error summary to show the model on a retry."""
         parts: list[str] = []

@@ -107,6 +107,31 @@ def test_public_feedback_stops_on_the_public_tests_and_oracle_feedback_shows_the
     assert "FAILED" in retry and "[1.0, 2.0, 3.0]" in retry  # oracle: the hidden case itself
 
 
+def test_with_no_public_test_the_loop_writes_tests_and_codet_chooses_among_blind_attempts(
+    scripted_services: MeshContext,
+) -> None:
+    task = humaneval_tasks(1)[0].model_copy(update={"tests": []})  # its examples not shown
+    llm = ScriptedChatModel()
+    services = MeshContext(
+        settings=scripted_services.settings, llm=llm, sandbox=scripted_services.sandbox
+    )
+    final = MeshState.model_validate(
+        compile_mesh(NODE_FUNCTIONS).invoke(
+            MeshState(task=task, feedback="public", max_attempts=3), context=services
+        )
+    )
+    # the double writes its two asserts (and one not calling the function, dropped); the greedy
+    # answer passes one of them, the two samples (right) both: the larger group wins
+    assert final.written_tests is not None and len(final.written_tests) == 2
+    assert [a.written_passed for a in final.attempts] == [[1], [0, 1], [0, 1]]
+    assert final.submitted == final.attempts[1] and final.passed
+    assert final.review is not None and final.review.scores.correctness == 1.0
+    # every retry is the first request again, blind: no verdict of any run reaches it
+    requests = [p for p in llm.prompts_seen if "Implement `has_close_elements`" in p]
+    assert len(requests) == 3 and len(set(requests)) == 1
+    assert not any("FAILED" in p or "tests passed" in p for p in requests)
+
+
 def test_attempt_budget_bounds_the_retries(scripted_services: MeshContext) -> None:
     graph = compile_mesh(NODE_FUNCTIONS)
     final = MeshState.model_validate(

@@ -63,6 +63,34 @@ def test_the_public_loop_stops_and_submits_on_public_tests_only() -> None:
     assert exhausted.submitted == first and exhausted.passed
 
 
+def test_with_written_tests_the_public_loop_draws_every_attempt_and_codet_submits() -> None:
+    task = Task(
+        statement="s", signature="def f()", entry_point="f", tests=[], hidden_tests=[HIDDEN]
+    )
+    loads = ExecutionResult(passed=True)  # an empty public run: the code loads
+    hidden_pass = ExecutionResult(passed=True, tests_passed=1, tests_total=1)
+
+    def attempt(number: int, written: list[int], passed: bool) -> Attempt:
+        verdict = hidden_pass if passed else _failed(HIDDEN)
+        return Attempt(
+            number=number, code=f"c{number}", execution=verdict, hidden=True, public=loads,
+            written_passed=written,
+        )  # fmt: skip
+
+    first, second = attempt(1, [0], False), attempt(2, [0, 1], True)
+    state = MeshState(
+        task=task, feedback="public", attempts=[first], max_attempts=3, written_tests=["a", "b"]
+    )
+    assert next_node("sandbox", state) == "consumer"  # it loads, yet CodeT wants every attempt
+    full = state.model_copy(update={"attempts": [first, second, attempt(3, [0, 1], True)]})
+    assert next_node("sandbox", full) == "reviewer"
+    # groups by tests passed: {0} 1 x 1, {0, 1} 2 x 2: the earliest of the larger group
+    assert full.submitted == second and full.passed
+    # without written tests, the first answer that loads is submitted and the loop stops
+    plain = state.model_copy(update={"written_tests": None})
+    assert next_node("sandbox", plain) == "reviewer" and plain.submitted == first
+
+
 def test_humaneval_examples_are_public_and_check_is_hidden() -> None:
     tasks = {t.task_id: t for t in humaneval_tasks()}
     truncate = tasks["HumanEval-2"]
