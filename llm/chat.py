@@ -34,21 +34,23 @@ class LLMReply:
 
 
 _local_server_lock = threading.Lock()
-_local_server_url: str | None = None
+_local_server_urls: dict[tuple[str, str], str] = {}
+"""Base URL of each local model server started in this process, by (model, cache dir)."""
 
 
 def _local_model_url(settings: Settings) -> str:
-    """Start the embedded llama.cpp server once per process and return its base URL."""
-    global _local_server_url
+    """Start the embedded llama.cpp server for the settings' model once per process and return
+    its base URL (another model gets a server of its own)."""
+    key = (settings.local_model, str(settings.cache_dir))
     with _local_server_lock:
-        if _local_server_url is None:
+        if key not in _local_server_urls:
             from llm.local_server import LocalModelServer
 
             server = LocalModelServer.from_settings(settings)
             server.start()
             atexit.register(server.stop)
-            _local_server_url = server.base_url
-        return _local_server_url
+            _local_server_urls[key] = server.base_url
+        return _local_server_urls[key]
 
 
 def resolve_provider(settings: Settings) -> str:

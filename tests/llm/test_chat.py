@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from foundation.settings import Settings
+from llm import chat, local_server
 from llm.chat import model_label, request_extras
 
 
@@ -37,3 +39,39 @@ def test_the_model_named_is_the_one_that_answers(tmp_path: Path) -> None:
     endpoint = Settings(llm_base_url="http://127.0.0.1:9/v1", llm_model="served-name")
     assert model_label(endpoint) == "served-name"
     assert model_label(Settings(llm="scripted")) == "scripted double"
+
+
+class CountingServer:
+    """Test double for LocalModelServer: counts starts, serves nothing."""
+
+    started: ClassVar[list[str]] = []
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CountingServer:
+        return cls(settings.local_model)
+
+    def start(self) -> None:
+        CountingServer.started.append(self.model)
+
+    def stop(self) -> None:
+        pass
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{len(CountingServer.started)}/v1"
+
+
+def test_each_local_model_gets_its_own_server_once_per_process(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(local_server, "LocalModelServer", CountingServer)
+    monkeypatch.setattr(chat, "_local_server_urls", {})
+    monkeypatch.setattr(CountingServer, "started", [])
+    small, large = (Settings(local_model=m, cache_dir=tmp_path) for m in ("0.5b", "1.5b"))
+    first = chat._local_model_url(small)
+    assert chat._local_model_url(small) == first  # reused
+    assert chat._local_model_url(large) != first  # not the 0.5B's server under the 1.5B's name
+    assert CountingServer.started == ["0.5b", "1.5b"]
