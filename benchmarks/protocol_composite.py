@@ -59,6 +59,9 @@ def composite(base_path: Path, update_path: Path) -> dict[str, Any]:
             f"{base_path} ran {base.get('model')}, {update_path} ran {update.get('model')}: "
             "a composite needs one model"
         )
+    k = {payload.get("options", {}).get("k") for payload in (base, update)}
+    if len(k) != 1:
+        raise SystemExit(f"the reports drew different numbers of candidates (K = {sorted(k)})")
     replaced = {r["task_id"] for r in update["rows"]}
 
     def source(path: Path, payload: dict[str, Any], problems: int) -> dict[str, Any]:
@@ -69,6 +72,7 @@ def composite(base_path: Path, update_path: Path) -> dict[str, Any]:
     header = {
         "benchmark": "protocol_composite",
         "model": base.get("model"),
+        "options": {"k": k.pop()},
         "composite": {
             "rule": "each problem's row from one run: UPDATE's where it ran it, else BASE's",
             "base": source(base_path, base, kept),

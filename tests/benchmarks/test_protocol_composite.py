@@ -12,10 +12,12 @@ import pytest
 from app.eval_protocol import ProblemRow
 from app.eval_report import report
 from benchmarks import protocol_composite
+from benchmarks.humaneval_protocol_chart import protocol_chart
 
 
 def _report(path: Path, rows: list[ProblemRow], model: str = "m") -> Path:
-    path.write_text(json.dumps(report(rows, {"eval_id": path.stem, "model": model})))
+    header = {"eval_id": path.stem, "model": model, "options": {"k": 3}}
+    path.write_text(json.dumps(report(rows, header)))
     return path
 
 
@@ -52,6 +54,8 @@ def test_the_later_run_replaces_its_problems_and_the_pairs_stay_paired(tmp_path:
     assert payload["composite"]["base"]["problems"] == 1
     assert payload["composite"]["update"]["problems"] == 2
     assert json.loads((tmp_path / "c.json").read_text()) == json.loads(json.dumps(payload))
+    protocol_chart(payload, tmp_path / "c.png")  # the protocol's chart draws it
+    assert (tmp_path / "c.png").stat().st_size > 0
 
 
 def test_two_models_make_no_composite(tmp_path: Path) -> None:
