@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
 
 from app.eval_protocol import ProblemRow
 from app.stats import mcnemar_exact, wilson
@@ -203,3 +205,29 @@ def report(rows: list[ProblemRow], header: dict[str, Any]) -> dict[str, Any]:
         "goals": goals(columns, rows),
         "rows": [r.model_dump() for r in rows],
     }
+
+
+def print_report(console: Console, payload: dict[str, Any], k: int) -> None:
+    """The report's columns as a table, then its paired tests (and a flag for a loaded run)."""
+    table = Table(title=f"HumanEval protocol ({payload['problems']} problems, K={k})")
+    for name in ("column", "solved", "rate", "95% CI", "calls/problem"):
+        table.add_column(name)
+    for c in payload["columns"].values():
+        low, high = c["ci95"]
+        calls = c["calls_per_problem"]
+        table.add_row(
+            f"{c['key']}: {c['label']}",
+            f"{c['solved']}/{c['n']}",
+            f"{100 * c['rate']:.1f}%",
+            f"{100 * low:.1f}-{100 * high:.1f}%",
+            "-" if calls is None else f"{calls:.2f}",
+        )
+    console.print(table)
+    for t in payload["paired_exact_mcnemar"]:
+        console.print(
+            f"{t['first']} vs {t['second']}: {t['only_first']} vs {t['only_second']} discordant "
+            f"of {t['n']}, difference {100 * t['difference']:+.1f} points, "
+            f"exact McNemar p = {t['p_value']:.3f}"
+        )
+    if payload.get("loaded"):
+        console.print("[yellow]load average exceeded the core count during the run[/]")

@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from app.eval_protocol import ProblemRow
-from app.eval_report import report
+from app.eval_report import print_report, report
 from benchmarks.common import RESULTS_DIR
 
 OPTIONAL_COLUMNS = ("oracle", "completion", "codet")
@@ -88,16 +88,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     path = args.results_dir / f"{args.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2))
-    for figures in payload["columns"].values():
-        console.print(
-            f"{figures['label']}: {figures['solved']}/{figures['n']} {figures['ci95']}, "
-            f"{figures['calls_per_problem']} calls"
-        )
-    for test in payload["paired_exact_mcnemar"]:
-        console.print(
-            f"{test['first']} - {test['second']}: {100 * test['difference']:+.1f} points, "
-            f"{test['only_first']} vs {test['only_second']}, p = {test['p_value']}"
-        )
+    print_report(console, payload, payload["options"]["k"])
     console.print(f"goals: {payload['goals']}")
     console.print(f"written {path}")
     return payload

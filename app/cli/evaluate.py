@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from app.cli.common import DataDirOption, LlmOption, console, count_option, progress, settings_with
 from app.eval_protocol import ProblemRow, Protocol, ProtocolOptions, write_manifest
-from app.eval_report import commit, load_average, machine, public_settings, report
+from app.eval_report import commit, load_average, machine, print_report, public_settings, report
 from app.services import build_context
 from foundation.settings import RetryStrategy, Settings
 from graph.builder import compile_mesh
@@ -185,7 +184,7 @@ def _report_stored(run: EvalRun, tasks: list[Task]) -> None:
     run.save()
     stored = Protocol.stored(run.rows_path)
     rows = [stored[i] for i in range(len(tasks)) if i in stored]
-    _print(run.publish(rows, segment), run.options.k)
+    print_report(console, run.publish(rows, segment), run.options.k)
 
 
 def _run_protocol(run: EvalRun, tasks: list[Task]) -> None:
@@ -222,7 +221,7 @@ def _run_protocol(run: EvalRun, tasks: list[Task]) -> None:
             raise
     segment.update(ended=_now(), load_after=load_average())
     run.save()
-    _print(run.publish(rows, segment), run.options.k)
+    print_report(console, run.publish(rows, segment), run.options.k)
     if run.out:
         console.print(f"report written to {run.out}")
 
@@ -244,31 +243,6 @@ def _header(manifest: dict[str, Any], settings: Any, segment: dict[str, Any]) ->
         "segments": segments,
         "loaded": any(load is not None and load > cores for load in loads),
     }
-
-
-def _print(payload: dict[str, Any], k: int) -> None:
-    table = Table(title=f"HumanEval protocol ({payload['problems']} problems, K={k})")
-    for name in ("column", "solved", "rate", "95% CI", "calls/problem"):
-        table.add_column(name)
-    for c in payload["columns"].values():
-        low, high = c["ci95"]
-        calls = c["calls_per_problem"]
-        table.add_row(
-            f"{c['key']}: {c['label']}",
-            f"{c['solved']}/{c['n']}",
-            f"{100 * c['rate']:.1f}%",
-            f"{100 * low:.1f}-{100 * high:.1f}%",
-            "-" if calls is None else f"{calls:.2f}",
-        )
-    console.print(table)
-    for t in payload["paired_exact_mcnemar"]:
-        console.print(
-            f"{t['first']} vs {t['second']}: {t['only_first']} vs {t['only_second']} discordant "
-            f"of {t['n']}, difference {100 * t['difference']:+.1f} points, "
-            f"exact McNemar p = {t['p_value']:.3f}"
-        )
-    if payload["loaded"]:
-        console.print("[yellow]load average exceeded the core count during the run[/]")
 
 
 def _tasks(dataset: str, ids: str | None, limit: int | None) -> list[Task]:
