@@ -12,9 +12,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, ClassVar, Self
 
-# Run as `python -c _LAUNCHER <parent pid> (-m MODULE | -c CODE) ARGS...`: a daemon thread that
-# ends this process (SIGTERM, then SIGKILL) once its parent is gone, even if the parent was
-# SIGKILLed; then the server itself, as `python -m MODULE ARGS` or `python -c CODE ARGS` would.
+# Run as `python -c _LAUNCHER <parent pid> (-m MODULE | -c CODE | -x PROGRAM) ARGS...`: a daemon
+# thread that ends this process (SIGTERM, then SIGKILL) once its parent is gone, even if the
+# parent was SIGKILLed; then the server itself, as `python -m MODULE ARGS` or `python -c CODE
+# ARGS` would, or a native PROGRAM as this process's child, killed when this process ends.
 # (Not prctl PDEATHSIG: that fires when the spawning *thread* exits.)
 _LAUNCHER = """\
 import os, runpy, signal, sys, threading, time
@@ -29,6 +30,13 @@ threading.Thread(target=watch, args=(int(parent),), daemon=True).start()
 if how == "-m":
     sys.argv = [what, *args]
     runpy.run_module(what, run_name="__main__", alter_sys=True)
+elif how == "-x":
+    import ctypes, subprocess
+    libc = ctypes.CDLL(None, use_errno=True)
+    die_with_us = lambda: libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: dies with us
+    child = subprocess.Popen([what, *args], preexec_fn=die_with_us)
+    signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+    sys.exit(child.wait())
 else:
     sys.argv = ["-c", *args]
     exec(compile(what, "<string>", "exec"), {"__name__": "__main__"})
@@ -57,7 +65,8 @@ class ChildServer:
         raise NotImplementedError
 
     def _command(self) -> list[str]:
-        """The Python arguments: ``["-m", MODULE, *args]`` or ``["-c", CODE, *args]``."""
+        """The Python arguments: ``["-m", MODULE, *args]`` or ``["-c", CODE, *args]``, or a
+        native program: ``["-x", PATH, *args]``."""
         raise NotImplementedError
 
     def _env(self) -> dict[str, str]:

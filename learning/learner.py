@@ -496,6 +496,7 @@ def _local_server(settings: Settings, model: str, n_ctx: int) -> LocalModelServe
         alias=model_alias(model),
         threads=settings.local_model_threads,
         n_ctx=n_ctx,
+        parallel=1,  # one optimizer call at a time, with a long context
     )
 
 

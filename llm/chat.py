@@ -34,14 +34,20 @@ class LLMReply:
 
 
 _local_server_lock = threading.Lock()
-_local_server_urls: dict[tuple[str, str], str] = {}
-"""Base URL of each local model server started in this process, by (model, cache dir)."""
+_local_server_urls: dict[tuple[object, ...], str] = {}
+"""Base URL of each local model server started in this process, by what it was started with."""
 
 
 def _local_model_url(settings: Settings) -> str:
-    """Start the embedded llama.cpp server for the settings' model once per process and return
-    its base URL (another model gets a server of its own)."""
-    key = (settings.local_model, str(settings.cache_dir))
+    """Start the embedded llama-server for the settings' model once per process and return its
+    base URL (another model, or other adapters or slots, get a server of their own)."""
+    key = (
+        settings.local_model,
+        str(settings.cache_dir),
+        tuple(map(str, settings.local_model_loras)),
+        settings.local_model_parallel,
+        settings.local_model_ctx,
+    )
     with _local_server_lock:
         if key not in _local_server_urls:
             from llm.local_server import LocalModelServer
@@ -126,14 +132,28 @@ def make_chat_model(settings: Settings) -> BaseChatModel:
 
 
 def request_extras(settings: Settings, provider: str) -> dict[str, Any]:
-    """Request fields beyond the OpenAI client's own: `max_tokens` (llama.cpp's server ignores
+    """Request fields beyond the OpenAI client's own: `max_tokens` (llama.cpp's servers ignore
     max_completion_tokens) and, for the embedded model or a self-hosted endpoint, the repetition
-    penalty (never sent to OpenAI's own API, which refuses unknown fields)."""
+    penalty and the LoRA adapters (never sent to OpenAI's own API, which refuses unknown fields)."""
     extras: dict[str, Any] = {"max_tokens": settings.llm_max_tokens}
     self_hosted = provider == "local" or settings.llm_base_url is not None
     if settings.llm_repeat_penalty is not None and self_hosted:
         extras["repeat_penalty"] = settings.llm_repeat_penalty
+    if settings.local_model_loras and self_hosted:
+        extras["lora"] = lora_scales(settings, settings.llm_adapter, settings.llm_adapter_scale)
     return extras
+
+
+def lora_scales(
+    settings: Settings, adapter: str | None, scale: float = 1.0
+) -> list[dict[str, Any]]:
+    """llama-server's `lora` field applying `adapter` (a name from `settings.adapter_names`) at
+    `scale`, or none. Every loaded adapter is listed: one left out keeps its global scale (and in
+    build 11434 an empty list still applied them), so the others are sent at 0."""
+    names = settings.adapter_names
+    if adapter is not None and adapter not in names:
+        raise ValueError(f"unknown adapter {adapter!r}; loaded: {', '.join(names) or 'none'}")
+    return [{"id": i, "scale": scale if name == adapter else 0.0} for i, name in enumerate(names)]
 
 
 def ask(model: Runnable[Any, Any], messages: list[BaseMessage], **kwargs: Any) -> LLMReply:

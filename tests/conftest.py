@@ -11,6 +11,7 @@ import pytest
 from app.services import build_context
 from foundation.settings import Settings
 from graph.context import MeshContext
+from llm.engine_build import Engine, EngineError, find_engine
 
 
 @pytest.fixture
@@ -32,3 +33,12 @@ def busy_port() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         yield sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    """This CPU's llama-server build in the project cache (`make setup` builds it)."""
+    try:
+        return find_engine(Settings().cache_dir)
+    except EngineError as e:
+        pytest.skip(str(e))

@@ -155,7 +155,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "dashboard": LazyCommand(
         _dashboard, "Serve the live dashboard (telemetry, rewards, reports) until Ctrl-C."
     ),
-    "model": LazyCommand(_model, "Fetch and serve the embedded local model."),
+    "model": LazyCommand(_model, "Fetch and serve the embedded local model; build its engine."),
     "memory": LazyCommand(_memory, "Inspect and manage the agents' memory."),
     "learn": LazyCommand(_learn, "Learn better prompts; inspect and roll back versions."),
     "sandbox": LazyCommand(

@@ -1,4 +1,4 @@
-"""`aimesh model ...`: fetch and serve the embedded local model."""
+"""`aimesh model ...`: fetch and serve the embedded local model, build its engine."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ from rich.console import Console
 
 from app.cli.common import fail
 from foundation.settings import Settings
+from llm.engine_build import ensure_engine
 from llm.local_model import CATALOGUE, ModelError, ensure_model, file_sha256
 from llm.local_server import LocalModelServer
 
-model_app = typer.Typer(help="The embedded local model (llama.cpp).", no_args_is_help=True)
+model_app = typer.Typer(
+    help="The embedded local model and its engine (llama.cpp's llama-server).",
+    no_args_is_help=True,
+)
 
 # no markup: paths, errors and server logs are printed verbatim
 _out = Console(markup=False, highlight=False, soft_wrap=True)
@@ -44,6 +48,19 @@ def fetch(model: ModelOption = None) -> None:
     _out.print(f"sha256: {sha256}")
 
 
+@model_app.command("build-engine")
+def build_engine() -> None:
+    """Build llama-server for this CPU once (cmake, ~15 min on 2 cores), verify it, print where."""
+    settings = Settings.load()
+    try:
+        engine = ensure_engine(settings.cache_dir, console=_err)
+    except ModelError as e:
+        raise fail(str(e)) from None
+    _out.print(f"llama-server: {engine.server}")
+    _out.print(f"llama-bench:  {engine.bench}")
+    _out.print(f"LoRA converter: {engine.lora_converter}")
+
+
 @model_app.command()
 def serve(
     model: ModelOption = None,
@@ -60,6 +77,7 @@ def serve(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the server on `kill` too
     with server:
         _out.print(f"serving {server.alias} at {server.base_url} (log: {server.log_path})")
+        _out.print(f"{server.parallel} parallel slots; LoRA adapters: {len(server.loras)}")
         _out.print("use it with:")
         _out.print(f"  AIMESH_LLM_BASE_URL={server.base_url}")
         _out.print("Ctrl-C to stop")

@@ -98,7 +98,7 @@ def failing_double(error: Exception) -> Any:
     "error",
     [
         ModelError("no such model: 'x.gguf'"),
-        ServerError("llama-cpp-python[server] is not installed (missing llama_cpp): run setup"),
+        ServerError("no such LoRA adapter: /x/round1.gguf (see AIMESH_LOCAL_MODEL_LORAS)"),
         ChromaServerError(
             "chroma exited with code 1 while starting; /x/chroma.log ends with:\na\nb"
         ),

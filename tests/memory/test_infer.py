@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
@@ -10,24 +9,22 @@ import pytest
 from memtest import FIBONACCI, FIBONACCI_CODE, FIBONACCI_LIKE
 
 from foundation.settings import Settings
+from llm.engine_build import Engine
 from llm.local_model import CATALOGUE, ensure_model
 from llm.local_server import LocalModelServer
 from memory import AgentMemory, MemorySettings
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("llama_cpp") is None,
-    reason="llama-cpp-python is not installed: run scripts/setup.sh",
-)
 @pytest.mark.real_llm
 @pytest.mark.timeout(300)
 def test_infer_falls_back_to_verbatim_when_the_llm_cannot_extract(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """mem0's extraction prompt is ~8k tokens: more than the embedded server's 4096 context."""
-    model = ensure_model("0.5b", Settings().cache_dir)
+    """mem0's extraction prompt is ~8k tokens: more than a slot's 4096-token context."""
+    cache = Settings().cache_dir
+    model = ensure_model("0.5b", cache)
     alias = CATALOGUE["0.5b"].alias
-    with LocalModelServer(model, cache_dir=tmp_path, alias=alias) as server:
+    with LocalModelServer(model, cache_dir=cache, alias=alias) as server:
         settings = Settings(
             data_dir=tmp_path / "data", llm_model=alias, memory=MemorySettings(infer=True)
         )
