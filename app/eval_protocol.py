@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 
@@ -103,11 +104,12 @@ def blind_best_of_k(
 ) -> tuple[list[Candidate], int, list[bool], int]:
     """(b): the greedy first attempt and k-1 samples without feedback; (the candidates, the index
     chosen on public information, each candidate's hidden verdict, tokens spent)."""
-    codes, tokens = [first.code], 0
-    for _ in range(k - 1):
-        code, _, used = blind_sample(context, task, SAMPLE_TEMPERATURE)
-        codes.append(code)
-        tokens += used
+    with ThreadPoolExecutor(max_workers=max(k - 1, 1)) as pool:  # all k-1 samples in flight
+        samples = list(
+            pool.map(lambda _: blind_sample(context, task, SAMPLE_TEMPERATURE), range(k - 1))
+        )
+    codes = [first.code, *(code for code, _, _ in samples)]
+    tokens = sum(used for _, _, used in samples)
     candidates = publicly_judged(context, task, codes)
     chosen = choose(candidates)
     hidden = [judge(context, task, code, task.verdict_tests).passed for code in codes]
@@ -176,22 +178,40 @@ class Protocol:
         return {row.index: row for row in rows}
 
     def run(
-        self, tasks: list[Task], on_row: Callable[[ProblemRow], None] | None = None
+        self,
+        tasks: list[Task],
+        on_row: Callable[[ProblemRow], None] | None = None,
+        concurrency: int = 1,
     ) -> list[ProblemRow]:
-        """Every problem's row, running those not stored yet."""
-        finished = self.done()
-        rows = []
+        """Every problem's row, running those not stored yet, `concurrency` problems at once
+        (rows are stored as they finish; `on_row` sees the stored ones first)."""
+        stored = self.done()
+        rows: dict[int, ProblemRow] = {}
+        todo: list[tuple[int, Task]] = []
         for index, task in enumerate(tasks):
-            row = finished.get(index)
+            row = stored.get(index)
             if row is None or row.task_id != task.task_id:
-                row = self.problem(index, task)
-                self.rows_path.parent.mkdir(parents=True, exist_ok=True)
-                with self.rows_path.open("a") as handle:
-                    handle.write(row.model_dump_json() + "\n")
-            rows.append(row)
-            if on_row is not None:
-                on_row(row)
-        return rows
+                todo.append((index, task))
+            else:
+                rows[index] = row
+                if on_row is not None:
+                    on_row(row)
+        self.rows_path.parent.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            futures = [pool.submit(self.problem, index, task) for index, task in todo]
+            try:
+                for done in as_completed(futures):
+                    row = done.result()
+                    with self.rows_path.open("a") as handle:
+                        handle.write(row.model_dump_json() + "\n")
+                    rows[row.index] = row
+                    if on_row is not None:
+                        on_row(row)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+        return [rows[index] for index in range(len(tasks))]
 
     def problem(self, index: int, task: Task) -> ProblemRow:
         """All columns of one problem."""

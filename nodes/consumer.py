@@ -6,6 +6,7 @@ every retry is a blind sample for them to choose from."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
@@ -33,15 +34,22 @@ def consumer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
     recall = context.memory.recall(task.statement) if context.memory is not None else None
     experience = recall.to_prompt() if recall is not None else ""
     request = prompts.consumer_request(task.statement, task.signature, task.entry_point, experience)
-    update: dict[str, Any] = {}
     if (
         state.feedback == "public"
         and not task.tests
         and not state.attempts
         and state.max_attempts > 1
     ):
-        # nothing public to check an answer with: CodeT's tests will choose among the attempts
-        update["written_tests"], update["tokens_used"] = written_tests(context, task)
+        # nothing public to check an answer with: CodeT's tests will choose among K blind
+        # attempts, so the tests and all K attempts are asked for at once
+        blind_messages = [SystemMessage(system), HumanMessage(request)]
+        update = _tests_and_attempts(context, task, blind_messages, state.max_attempts)
+        return {
+            **update,
+            "memory_hits": recall.hits if recall is not None else 0,
+            "status": "solving",
+            "prompt_versions": versions,
+        }
     last = next((a for a in reversed(state.attempts) if a.execution), None)
     blind = bool(state.written_tests)  # a retry is one more blind sample for CodeT's choice
     if last is not None and context.settings.retry_strategy == "resample" and not blind:
@@ -55,25 +63,46 @@ def consumer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
                     AIMessage(f"```python\n{previous.code}\n```"),
                     HumanMessage(prompts.consumer_retry(previous.feedback(state.feedback))),
                 ]
+    attempt = _draw(context, task, messages, len(state.attempts) + 1)
+    return {
+        "attempts": [attempt],
+        "tokens_used": attempt.tokens,
+        "memory_hits": recall.hits if recall is not None else 0,
+        "status": "solving",
+        "prompt_versions": versions,
+    }
+
+
+def _tests_and_attempts(
+    context: MeshContext, task: Task, messages: list[BaseMessage], k: int
+) -> dict[str, Any]:
+    """CodeT's test-writing call and k blind attempts (the first greedy, the others sampled),
+    all in flight at once: the model server decodes them together in its parallel slots."""
+
+    with ThreadPoolExecutor(max_workers=k + 1) as pool:
+        tests = pool.submit(written_tests, context, task)
+        attempts = list(pool.map(lambda n: _draw(context, task, messages, n), range(1, k + 1)))
+        tests_written, tests_tokens = tests.result()
+    return {
+        "written_tests": tests_written,
+        "attempts": attempts,
+        "tokens_used": tests_tokens + sum(a.tokens for a in attempts),
+    }
+
+
+def _draw(context: MeshContext, task: Task, messages: list[BaseMessage], number: int) -> Attempt:
+    """Attempt `number`: the first greedy; a retry samples more freely (at the first attempt's
+    temperature it tends to repeat itself)."""
+    llm = context.llm.bind(temperature=RETRY_TEMPERATURE) if number > 1 else context.llm
     started = time.perf_counter()
-    # A retry samples more freely: at the first attempt's temperature it tends to repeat itself.
-    llm = context.llm.bind(temperature=RETRY_TEMPERATURE) if state.attempts else context.llm
     reply = ask(llm, messages)
-    attempt = Attempt(
-        number=len(state.attempts) + 1,
+    return Attempt(
+        number=number,
         code=prepare_solution(reply.text, task.entry_point, context_source=task.statement),
         tokens=reply.tokens,
         latency_ms=(time.perf_counter() - started) * 1000,
         reply=reply.text,
     )
-    return {
-        **update,
-        "attempts": [attempt],
-        "tokens_used": reply.tokens + update.get("tokens_used", 0),
-        "memory_hits": recall.hits if recall is not None else 0,
-        "status": "solving",
-        "prompt_versions": versions,
-    }
 
 
 def blind_sample(

@@ -1,13 +1,14 @@
-"""Sandbox node: runs the latest attempt against the task's tests and attaches the result."""
+"""Sandbox node: runs the attempts not judged yet against the task's tests and attaches the results."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from langgraph.runtime import Runtime
 
 from graph.context import MeshContext
-from graph.state import Attempt, MeshState
+from graph.state import Attempt, MeshState, Task
 from sandbox import ExecutionResult, SandboxJob
 
 if TYPE_CHECKING:
@@ -15,11 +16,23 @@ if TYPE_CHECKING:
 
 
 def execute(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
-    """Run the last attempt in the sandbox; the result replaces that attempt in the state."""
+    """Run each attempt not judged yet (the last one; all K when the consumer drew them at once)
+    in the sandbox; the results replace those attempts in the state."""
     context = runtime.context
-    attempt, task = state.last_attempt, state.task
-    if attempt is None or task is None:
+    task = state.task
+    pending = [a for a in state.attempts if a.execution is None]
+    if not pending or task is None:
         raise ValueError("sandbox node needs a task and an attempt")
+    with ThreadPoolExecutor(max_workers=len(pending)) as pool:
+        judged = list(pool.map(lambda a: _judge(context, state, task, a), pending))
+    if context.memory is not None:
+        for attempt in judged:
+            _remember(context.memory, state, attempt)
+    return {"attempts": judged, "status": "tested"}
+
+
+def _judge(context: MeshContext, state: MeshState, task: Task, attempt: Attempt) -> Attempt:
+    """One attempt with its verdict, its public run and the model-written tests it passed."""
 
     def run(tests: list[str]) -> ExecutionResult:
         return context.sandbox.run(
@@ -40,12 +53,9 @@ def execute(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
     wanted = bool(task.tests) or state.feedback == "public"
     public = run(task.tests) if hidden and wanted else None
     written = run(state.written_tests).passed_indexes() if state.written_tests else None
-    judged = attempt.model_copy(
+    return attempt.model_copy(
         update={"execution": verdict, "hidden": hidden, "public": public, "written_passed": written}
     )
-    if context.memory is not None:
-        _remember(context.memory, state, judged)
-    return {"attempts": [judged], "status": "tested"}
 
 
 def _remember(memory: AgentMemory, state: MeshState, attempt: Attempt) -> None:

@@ -72,6 +72,14 @@ def evaluate_command(
         bool,
         typer.Option(help="with --resume: rebuild the report from the stored rows, run nothing"),
     ] = False,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="problems in flight at once [default: the model server's slots, "
+            "AIMESH_LOCAL_MODEL_PARALLEL]",
+        ),
+    ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Measure, on the same problems in one run: (a) greedy first attempt, (b) blind best-of-K,
@@ -106,7 +114,7 @@ def evaluate_command(
     if report_only:
         _report_stored(run, tasks)
     else:
-        _run_protocol(run, tasks)
+        _run_protocol(run, tasks, concurrency or run.settings.local_model_parallel)
 
 
 @dataclass(frozen=True)
@@ -187,10 +195,13 @@ def _report_stored(run: EvalRun, tasks: list[Task]) -> None:
     print_report(console, run.publish(rows, segment), run.options.k)
 
 
-def _run_protocol(run: EvalRun, tasks: list[Task]) -> None:
-    """Run (or continue) the protocol on `tasks` as a new segment, then print the report."""
+def _run_protocol(run: EvalRun, tasks: list[Task], concurrency: int) -> None:
+    """Run (or continue) the protocol on `tasks` as a new segment, `concurrency` problems at
+    once, then print the report."""
     # the code that runs is the one at the start (the tree may change while a long run goes on)
-    segment = {"started": _now(), "load_before": load_average(), **commit()}
+    segment = {
+        "started": _now(), "load_before": load_average(), "concurrency": concurrency, **commit(),
+    }  # fmt: skip
     run.manifest["segments"].append(segment)
     run.save()
     eval_id = run.manifest["eval_id"]
@@ -209,12 +220,13 @@ def _run_protocol(run: EvalRun, tasks: list[Task]) -> None:
 
         def on_row(row: ProblemRow) -> None:
             done.append(row)
+            done.sort(key=lambda r: r.index)
             bars.update(bar, advance=1, description=f"loop {sum(r.loop for r in done)}")
             if run.out:  # partial figures survive an interruption
                 run.publish(done, segment)
 
         try:
-            rows = protocol.run(tasks, on_row=on_row)
+            rows = protocol.run(tasks, on_row=on_row, concurrency=concurrency)
         except (KeyboardInterrupt, SystemExit):
             segment.update(ended=_now(), load_after=load_average(), interrupted=True)
             run.save()

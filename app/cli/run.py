@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated
 
@@ -55,6 +56,7 @@ class RunOptions(BaseModel):
     distributed: bool = False
     workers: int = 1
     learn_every: int = 0
+    concurrency: int | None = None
     data_dir: Path | None = None
 
     def settings(self) -> Settings:
@@ -87,6 +89,14 @@ def run(
     learn_every: Annotated[
         int, typer.Option(min=0, help="run a bandit learning round every N reviewed tasks (0: off)")
     ] = 0,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="tasks in flight at once, in process [default: the model server's slots, "
+            "AIMESH_LOCAL_MODEL_PARALLEL]",
+        ),
+    ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Run tasks through the closed loop and print a results table.
@@ -95,7 +105,8 @@ def run(
     """
     options = RunOptions(
         tasks=count, dataset=dataset, attempts=attempts, sandbox=sandbox, llm=llm, kafka=kafka,
-        distributed=distributed, workers=workers, learn_every=learn_every, data_dir=data_dir,
+        distributed=distributed, workers=workers, learn_every=learn_every,
+        concurrency=concurrency, data_dir=data_dir,
     )  # fmt: skip
     run_batch(options, resume)
 
@@ -174,7 +185,8 @@ def _in_process(
         **options.model_copy(update={"tasks": len(given)}).model_dump(mode="json"),
     )
     console.print(f"batch [bold]{runner.batch_id}[/] (resume: --resume {runner.batch_id})")
-    outcomes = _run_with_progress(runner, given, settings.max_attempts)
+    concurrency = options.concurrency or settings.local_model_parallel
+    outcomes = _run_with_progress(runner, given, settings.max_attempts, concurrency)
     learning_error = _finish_learning(optimizer) if optimizer is not None else None
     return runner.batch_id, outcomes, learning_error
 
@@ -228,18 +240,23 @@ def _distributed_with_progress(
 
 
 def _run_with_progress(
-    runner: BatchRunner, given: list[Task | None], max_attempts: int
+    runner: BatchRunner, given: list[Task | None], max_attempts: int, concurrency: int
 ) -> list[TaskOutcome]:
-    outcomes: list[TaskOutcome] = []
+    """Run the batch's tasks, `concurrency` at once (their model calls share the server's
+    slots), with a progress bar; the outcomes in task order."""
     with progress() as bars:
         bar = bars.add_task("tasks", total=len(given))
 
         def on_node(index: int, node: str) -> None:
             bars.update(bar, description=f"task {index + 1}: {node}")
 
-        for index, task in enumerate(given):
-            outcomes.append(runner.run_task(index, task, max_attempts, on_node=on_node))
+        def run_one(index: int) -> TaskOutcome:
+            outcome = runner.run_task(index, given[index], max_attempts, on_node=on_node)
             bars.advance(bar)
+            return outcome
+
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            outcomes = list(pool.map(run_one, range(len(given))))
         bars.update(bar, description="tasks")
     return outcomes
 
