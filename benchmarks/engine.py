@@ -8,8 +8,9 @@ parts keeps the ones it does not run):
 - throughput: aggregate completion tokens/s of 1, 2, 4 and 8 concurrent chat requests
   (temperature 0, answers of up to 160 tokens), rounds interleaved across the servers: the new
   server with 4 slots (the default) and 8 slots, the old one (the baseline);
+- determinism: greedy answers alone, again, and four at a time on the new server;
 - bench: `llama-bench` prompt and generation speed for the model: this CPU's reference;
-- run: `aimesh run -n 8` with the real 0.5B at concurrency 1, 2 and 4 on the new server, and
+- run: `aimesh run -n 8` (as `make demo`: memory, embedded broker) with the real 0.5B at concurrency 1, 2 and 4 on the new server, and
   at 1 on the old one (tasks per hour; `make demo` is 5 of these tasks);
 - protocol: the K=3 HumanEval protocol (`aimesh eval`) on the first problems, the old server one
   problem at a time, the new one four at a time (minutes per problem).
@@ -187,6 +188,25 @@ def throughput(urls: dict[str, str], rounds: int) -> dict[str, Any]:
             "ratios": ratios, "goals": goals, "max_tokens": MAX_TOKENS, "rounds": rounds}  # fmt: skip
 
 
+def answer(base_url: str, prompt: str) -> str:
+    """One greedy answer, the prompt cache off (every request computed from scratch)."""
+    body = {"model": ALIAS, "messages": [{"role": "user", "content": prompt}], "temperature": 0,
+            "max_tokens": MAX_TOKENS, "cache_prompt": False}  # fmt: skip
+    reply = httpx.post(f"{base_url}/chat/completions", json=body, timeout=600).json()
+    return str(reply["choices"][0]["message"]["content"])
+
+
+def determinism(url: str) -> dict[str, Any]:
+    """Greedy answers alone, alone again, and four at a time: how many stay the same."""
+    alone = [answer(url, p) for p in PROMPTS]
+    again = [answer(url, p) for p in PROMPTS]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda p: answer(url, p), PROMPTS))
+    same = sum(a == t for a, t in zip(alone, together, strict=True))
+    return {"prompts": len(PROMPTS), "alone_reproducible": sum(a == b for a, b in zip(alone, again, strict=True)),
+            "same_at_4_in_flight": same}  # fmt: skip
+
+
 def llama_bench(settings: Settings) -> dict[str, Any]:
     """llama-bench's prompt (pp128) and generation (tg64) tokens/s on 2 threads."""
     engine = find_engine(settings.cache_dir)
@@ -214,16 +234,16 @@ def endpoint_env(url: str, data_dir: Path) -> dict[str, str]:
 
 
 def run_tasks(urls: dict[str, str], tasks: int, work: Path) -> dict[str, Any]:
-    """`aimesh run -n TASKS` (real model, no memory) per server and concurrency: tasks/hour."""
+    """`aimesh run -n TASKS` as `make demo` runs it (real model, memory, embedded broker) per
+    server and concurrency: whole-command seconds (start-up included) and tasks/hour."""
     plan = [("llama-server --parallel 4", c) for c in (1, 2, 4)]
     if BASELINE in urls:
         plan.append((BASELINE, 1))
     figures: dict[str, dict[str, Any]] = {}
     for name, c in plan:
         env = endpoint_env(urls[name], work / f"run-{len(figures)}")
-        env["AIMESH_MEMORY_ENABLED"] = "false"
         console.print(f"aimesh run -n {tasks} --concurrency {c} on {name}")
-        seconds = aimesh(["run", "-n", str(tasks), "--concurrency", str(c), "--no-kafka"], env)
+        seconds = aimesh(["run", "-n", str(tasks), "--concurrency", str(c)], env)
         figures[f"{name} @ {c}"] = {"seconds": round(seconds, 1),
                                     "tasks_per_hour": round(3600 * tasks / seconds, 1)}  # fmt: skip
     return {"tasks": tasks, "figures": figures}
@@ -265,7 +285,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="throughput,bench,run,protocol")
+    parser.add_argument("--parts", default="throughput,determinism,bench,run,protocol")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tasks", type=int, default=8)
     parser.add_argument("--problems", type=int, default=20)
@@ -283,6 +303,9 @@ def main() -> None:
     with servers(settings, baseline=not args.no_baseline) as urls:
         if "throughput" in parts:
             results["throughput"] = throughput(urls, args.rounds)
+            write_result("engine", results, run)
+        if "determinism" in parts:
+            results["determinism"] = determinism(urls["llama-server --parallel 4"])
             write_result("engine", results, run)
         if "bench" in parts:
             results["llama_bench"] = llama_bench(settings)
