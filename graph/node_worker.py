@@ -181,8 +181,8 @@ class NodeWorker(GroupWorker[EdgeMessage]):
     ...     ...                                                 # background threads
     >>> NodeWorker("consumer", settings, step).run()            # doctest: +SKIP (blocks; SIGTERM stops)
 
-    `ledger`: the durable record of handled inputs (default: `settings.delivery_ledger_db`,
-    shared by every worker on the host); `continue_in_process`: also act on the in-process
+    `ledger`: the durable record of handled inputs (default: `DeliveryLedger.for_settings`,
+    shared by every worker on the host, or of the mesh with a database URL); `continue_in_process`: also act on the in-process
     graph's transitions (normally only observed); `recover_lost_runs`: re-publish the ledger's
     runs the broker lost (`kafka_edges.recovery`): all in flight when the broker forgets its
     topics (a restarted memory-only broker), and any that has not moved for
@@ -205,7 +205,7 @@ class NodeWorker(GroupWorker[EdgeMessage]):
         options = options or WorkerOptions()
         self.role = role
         if ledger is None:
-            ledger = DeliveryLedger(settings.delivery_ledger_db)
+            ledger = DeliveryLedger.for_settings(settings)
             ledger.prune(LEDGER_MAX_AGE_S)
         self.ledger = ledger
         handler = MeshHandler(
@@ -257,7 +257,7 @@ class MeshWorkers:
         continue_in_process: bool = False,
         recover_lost_runs: bool = False,
     ) -> None:
-        self.ledger = ledger or DeliveryLedger(settings.delivery_ledger_db)
+        self.ledger = ledger or DeliveryLedger.for_settings(settings)
         self.recovery = (
             lost_run_recovery(settings, options or WorkerOptions(), self.ledger, ALL_TOPICS[0])
             if recover_lost_runs

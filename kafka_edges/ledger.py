@@ -1,18 +1,21 @@
-"""DeliveryLedger: a durable record, shared by the workers of a host, of the inputs already handled
-(so a redelivered message repeats no side effect, even after a restart) and of the last record
-published for each stream still in flight (so a memory-only broker's loss can be re-published).
+"""DeliveryLedger: a durable record, shared by the workers of a host or of the whole mesh, of the
+inputs already handled (so a redelivered message repeats no side effect, even after a restart)
+and of the last record published for each stream still in flight (so a memory-only broker's
+loss can be re-published).
 
-One SQLite file in WAL mode (`Settings.delivery_ledger_db`); every worker process and member on
-the host opens the same file. Workers on several hosts need a database they all reach (the same
-schema on a shared server) or, on a real cluster, a compacted topic keyed the same way; a
-per-host file only dedupes what that host handled.
+Embedded default: one SQLite file in WAL mode (`Settings.delivery_ledger_db`) that every worker
+process of the host opens; it dedupes what that host handled. With `Settings.database_url` the
+same tables live in Postgres, shared by every host: a key marked on one host is seen on all, a
+lease blocks every host, and a stale run is claimed by one process of the whole mesh
+(`take_stale`: `FOR UPDATE SKIP LOCKED`). Each method is one unit of work, safe to repeat, retried
+while the database restarts (`foundation.database`).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import sqlite3
+import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,35 +25,49 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from foundation.database import (
+    Connection,
+    Database,
+    DatabaseUnavailable,
+    Row,
+    SqliteDatabase,
+    open_database,
+)
+from foundation.settings import Settings
 from kafka_edges.codec import WireRecord
+
+log = logging.getLogger(__name__)
 
 LedgerKey = Sequence[str | int]
 
 _IN_FLIGHT = "stream, topic, key, value, headers, at"
-"""The in_flight columns `_in_flight` builds an InFlight from, in its argument order."""
+"""The in_flight columns `_in_flight` builds an InFlight from."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS processed (
     scope TEXT NOT NULL,
     key TEXT NOT NULL,
-    at REAL NOT NULL,
+    at {real} NOT NULL,
     PRIMARY KEY (scope, key)
 );
 CREATE TABLE IF NOT EXISTS in_flight (
     stream TEXT PRIMARY KEY,
     topic TEXT NOT NULL,
-    key BLOB,
-    value BLOB,
+    key {blob},
+    value {blob},
     headers TEXT NOT NULL,
     done INTEGER NOT NULL DEFAULT 0,
     progress INTEGER NOT NULL DEFAULT 0,
-    at REAL NOT NULL
+    at {real} NOT NULL
 );
+CREATE INDEX IF NOT EXISTS in_flight_open ON in_flight (at) WHERE done = 0;
 CREATE TABLE IF NOT EXISTS leases (
     stream TEXT PRIMARY KEY,
-    until REAL NOT NULL
+    until {real} NOT NULL
 );
 """
+SQLITE_SCHEMA = _SCHEMA.format(real="REAL", blob="BLOB")
+POSTGRES_SCHEMA = _SCHEMA.format(real="DOUBLE PRECISION", blob="BYTEA")
 
 
 @dataclass(frozen=True)
@@ -68,7 +85,9 @@ def _key_text(key: LedgerKey) -> str:
 
 
 class DeliveryLedger:
-    """Processed inputs and in-flight streams in one SQLite file (thread- and process-safe).
+    """Processed inputs and in-flight streams (thread- and process-safe; see the module).
+
+    `target`: a SQLite path (or ":memory:") or an open `Database`.
 
     >>> ledger = DeliveryLedger(":memory:")
     >>> ledger.seen("consumer", ("run-1", "task-1", 0))
@@ -78,59 +97,58 @@ class DeliveryLedger:
     True
     """
 
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 30.0) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            self.path, timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
+    def __init__(self, target: str | Path | Database, *, busy_timeout_s: float = 30.0) -> None:
+        self._db = (
+            target
+            if isinstance(target, Database)
+            else SqliteDatabase(target, SQLITE_SCHEMA, busy_timeout_s=busy_timeout_s)
         )
-        if self.path != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self.path = self._db.where
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> DeliveryLedger:
+        """The mesh's ledger: in Postgres with `settings.database_url`, else the host's file."""
+        return cls(
+            open_database(
+                settings.database_dsn,
+                settings.delivery_ledger_db,
+                sqlite_schema=SQLITE_SCHEMA,
+                postgres_schema=POSTGRES_SCHEMA,
+                name="aimesh.delivery_ledger",
+            )
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """The writes inside happen as one transaction (one WAL commit instead of one each);
-        none of them if the block raises. Other threads wait until it ends."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        """The writes inside happen as one transaction (one commit instead of one each); none of
+        them if the block raises. Other threads wait until it ends."""
+        with self._db.transaction():
+            yield
 
     # ------------------------------------------------------------------ processed inputs
 
     def seen(self, scope: str, key: LedgerKey) -> bool:
         """Whether `key` was marked processed in `scope` (e.g. a worker role)."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM processed WHERE scope = ? AND key = ?", (scope, _key_text(key))
-            ).fetchone()
-        return row is not None
+        rows = self._db.query(
+            "SELECT 1 AS hit FROM processed WHERE scope = ? AND key = ?", (scope, _key_text(key))
+        )
+        return bool(rows)
 
     def mark(self, scope: str, key: LedgerKey) -> None:
         """Record `key` as processed in `scope` (idempotent)."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO processed (scope, key, at) VALUES (?, ?, ?)",
+        self._db.run(
+            lambda conn: conn.execute(
+                "INSERT INTO processed (scope, key, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (scope, _key_text(key), time.time()),
             )
+        )
 
     def processed_count(self, scope: str | None = None) -> int:
-        with self._lock:
-            if scope is None:
-                row = self._db.execute("SELECT COUNT(*) FROM processed").fetchone()
-            else:
-                row = self._db.execute(
-                    "SELECT COUNT(*) FROM processed WHERE scope = ?", (scope,)
-                ).fetchone()
-        return int(row[0])
+        if scope is None:
+            rows = self._db.query("SELECT COUNT(*) AS n FROM processed")
+        else:
+            rows = self._db.query("SELECT COUNT(*) AS n FROM processed WHERE scope = ?", (scope,))
+        return int(rows[0]["n"])
 
     # ------------------------------------------------------------------ in-flight streams
 
@@ -147,70 +165,67 @@ class DeliveryLedger:
                 for name, value in _bytes_headers(record.headers)
             ]
         )
-        with self._lock:
-            self._db.execute(
+        row = (stream, topic, record.key, record.value, headers, int(done), progress, time.time())
+        self._db.run(
+            lambda conn: conn.execute(
                 "INSERT INTO in_flight (stream, topic, key, value, headers, done, progress, at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(stream) DO UPDATE SET "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (stream) DO UPDATE SET "
                 "topic = excluded.topic, key = excluded.key, value = excluded.value, "
                 "headers = excluded.headers, done = excluded.done, progress = excluded.progress, "
                 "at = excluded.at WHERE excluded.progress >= in_flight.progress",
-                (
-                    stream,
-                    topic,
-                    record.key,
-                    record.value,
-                    headers,
-                    int(done),
-                    progress,
-                    time.time(),
-                ),
+                row,
             )
+        )
 
     def finish(self, stream: str) -> None:
         """Mark `stream` finished (e.g. it was dead-lettered)."""
-        with self._lock:
-            self._db.execute("UPDATE in_flight SET done = 1 WHERE stream = ?", (stream,))
+        self._db.run(
+            lambda conn: conn.execute("UPDATE in_flight SET done = 1 WHERE stream = ?", (stream,))
+        )
 
     def in_flight(self) -> list[InFlight]:
         """The streams not finished, oldest first, with their last published record."""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_IN_FLIGHT} FROM in_flight WHERE done = 0 ORDER BY at"
-            ).fetchall()
-        return [_in_flight(*row) for row in rows]
+        rows = self._db.query(f"SELECT {_IN_FLIGHT} FROM in_flight WHERE done = 0 ORDER BY at")
+        return [_in_flight(row) for row in rows]
 
     def finished(self, streams: Iterable[str]) -> list[InFlight]:
         """Of `streams`, those finished, with their last record (e.g. a run's final report)."""
         wanted = list(streams)
-        found: list[InFlight] = []
-        with self._lock:
+
+        def read(conn: Connection) -> list[InFlight]:
+            found: list[InFlight] = []
             for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
                 chunk = wanted[start : start + 500]
                 marks = ", ".join("?" * len(chunk))
                 found += [
-                    _in_flight(*row)
-                    for row in self._db.execute(
+                    _in_flight(row)
+                    for row in conn.execute(
                         f"SELECT {_IN_FLIGHT} FROM in_flight "
                         f"WHERE done = 1 AND stream IN ({marks})",
                         chunk,
                     )
                 ]
-        return found
+            return found
+
+        return self._db.run(read)
 
     def take_stale(self, not_after: float) -> list[InFlight]:
         """Claim the unfinished streams that have not moved since `not_after` (a `time.time()`)
         and that no worker holds a lease on, for re-publishing: their time is set to now in the
-        same statement, so of several processes sweeping the file each stale stream goes to
-        one, once per period."""
+        same statement, so of several processes sweeping the ledger (on one host or, in
+        Postgres, on all) each stale stream goes to one, once per period."""
         now = time.time()
-        with self._lock:
-            rows = self._db.execute(
-                "UPDATE in_flight SET at = ? WHERE done = 0 AND at <= ? "
-                "AND stream NOT IN (SELECT stream FROM leases WHERE until > ?) "
-                f"RETURNING {_IN_FLIGHT}",
-                (now, not_after, now),
+        lock = " FOR UPDATE SKIP LOCKED" if self._db.dialect == "postgres" else ""
+        rows = self._db.run(
+            lambda conn: conn.execute(
+                "UPDATE in_flight SET at = ? WHERE stream IN ("
+                "SELECT stream FROM in_flight WHERE done = 0 AND at <= ? "
+                f"AND stream NOT IN (SELECT stream FROM leases WHERE until > ?){lock}) "
+                f"AND done = 0 AND at <= ? RETURNING {_IN_FLIGHT}",
+                (now, not_after, now, not_after),
             ).fetchall()
-        return sorted((_in_flight(*row) for row in rows), key=lambda f: f.stream)
+        )
+        return sorted((_in_flight(row) for row in rows), key=lambda f: f.stream)
 
     def leases(self, *, renew_every_s: float = 10.0) -> Leases:
         """Leases a worker takes on streams as their work starts and releases together when the
@@ -219,17 +234,20 @@ class DeliveryLedger:
         return Leases(self, renew_every_s)
 
     def _lease(self, streams: Sequence[str], until: float) -> None:
-        with self._lock:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO leases (stream, until) VALUES (?, ?)",
+        self._db.run(
+            lambda conn: conn.executemany(
+                "INSERT INTO leases (stream, until) VALUES (?, ?) "
+                "ON CONFLICT (stream) DO UPDATE SET until = excluded.until",
                 [(stream, until) for stream in streams],
             )
+        )
 
     def _release(self, streams: Sequence[str]) -> None:
-        with self._lock:
-            self._db.executemany(
+        self._db.run(
+            lambda conn: conn.executemany(
                 "DELETE FROM leases WHERE stream = ?", [(stream,) for stream in streams]
             )
+        )
 
     def prune(self, max_age_s: float) -> int:
         """Forget processed keys and finished streams older than `max_age_s`; return how many.
@@ -238,18 +256,20 @@ class DeliveryLedger:
         record can wait on the broker (its retention) and how long a run can take.
         """
         cutoff = time.time() - max_age_s
-        with self._lock:
-            done = self._db.execute("DELETE FROM processed WHERE at < ?", (cutoff,)).rowcount
-            done += self._db.execute(
+
+        def delete(conn: Connection) -> int:
+            done = conn.execute("DELETE FROM processed WHERE at < ?", (cutoff,)).rowcount
+            done += conn.execute(
                 "DELETE FROM in_flight WHERE done = 1 AND at < ?", (cutoff,)
             ).rowcount
-        return int(done)
+            return int(done)
+
+        return self._db.run(delete)
 
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     def __enter__(self) -> Self:
         return self
@@ -263,18 +283,16 @@ class DeliveryLedger:
         self.close()
 
 
-def _in_flight(
-    stream: str, topic: str, key: bytes | None, value: bytes | None, headers: str, at: float
-) -> InFlight:
+def _in_flight(row: Row) -> InFlight:
     return InFlight(
-        stream=stream,
-        topic=topic,
+        stream=row["stream"],
+        topic=row["topic"],
         record=WireRecord(
-            key=bytes(key or b""),
-            value=bytes(value or b""),
-            headers=[(name, base64.b64decode(v)) for name, v in json.loads(headers)],
+            key=bytes(row["key"] or b""),
+            value=bytes(row["value"] or b""),
+            headers=[(name, base64.b64decode(v)) for name, v in json.loads(row["headers"])],
         ),
-        at=float(at),
+        at=float(row["at"]),
     )
 
 
@@ -311,7 +329,10 @@ class Leases:
 
     def _renew(self) -> None:
         while not self._done.wait(self.renew_every_s):
-            self.ledger._lease(list(self.streams), self._until())
+            try:
+                self.ledger._lease(list(self.streams), self._until())
+            except DatabaseUnavailable as exc:  # tried again at the next renewal
+                log.warning("renewing %d lease(s) failed: %s", len(self.streams), exc)
 
     def __enter__(self) -> Self:
         return self
@@ -326,4 +347,7 @@ class Leases:
         if self._keeper is not None:
             self._keeper.join()
         if self.streams:
-            self.ledger._release(self.streams)
+            try:
+                self.ledger._release(self.streams)
+            except DatabaseUnavailable as exc:  # they lapse by themselves
+                log.warning("releasing %d lease(s) failed: %s", len(self.streams), exc)
