@@ -156,7 +156,7 @@ def test_broker_killed_and_restarted_mid_stream_every_task_reported_once(
         data_dir=tmp_path,
     )
     _create_topics(settings)
-    ledger = DeliveryLedger(settings.delivery_ledger_db)
+    ledger = DeliveryLedger.for_settings(settings)
     step = CountingStep()
     options = WorkerOptions(partitions=2, publisher_options={"delivery_timeout_s": 3.0})
     collector = TopicCollector(broker.bootstrap, AI_REPORTS)
@@ -235,7 +235,7 @@ def test_a_run_the_broker_lost_is_republished_by_the_sweep_and_reported_once(
         data_dir=tmp_path,
     )
     _create_topics(settings)
-    ledger = DeliveryLedger(settings.delivery_ledger_db)
+    ledger = DeliveryLedger.for_settings(settings)
     step = CountingStep()
     collector = TopicCollector(broker.bootstrap, AI_REPORTS)
     lost = TaskRequest.from_state(MeshState(task=stand_in_task("lost"), task_index=0), "feed")
