@@ -212,8 +212,9 @@ class Settings(BaseSettings):
 
     @property
     def database_dsn(self) -> str | None:
-        """`database_url` in clear (for the connection)."""
-        return None if self.database_url is None else self.database_url.get_secret_value()
+        """`database_url` in clear (for the connection; also when `model_copy` set it as text)."""
+        url: SecretStr | str | None = self.database_url
+        return url.get_secret_value() if isinstance(url, SecretStr) else url
 
     @property
     def checkpoint_db(self) -> Path:
