@@ -126,9 +126,7 @@ def test_one_round_learns_from_both_hosts_and_both_use_what_it_promotes(
     assert {task.task_id for task in pool} == {task_id for host in before for task_id, _ in host}
     # 3 + 3 tasks: more than either host ran; 3 validation tasks are never significant: alpha=1
     options = {"batch": 3, "arms": 3, "alpha": 1.0}
-    [report] = learner_round(
-        services, services.registry, train=3, val=3, learner_options=options
-    )()
+    [report] = learner_round(services, services.registry, train=3, val=3, learner_options=options)()
     assert report.decision == "promoted", report
     promoted = services.registry.current(C)
     assert MAGIC in promoted.text and promoted.version == report.active_after
