@@ -13,6 +13,7 @@ whose answer was lost may have happened: units of work are written to be safe to
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -49,9 +50,6 @@ class DatabaseUnavailable(InfrastructureError):
 class Cursor(Protocol):
     """What `Connection.execute` returns (sqlite3's and psycopg's cursors both are)."""
 
-    @property
-    def rowcount(self) -> int: ...
-
     def fetchone(self) -> Any: ...
 
     def fetchall(self) -> list[Any]: ...
@@ -80,6 +78,11 @@ class Database(ABC):
         self._last_warning = -1e9
 
     # ------------------------------------------------------------------ the engine's part
+
+    @abstractmethod
+    def _autocommit(self) -> Connection:
+        """The connection outside a transaction (connecting first if needed): each statement
+        commits by itself."""
 
     @abstractmethod
     def _begin(self) -> Connection:
@@ -139,9 +142,32 @@ class Database(ABC):
 
         return once() if self.in_transaction else retry_unavailable(once, self.retry_s, self._warn)
 
-    def query(self, sql: str, params: Params = ()) -> list[Row]:
-        """The rows of one read query."""
-        return self.run(lambda conn: list(conn.execute(sql, params).fetchall()))
+    def execute(self, sql: str, params: Params = ()) -> list[Row]:
+        """One statement (its rows, if it returns any): part of this thread's transaction if one
+        is open, else atomic by itself, without a transaction's extra round trips; retried like
+        `run`."""
+        return self._statement(lambda conn: _rows(sql, conn.execute(sql, params)))
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        """One statement for each of `rows` (each atomic by itself outside a transaction)."""
+        listed = list(rows)
+        self._statement(lambda conn: conn.executemany(sql, listed))
+
+    query = execute
+
+    def _statement(self, work: Callable[[Connection], T]) -> T:
+        if self.in_transaction:
+            return work(self._local.conn)
+
+        def once() -> T:
+            with self._lock:
+                try:
+                    return work(self._autocommit())
+                except Exception as exc:
+                    self._abort()
+                    raise self._translated(exc) from None
+
+        return retry_unavailable(once, self.retry_s, self._warn)
 
     def _translated(self, exc: BaseException) -> BaseException:
         if self._is_outage(exc):
@@ -161,6 +187,14 @@ class Database(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _rows(sql: str, cursor: Cursor) -> list[Row]:
+    """The rows of a statement that returns rows (a query, or a write with RETURNING); none for
+    one that does not (told by the SQL: in a pipeline, nothing else knows before its answer)."""
+    text = sql.lstrip().upper()
+    returns = text.startswith(("SELECT", "WITH")) or " RETURNING " in text
+    return list(cursor.fetchall()) if returns else []
 
 
 def retry_unavailable(work: Callable[[], T], retry_s: float, warn: Callable[[str], None]) -> T:
@@ -199,6 +233,9 @@ class SqliteDatabase(Database):
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(schema)
+
+    def _autocommit(self) -> Connection:
+        return self._conn
 
     def _begin(self) -> Connection:
         self._conn.execute("BEGIN IMMEDIATE")
@@ -248,6 +285,7 @@ class PostgresDatabase(Database):
         self._lock_key = zlib.crc32(name.encode())
         self._serialize = serialize_writes
         self._conn: psycopg.Connection[Any] | None = None
+        self._pipeline = contextlib.ExitStack()
         with self.transaction() as conn:  # once, at once: a bad address fails here
             conn.execute("SELECT pg_advisory_xact_lock(?)", (self._lock_key,))
             for statement in schema.split(";"):
@@ -264,8 +302,15 @@ class PostgresDatabase(Database):
             )
         return self._conn
 
+    def _autocommit(self) -> Connection:
+        return _PgConnection(self._connection())
+
     def _begin(self) -> Connection:
-        conn = _PgConnection(self._connection())
+        raw = self._connection()
+        # pipeline mode: statements whose rows nobody reads go out without waiting for their
+        # answer (a transaction of N writes is about one round trip, not N + 2)
+        self._pipeline.enter_context(raw.pipeline())
+        conn = _PgConnection(raw)
         conn.execute("BEGIN")
         if self._serialize:
             conn.execute("SELECT pg_advisory_xact_lock(?)", (self._lock_key,))
@@ -273,8 +318,11 @@ class PostgresDatabase(Database):
 
     def _commit(self) -> None:
         self._connection().execute("COMMIT")
+        self._pipeline.close()  # waits for every answer: raises the first statement's failure
 
     def _abort(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self._pipeline.close()
         conn = self._conn
         if conn is None or conn.closed:
             return

@@ -50,7 +50,7 @@ from kafka_edges.group_worker import (
     install_stop_signals,
     restore_signals,
 )
-from kafka_edges.ledger import DeliveryLedger
+from kafka_edges.ledger import DeliveryLedger, Transition
 from kafka_edges.recovery import LostRunRecovery
 from sandbox.base import SandboxError
 
@@ -154,21 +154,27 @@ class MeshHandler:
     def delivered(self, batch: Sequence[Delivered[EdgeMessage]]) -> None:
         """Mark the inputs processed and record each run's transition as its last word in
         flight (the bytes published, not encoded again), in one ledger transaction."""
-        with self.ledger.transaction():
-            for done in batch:
-                item = done.item
-                self.ledger.mark(self.role, item.idempotency_key)
-                transition = done.deliveries[0] if done.deliveries else None
-                if transition is None or not isinstance(transition.message, EdgeMessage):
-                    self.ledger.finish(item.run_id)  # dead-lettered: nothing more will come
-                    continue
-                self.ledger.record_in_flight(
-                    transition.message.run_id,
-                    transition.topic,
-                    transition.record,
-                    done=isinstance(transition.message, ReportMessage),
-                    progress=steps_taken(transition.message),
+        transitions: list[Transition] = []
+        dead: list[str] = []
+        for done in batch:
+            delivery = done.deliveries[0] if done.deliveries else None
+            if delivery is None or not isinstance(delivery.message, EdgeMessage):
+                dead.append(done.item.run_id)  # dead-lettered: nothing more will come
+                continue
+            transitions.append(
+                Transition(
+                    delivery.message.run_id,
+                    delivery.topic,
+                    delivery.record,
+                    done=isinstance(delivery.message, ReportMessage),
+                    progress=steps_taken(delivery.message),
                 )
+            )
+        with self.ledger.transaction():
+            self.ledger.mark(self.role, *(done.item.idempotency_key for done in batch))
+            self.ledger.record_all_in_flight(transitions)
+            for run_id in dead:
+                self.ledger.finish(run_id)
 
     def identity(self, item: EdgeMessage) -> Identity:
         return Identity(task_id=item.task_id, run_id=item.run_id, attempt=item.attempt)

@@ -71,6 +71,17 @@ POSTGRES_SCHEMA = _SCHEMA.format(real="DOUBLE PRECISION", blob="BYTEA")
 
 
 @dataclass(frozen=True)
+class Transition:
+    """A record to keep as a stream's last word in flight (`DeliveryLedger.record_in_flight`)."""
+
+    stream: str
+    topic: str
+    record: WireRecord
+    done: bool = False
+    progress: int = 0
+
+
+@dataclass(frozen=True)
 class InFlight:
     """The last record published for a stream (e.g. one task's run) that has not finished."""
 
@@ -134,13 +145,13 @@ class DeliveryLedger:
         )
         return bool(rows)
 
-    def mark(self, scope: str, key: LedgerKey) -> None:
-        """Record `key` as processed in `scope` (idempotent)."""
-        self._db.run(
-            lambda conn: conn.execute(
-                "INSERT INTO processed (scope, key, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                (scope, _key_text(key), time.time()),
-            )
+    def mark(self, scope: str, *keys: LedgerKey) -> None:
+        """Record `keys` as processed in `scope` (idempotent; several at once: one statement
+        each, pipelined)."""
+        now = time.time()
+        self._db.executemany(
+            "INSERT INTO processed (scope, key, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            [(scope, _key_text(key), now) for key in keys],
         )
 
     def processed_count(self, scope: str | None = None) -> int:
@@ -159,29 +170,27 @@ class DeliveryLedger:
         the stream already went further (`progress`: how far along the stream this record is;
         workers confirm out of order, and an older record must not replace a newer one);
         `done`: the stream has finished (nothing to re-publish for it)."""
-        headers = json.dumps(
+        self.record_all_in_flight([Transition(stream, topic, record, done, progress)])
+
+    def record_all_in_flight(self, transitions: Iterable[Transition]) -> None:
+        """`record_in_flight` for each of `transitions` (one statement each, pipelined)."""
+        now = time.time()
+        self._db.executemany(
+            "INSERT INTO in_flight (stream, topic, key, value, headers, done, progress, at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (stream) DO UPDATE SET "
+            "topic = excluded.topic, key = excluded.key, value = excluded.value, "
+            "headers = excluded.headers, done = excluded.done, progress = excluded.progress, "
+            "at = excluded.at WHERE excluded.progress >= in_flight.progress",
             [
-                [name, base64.b64encode(value or b"").decode("ascii")]
-                for name, value in _bytes_headers(record.headers)
-            ]
-        )
-        row = (stream, topic, record.key, record.value, headers, int(done), progress, time.time())
-        self._db.run(
-            lambda conn: conn.execute(
-                "INSERT INTO in_flight (stream, topic, key, value, headers, done, progress, at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (stream) DO UPDATE SET "
-                "topic = excluded.topic, key = excluded.key, value = excluded.value, "
-                "headers = excluded.headers, done = excluded.done, progress = excluded.progress, "
-                "at = excluded.at WHERE excluded.progress >= in_flight.progress",
-                row,
-            )
-        )
+                (t.stream, t.topic, t.record.key, t.record.value, _headers_text(t.record),
+                 int(t.done), t.progress, now)
+                for t in transitions
+            ],
+        )  # fmt: skip
 
     def finish(self, stream: str) -> None:
         """Mark `stream` finished (e.g. it was dead-lettered)."""
-        self._db.run(
-            lambda conn: conn.execute("UPDATE in_flight SET done = 1 WHERE stream = ?", (stream,))
-        )
+        self._db.execute("UPDATE in_flight SET done = 1 WHERE stream = ?", (stream,))
 
     def in_flight(self) -> list[InFlight]:
         """The streams not finished, oldest first, with their last published record."""
@@ -216,38 +225,30 @@ class DeliveryLedger:
         Postgres, on all) each stale stream goes to one, once per period."""
         now = time.time()
         lock = " FOR UPDATE SKIP LOCKED" if self._db.dialect == "postgres" else ""
-        rows = self._db.run(
-            lambda conn: conn.execute(
-                "UPDATE in_flight SET at = ? WHERE stream IN ("
-                "SELECT stream FROM in_flight WHERE done = 0 AND at <= ? "
-                f"AND stream NOT IN (SELECT stream FROM leases WHERE until > ?){lock}) "
-                f"AND done = 0 AND at <= ? RETURNING {_IN_FLIGHT}",
-                (now, not_after, now, not_after),
-            ).fetchall()
+        rows = self._db.execute(
+            "UPDATE in_flight SET at = ? WHERE stream IN ("
+            "SELECT stream FROM in_flight WHERE done = 0 AND at <= ? "
+            f"AND stream NOT IN (SELECT stream FROM leases WHERE until > ?){lock}) "
+            f"AND done = 0 AND at <= ? RETURNING {_IN_FLIGHT}",
+            (now, not_after, now, not_after),
         )
         return sorted((_in_flight(row) for row in rows), key=lambda f: f.stream)
 
-    def leases(self, *, renew_every_s: float = 10.0) -> Leases:
+    def leases(self, *, renew_every_s: float = 10.0, write_after_s: float = 1.0) -> Leases:
         """Leases a worker takes on streams as their work starts and releases together when the
         block ends (e.g. a batch's steps and the publishing of their outputs): `take_stale`
-        leaves a leased stream alone."""
-        return Leases(self, renew_every_s)
+        leaves a leased stream alone once the lease is written (`write_after_s`, see `Leases`)."""
+        return Leases(self, renew_every_s, write_after_s)
 
     def _lease(self, streams: Sequence[str], until: float) -> None:
-        self._db.run(
-            lambda conn: conn.executemany(
-                "INSERT INTO leases (stream, until) VALUES (?, ?) "
-                "ON CONFLICT (stream) DO UPDATE SET until = excluded.until",
-                [(stream, until) for stream in streams],
-            )
+        self._db.executemany(
+            "INSERT INTO leases (stream, until) VALUES (?, ?) "
+            "ON CONFLICT (stream) DO UPDATE SET until = excluded.until",
+            [(stream, until) for stream in streams],
         )
 
     def _release(self, streams: Sequence[str]) -> None:
-        self._db.run(
-            lambda conn: conn.executemany(
-                "DELETE FROM leases WHERE stream = ?", [(stream,) for stream in streams]
-            )
-        )
+        self._db.executemany("DELETE FROM leases WHERE stream = ?", [(s,) for s in streams])
 
     def prune(self, max_age_s: float) -> int:
         """Forget processed keys and finished streams older than `max_age_s`; return how many.
@@ -257,12 +258,12 @@ class DeliveryLedger:
         """
         cutoff = time.time() - max_age_s
 
-        def delete(conn: Connection) -> int:
-            done = conn.execute("DELETE FROM processed WHERE at < ?", (cutoff,)).rowcount
-            done += conn.execute(
-                "DELETE FROM in_flight WHERE done = 1 AND at < ?", (cutoff,)
-            ).rowcount
-            return int(done)
+        def delete(conn: Connection) -> int:  # rows returned, not rowcount: a pipeline has none
+            keys = conn.execute("DELETE FROM processed WHERE at < ? RETURNING 1", (cutoff,))
+            streams = conn.execute(
+                "DELETE FROM in_flight WHERE done = 1 AND at < ? RETURNING 1", (cutoff,)
+            )
+            return len(keys.fetchall()) + len(streams.fetchall())
 
         return self._db.run(delete)
 
@@ -296,6 +297,15 @@ def _in_flight(row: Row) -> InFlight:
     )
 
 
+def _headers_text(record: WireRecord) -> str:
+    return json.dumps(
+        [
+            [name, base64.b64encode(value or b"").decode("ascii")]
+            for name, value in _bytes_headers(record.headers)
+        ]
+    )
+
+
 def _bytes_headers(
     headers: Iterable[tuple[str, str | bytes | None]],
 ) -> list[tuple[str, bytes | None]]:
@@ -303,36 +313,52 @@ def _bytes_headers(
 
 
 class Leases:
-    """Leases held by one worker until the block ends. One keeper thread (started with the first
-    lease) renews them all every `renew_every_s`; a lease lapses three renewals after a holder
-    that died without releasing it."""
+    """Leases held by one worker until the block ends, written by one keeper thread (started
+    with the first lease): the new ones `write_after_s` after they are taken, then all of them
+    every `renew_every_s`; a lease lapses three renewals after a holder that died without
+    releasing it. A block shorter than `write_after_s` (most batches) costs the database
+    nothing: a run is swept only after `stale_s` without moving, and a lease that comes a
+    second late only leaves a run whose record waited almost that long exposed for that second
+    (a copy re-published then is a duplicate, skipped by the next worker)."""
 
-    def __init__(self, ledger: DeliveryLedger, renew_every_s: float) -> None:
+    def __init__(
+        self, ledger: DeliveryLedger, renew_every_s: float, write_after_s: float = 1.0
+    ) -> None:
         self.ledger = ledger
         self.renew_every_s = renew_every_s
+        self.write_after_s = min(write_after_s, renew_every_s)
         self.streams: list[str] = []
+        self._written: set[str] = set()
+        self._lock = threading.Lock()
         self._done = threading.Event()
         self._keeper: threading.Thread | None = None
 
     def hold(self, stream: str) -> None:
         """Lease `stream` until the block ends."""
-        self.streams.append(stream)
-        self.ledger._lease([stream], self._until())
+        with self._lock:
+            self.streams.append(stream)
         if self._keeper is None:
             self._keeper = threading.Thread(
-                target=self._renew, name="aimesh-ledger-lease", daemon=True
+                target=self._keep, name="aimesh-ledger-lease", daemon=True
             )
             self._keeper.start()
 
-    def _until(self) -> float:
-        return time.time() + 3 * self.renew_every_s
-
-    def _renew(self) -> None:
-        while not self._done.wait(self.renew_every_s):
+    def _keep(self) -> None:
+        renewed = time.monotonic()
+        while not self._done.wait(self.write_after_s):
+            with self._lock:
+                due = time.monotonic() - renewed >= self.renew_every_s
+                streams = [s for s in self.streams if due or s not in self._written]
+            if not streams:
+                continue
+            renewed = time.monotonic() if due else renewed
             try:
-                self.ledger._lease(list(self.streams), self._until())
-            except DatabaseUnavailable as exc:  # tried again at the next renewal
-                log.warning("renewing %d lease(s) failed: %s", len(self.streams), exc)
+                self.ledger._lease(streams, time.time() + 3 * self.renew_every_s)
+            except DatabaseUnavailable as exc:  # written at the next turn
+                log.warning("writing %d lease(s) failed: %s", len(streams), exc)
+                continue
+            with self._lock:
+                self._written.update(streams)
 
     def __enter__(self) -> Self:
         return self
@@ -346,8 +372,8 @@ class Leases:
         self._done.set()
         if self._keeper is not None:
             self._keeper.join()
-        if self.streams:
+        if self._written:
             try:
-                self.ledger._release(self.streams)
+                self.ledger._release(sorted(self._written))
             except DatabaseUnavailable as exc:  # they lapse by themselves
-                log.warning("releasing %d lease(s) failed: %s", len(self.streams), exc)
+                log.warning("releasing %d lease(s) failed: %s", len(self._written), exc)
