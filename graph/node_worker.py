@@ -5,8 +5,9 @@ module holds only what is the mesh's: MeshHandler decodes the role's input topic
 leaves the in-process graph's records alone, recognises duplicates by (role, run id, task id,
 attempt) in the durable DeliveryLedger, runs the SAME step the in-process graph runs
 (`graph.step.run_step`, bound to the node functions and services by the entry point) and turns
-the StepRecord into its transition and telemetry. From the step's start until its outputs are
-confirmed the worker holds a lease on the run in the ledger (it is not taken for a lost run).
+the StepRecord into its transition and telemetry. From about a second after the step's start
+until its outputs are confirmed the worker holds a lease on the run in the ledger (it is not
+taken for a lost run; `kafka_edges.ledger.Leases`).
 Once they are confirmed on the broker the input is marked processed and the transition recorded
 as the run's last word in flight (what `kafka_edges.recovery` re-publishes if the broker loses
 it); then the offset is committed.
