@@ -268,7 +268,7 @@ def collect_reports(
     deadline = time.monotonic() + timeout_s
     ledger_checked = time.monotonic()
     with (
-        DeliveryLedger(settings.delivery_ledger_db) as ledger,
+        DeliveryLedger.for_settings(settings) as ledger,
         TopicReader(AI_REPORTS, settings, models=MODEL_BY_TOPIC) as reader,
     ):
         while len(outcomes) < len(runs) and time.monotonic() < deadline:
@@ -307,7 +307,7 @@ def feed_tasks(
     the workers share (so a request the broker loses is re-published, see
     `kafka_edges.recovery`); return run id -> task index."""
     with (
-        DeliveryLedger(settings.delivery_ledger_db) as ledger,
+        DeliveryLedger.for_settings(settings) as ledger,
         KafkaEdgeSink(settings, origin="feed", ledger=ledger) as sink,
     ):
         return {

@@ -21,7 +21,7 @@ from sandbox import make_sandbox
 def build_context(settings: Settings, *, use_memory: bool | None = None) -> MeshContext:
     """Every dependency the settings describe. Memory (mem0) is opened when `use_memory` is true,
     or, by default, when `settings.memory.enabled` is. Prompts come from the registry in the data
-    dir."""
+    dir (or in the mesh's database, `settings.database_url`)."""
     wanted = settings.memory.enabled if use_memory is None else use_memory
     return MeshContext(
         settings=settings,
@@ -33,7 +33,7 @@ def build_context(settings: Settings, *, use_memory: bool | None = None) -> Mesh
             allow_unisolated=settings.sandbox_allow_unisolated,
             docker_image=settings.sandbox_docker_image,
         ),
-        registry=PromptRegistry.in_data_dir(settings.data_dir, SEED_PROMPTS),
+        registry=PromptRegistry.for_settings(settings, SEED_PROMPTS),
         memory=AgentMemory.from_settings(settings) if wanted else None,
     )
 

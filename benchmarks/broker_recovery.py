@@ -132,7 +132,7 @@ def trial(tasks: int, timeout_s: float) -> dict[str, Any]:
 
         create_topics()
         reports = Reports(settings)
-        ledger = DeliveryLedger(settings.delivery_ledger_db)
+        ledger = DeliveryLedger.for_settings(settings)
         step = bind_step(NODE_FUNCTIONS, build_context(settings))
         try:
             with MeshWorkers(

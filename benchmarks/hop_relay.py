@@ -8,7 +8,8 @@ and `--baseline REF` can run the worker of another commit's tree (PYTHONPATH nam
   raw_batched  the same guarantees for a batch: take what is fetched (up to 500 records), produce
                each at once, wait for all acks, commit the batch's offsets synchronously
   mesh         a NodeWorker (role consumer) with a trivial node (a TEST DOUBLE that changes
-               nothing) and a file delivery ledger, as deployed; its topics come from the prefix
+               nothing) and a delivery ledger, as deployed (a file, or Postgres with
+               `--ledger postgresql://...`); its topics come from the prefix
 
 Prints `ready` once it holds its partitions, then relays until SIGTERM or stdin closes. Only the
 client library and the mesh's public API are used, so the script runs against older trees.
@@ -99,12 +100,17 @@ def _mesh(args: argparse.Namespace, stop: threading.Event) -> None:
     settings = Settings(
         kafka_bootstrap=args.bootstrap, kafka_config=OVERRIDES, kafka_group_prefix=args.group
     )
+    shared = args.ledger.startswith(("postgresql://", "postgres://"))
     worker = NodeWorker(
         "consumer",
         settings,
         trivial_step,
         WorkerOptions(topic_prefix=args.prefix, partitions=args.partitions),
-        ledger=DeliveryLedger(args.ledger),
+        ledger=DeliveryLedger.for_settings(
+            settings.model_copy(update={"database_url": args.ledger})
+        )
+        if shared
+        else DeliveryLedger(args.ledger),
     )
     with worker:
         if not worker.wait_joined(60):
@@ -122,7 +128,9 @@ def main() -> None:
     parser.add_argument("--group", required=True)
     parser.add_argument("--prefix", default="", help="mesh: the topic prefix")
     parser.add_argument("--partitions", type=int, default=1)
-    parser.add_argument("--ledger", default=":memory:", help="mesh: the delivery ledger file")
+    parser.add_argument(
+        "--ledger", default=":memory:", help="mesh: the delivery ledger file, or a Postgres URL"
+    )
     args = parser.parse_args()
 
     stop = threading.Event()

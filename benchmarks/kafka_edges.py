@@ -41,7 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -229,10 +229,16 @@ def _broker(bootstrap: str | None) -> Iterator[str]:
 
 
 def bench_hops(
-    bootstrap: str, messages: int, samples: int, partitions: int, trees: dict[str, Path]
+    bootstrap: str,
+    messages: int,
+    samples: int,
+    partitions: int,
+    trees: dict[str, Path],
+    ledgers: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """One round: raw_pipe, then each relay in its own process (the raw ones, and a mesh worker
-    per tree in `trees`: "mesh_worker" is this tree), on the same broker."""
+    per tree in `trees`: "mesh_worker" is this tree), on the same broker. A mesh worker keeps
+    its delivery ledger in a file of its own, or where `ledgers` says (a Postgres URL)."""
     tag = uuid.uuid4().hex[:6]
     admin = AdminClient(with_logger({"bootstrap.servers": bootstrap}))
     source_topics = [AI_TOPIC, AI_SOLUTIONS]
@@ -285,7 +291,8 @@ def bench_hops(
         for name, tree in trees.items():
             prefix = f"b{tag}-{name}."
             args = ["--bootstrap", bootstrap, "--group", f"bench-{tag}-{name}", "--prefix", prefix]
-            args += ["--partitions", str(partitions), "--ledger", f"{tmp}/{name}.db"]
+            ledger = (ledgers or {}).get(name, f"{tmp}/{name}.db")
+            args += ["--partitions", str(partitions), "--ledger", ledger]
             with _relay("mesh", tree, *args):
                 results.append(measure(name, prefix))
     return results
@@ -383,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
             rounds.append(
                 bench_hops(bootstrap, args.messages, args.latency_samples, args.partitions, order)
             )
-        hops = _median_rows(rounds)
+        hops = median_rows(rounds)
         scripted = (
             bench_scripted_mesh(
                 bootstrap, [int(x) for x in args.scripted_mesh.split(",")], args.tasks, Path(tmp)
@@ -393,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     ratios = {
-        f"{mesh}_over_{raw}": _ratios(rounds, mesh, raw)
+        f"{mesh}_over_{raw}": path_ratios(rounds, mesh, raw)
         for mesh in trees
         for raw in ("raw_relay", "raw_relay_batched")
     }
@@ -446,7 +453,7 @@ def main(argv: list[str] | None = None) -> None:
     console.print(f"wrote {args.out}")
 
 
-def _ratios(rounds: list[list[dict[str, Any]]], path: str, baseline: str) -> dict[str, Any]:
+def path_ratios(rounds: list[list[dict[str, Any]]], path: str, baseline: str) -> dict[str, Any]:
     """`path` over `baseline` within each round: the median of the rounds and their range
     (with 5 rounds, min..max covers the median with 94 % confidence, distribution-free)."""
     metrics = {
@@ -473,7 +480,7 @@ def _span(ratio: dict[str, Any]) -> str:
     return f"{ratio['median']:.2f} [{ratio['min']:.2f}, {ratio['max']:.2f}]"
 
 
-def _median_rows(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def median_rows(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Per path (rounds may order them differently), the median of each numeric metric."""
     rows = []
     for first in rounds[0]:

@@ -196,7 +196,7 @@ class Kill:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _report_ids(records: list[Seen]) -> list[str]:
+def report_ids(records: list[Seen]) -> list[str]:
     return [
         str(f["run_id"])
         for r in records
@@ -204,13 +204,61 @@ def _report_ids(records: list[Seen]) -> list[str]:
     ]
 
 
-def _kill_one(supervisor: WorkerSupervisor, rng: random.Random) -> Kill | None:
+def kill_one(supervisor: WorkerSupervisor, rng: random.Random) -> Kill | None:
     live = [(i, s) for i, s in enumerate(supervisor.slots) if s.proc.poll() is None]
     if not live:
         return None
     index, slot = rng.choice(live)
     os.kill(slot.proc.pid, signal.SIGKILL)
     return Kill(slot.role, slot.proc.pid, time.monotonic(), index)
+
+
+def note_replacements(kills: list[Kill], supervisor: WorkerSupervisor, now: float) -> None:
+    """For each kill, the pid of its replacement and, once it joined its group, how long that
+    took."""
+    for kill in kills:
+        slot = supervisor.slots[kill.slot_index]
+        if kill.ready_s is None and slot.proc.pid != kill.pid:
+            kill.replaced_pid = slot.proc.pid
+            if slot.ready.is_set():
+                kill.ready_s = round(now - kill.at, 2)
+
+
+def restart_broker(
+    broker: EmbeddedBroker, settings: Settings, partitions: int, collector: Collector
+) -> tuple[EmbeddedBroker, float, float]:
+    """SIGKILL the broker and start a new one on its port, with the mesh's topics; the new
+    broker, when the old one was killed and when the new one was up."""
+    killed_at = time.monotonic()
+    os.kill(broker.pid or 0, signal.SIGKILL)
+    broker.stop()
+    broker = EmbeddedBroker(port=broker.port).start()
+    restarted_at = time.monotonic()
+    ensure_topics(
+        AdminClient(with_logger(common_config(settings))),
+        ALL_TOPICS, partitions, prefix=topic_prefix(settings),
+    )  # fmt: skip
+    collector.restart()
+    return broker, killed_at, restarted_at
+
+
+def recovery_after(report_times: list[float], moment: float) -> dict[str, float | None]:
+    """Seconds from `moment` to the first and to the tenth report after it."""
+    after = sorted(t - moment for t in report_times if t >= moment)
+    return {
+        "reports_flow_again_s": first_after(report_times, moment),
+        "tenth_report_after_s": round(after[9], 2) if len(after) > 9 else None,
+    }
+
+
+def replacement_summary(kills: list[Kill]) -> dict[str, Any]:
+    ready = [k.ready_s for k in kills if k.ready_s is not None]
+    return {
+        "max": max(ready) if ready else None,
+        "mean": round(sum(ready) / len(ready), 2) if ready else None,
+        "n": len(ready),
+        "all": ready,
+    }
 
 
 def soak(args: argparse.Namespace) -> dict[str, Any]:
@@ -245,7 +293,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 ready_s = time.monotonic() - started
                 console.print(f"{len(supervisor.slots)} workers ready in {ready_s:.1f} s")
                 with (
-                    DeliveryLedger(settings.delivery_ledger_db) as ledger,
+                    DeliveryLedger.for_settings(settings) as ledger,
                     KafkaEdgeSink(settings, origin="feed", ledger=ledger) as sink,
                 ):
                     fed = {
@@ -265,13 +313,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                     while time.monotonic() < deadline:
                         supervisor.check()
                         now = time.monotonic()
-                        for kill in kills:  # replacement joined its group?
-                            slot = supervisor.slots[kill.slot_index]
-                            if kill.ready_s is None and slot.proc.pid != kill.pid:
-                                kill.replaced_pid = slot.proc.pid
-                                if slot.ready.is_set():
-                                    kill.ready_s = round(now - kill.at, 2)
-                        done = len(set(_report_ids(collector.snapshot())) & fed)
+                        note_replacements(kills, supervisor, now)
+                        done = len(set(report_ids(collector.snapshot())) & fed)
                         progress.update(
                             bar, completed=done,
                             description=f"{len(kills)} worker kills, broker "
@@ -280,16 +323,9 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                         if done >= len(fed):
                             break
                         if not broker_done and done >= len(fed) // 2:
-                            killed_at = time.monotonic()
-                            os.kill(broker.pid or 0, signal.SIGKILL)
-                            broker.stop()
-                            broker = EmbeddedBroker(port=port).start()
-                            restarted_at = time.monotonic()
-                            ensure_topics(
-                                AdminClient(with_logger(common_config(settings))),
-                                ALL_TOPICS, partitions, prefix=topic_prefix(settings),
-                            )  # fmt: skip
-                            collector.restart()
+                            broker, killed_at, restarted_at = restart_broker(
+                                broker, settings, partitions, collector
+                            )
                             broker_done = True
                             broker_event = {
                                 "reported_before_kill": done,
@@ -302,7 +338,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                                 f"in {restarted_at - killed_at:.2f} s"
                             )
                         if args.kill_every > 0 and now >= next_kill:
-                            victim = _kill_one(supervisor, rng)
+                            victim = kill_one(supervisor, rng)
                             if victim is not None:
                                 kills.append(victim)
                             next_kill = now + args.kill_every
@@ -310,28 +346,20 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                     elapsed = time.monotonic() - fed_at
                     time.sleep(args.settle)  # any late duplicate arrives now
                     supervisor.check()
-                    now = time.monotonic()
-                    for kill in kills:
-                        slot = supervisor.slots[kill.slot_index]
-                        if kill.ready_s is None and slot.proc.pid != kill.pid:
-                            kill.replaced_pid = slot.proc.pid
+                    note_replacements(kills, supervisor, time.monotonic())
                 restarts = dict(supervisor.restarts)
         finally:
             collector.close()
             broker.stop()
-        with DeliveryLedger(settings.delivery_ledger_db) as ledger:
+        with DeliveryLedger.for_settings(settings) as ledger:
             in_ledger = {report.run_id for report in reports_in_ledger(ledger, fed)}
     records = collector.snapshot()
-    counts = report_counts(fed, _report_ids(records), in_ledger)
+    counts = report_counts(fed, report_ids(records), in_ledger)
     report_times = [r.at for r in records if r.topic == AI_REPORTS]
     if broker_event:
-        restarted_at = broker_event.pop("_restarted_at")
-        broker_event["reports_flow_again_s"] = first_after(report_times, restarted_at)
-        after = sorted(t - restarted_at for t in report_times if t >= restarted_at)
-        broker_event["tenth_report_after_restart_s"] = (
-            round(after[9], 2) if len(after) > 9 else None
-        )
-    ready = [k.ready_s for k in kills if k.ready_s is not None]
+        recovery = recovery_after(report_times, broker_event.pop("_restarted_at"))
+        broker_event["reports_flow_again_s"] = recovery["reports_flow_again_s"]
+        broker_event["tenth_report_after_restart_s"] = recovery["tenth_report_after_s"]
     return {
         "benchmark": "soak",
         "model": "scripted TEST DOUBLE (AIMESH_LLM=scripted), memory off",
@@ -348,12 +376,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "worker_kills": len(kills),
         "worker_kills_by_role": dict(Counter(k.role for k in kills)),
         "worker_restarts": restarts,
-        "replacement_ready_s": {
-            "max": max(ready) if ready else None,
-            "mean": round(sum(ready) / len(ready), 2) if ready else None,
-            "n": len(ready),
-            "all": ready,
-        },
+        "replacement_ready_s": replacement_summary(kills),
         "goals": {"lost": 0, "duplicated": 0, "dead_lettered": 0, "recovery_s": 15},
     }
 

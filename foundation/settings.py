@@ -10,8 +10,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from foundation.database import validate_url
 
 
 def _default_cache_dir() -> Path:
@@ -218,6 +220,23 @@ class Settings(BaseSettings):
     # Storage
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     data_dir: Path = Path(".aimesh")
+    database_url: SecretStr | None = Field(
+        None,
+        description="a Postgres DSN (postgresql://user:password@host:port/db, or key=value pairs) "
+        "holding the state every host shares: the delivery ledger, the learning store and the "
+        "`run` command's checkpoints; unset: SQLite files in `data_dir` (one host)",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_dsn(cls, url: SecretStr | None) -> SecretStr | None:
+        return None if url is None else SecretStr(validate_url(url.get_secret_value()))
+
+    @property
+    def database_dsn(self) -> str | None:
+        """`database_url` in clear (for the connection; also when `model_copy` set it as text)."""
+        url: SecretStr | str | None = self.database_url
+        return url.get_secret_value() if isinstance(url, SecretStr) else url
 
     @property
     def checkpoint_db(self) -> Path:

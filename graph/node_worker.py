@@ -5,8 +5,9 @@ module holds only what is the mesh's: MeshHandler decodes the role's input topic
 leaves the in-process graph's records alone, recognises duplicates by (role, run id, task id,
 attempt) in the durable DeliveryLedger, runs the SAME step the in-process graph runs
 (`graph.step.run_step`, bound to the node functions and services by the entry point) and turns
-the StepRecord into its transition and telemetry. From the step's start until its outputs are
-confirmed the worker holds a lease on the run in the ledger (it is not taken for a lost run).
+the StepRecord into its transition and telemetry. From about a second after the step's start
+until its outputs are confirmed the worker holds a lease on the run in the ledger (it is not
+taken for a lost run; `kafka_edges.ledger.Leases`).
 Once they are confirmed on the broker the input is marked processed and the transition recorded
 as the run's last word in flight (what `kafka_edges.recovery` re-publishes if the broker loses
 it); then the offset is committed.
@@ -50,7 +51,7 @@ from kafka_edges.group_worker import (
     install_stop_signals,
     restore_signals,
 )
-from kafka_edges.ledger import DeliveryLedger
+from kafka_edges.ledger import DeliveryLedger, Transition
 from kafka_edges.recovery import LostRunRecovery
 from sandbox.base import SandboxError
 
@@ -154,21 +155,27 @@ class MeshHandler:
     def delivered(self, batch: Sequence[Delivered[EdgeMessage]]) -> None:
         """Mark the inputs processed and record each run's transition as its last word in
         flight (the bytes published, not encoded again), in one ledger transaction."""
-        with self.ledger.transaction():
-            for done in batch:
-                item = done.item
-                self.ledger.mark(self.role, item.idempotency_key)
-                transition = done.deliveries[0] if done.deliveries else None
-                if transition is None or not isinstance(transition.message, EdgeMessage):
-                    self.ledger.finish(item.run_id)  # dead-lettered: nothing more will come
-                    continue
-                self.ledger.record_in_flight(
-                    transition.message.run_id,
-                    transition.topic,
-                    transition.record,
-                    done=isinstance(transition.message, ReportMessage),
-                    progress=steps_taken(transition.message),
+        transitions: list[Transition] = []
+        dead: list[str] = []
+        for done in batch:
+            delivery = done.deliveries[0] if done.deliveries else None
+            if delivery is None or not isinstance(delivery.message, EdgeMessage):
+                dead.append(done.item.run_id)  # dead-lettered: nothing more will come
+                continue
+            transitions.append(
+                Transition(
+                    delivery.message.run_id,
+                    delivery.topic,
+                    delivery.record,
+                    done=isinstance(delivery.message, ReportMessage),
+                    progress=steps_taken(delivery.message),
                 )
+            )
+        with self.ledger.transaction():
+            self.ledger.mark(self.role, *(done.item.idempotency_key for done in batch))
+            self.ledger.record_all_in_flight(transitions)
+            for run_id in dead:
+                self.ledger.finish(run_id)
 
     def identity(self, item: EdgeMessage) -> Identity:
         return Identity(task_id=item.task_id, run_id=item.run_id, attempt=item.attempt)
@@ -181,8 +188,8 @@ class NodeWorker(GroupWorker[EdgeMessage]):
     ...     ...                                                 # background threads
     >>> NodeWorker("consumer", settings, step).run()            # doctest: +SKIP (blocks; SIGTERM stops)
 
-    `ledger`: the durable record of handled inputs (default: `settings.delivery_ledger_db`,
-    shared by every worker on the host); `continue_in_process`: also act on the in-process
+    `ledger`: the durable record of handled inputs (default: `DeliveryLedger.for_settings`,
+    shared by every worker on the host, or of the mesh with a database URL); `continue_in_process`: also act on the in-process
     graph's transitions (normally only observed); `recover_lost_runs`: re-publish the ledger's
     runs the broker lost (`kafka_edges.recovery`): all in flight when the broker forgets its
     topics (a restarted memory-only broker), and any that has not moved for
@@ -205,7 +212,7 @@ class NodeWorker(GroupWorker[EdgeMessage]):
         options = options or WorkerOptions()
         self.role = role
         if ledger is None:
-            ledger = DeliveryLedger(settings.delivery_ledger_db)
+            ledger = DeliveryLedger.for_settings(settings)
             ledger.prune(LEDGER_MAX_AGE_S)
         self.ledger = ledger
         handler = MeshHandler(
@@ -257,7 +264,7 @@ class MeshWorkers:
         continue_in_process: bool = False,
         recover_lost_runs: bool = False,
     ) -> None:
-        self.ledger = ledger or DeliveryLedger(settings.delivery_ledger_db)
+        self.ledger = ledger or DeliveryLedger.for_settings(settings)
         self.recovery = (
             lost_run_recovery(settings, options or WorkerOptions(), self.ledger, ALL_TOPICS[0])
             if recover_lost_runs

@@ -531,13 +531,37 @@ class GroupWorker(Generic[T]):
         try:
             delivered = self._confirm(member, batch.sent)
             if batch.dead or delivered:
-                self.handler.delivered([*batch.dead, *delivered])
+                self._tell_delivered([*batch.dead, *delivered])
         except _Stopping:
             raise
         except Exception as exc:  # e.g. the ledger is locked: the batch is handled again
             self._retry_later(member, batch.records, exc)
             return
         self._commit(member, batch.records)
+
+    def _tell_delivered(self, batch: Sequence[Delivered[T]]) -> None:
+        """Tell the handler what was delivered. A transient failure (e.g. its ledger's database
+        restarting) is retried here, with backoff, for as long as the worker runs: the outputs
+        are on the broker already, and handling the batch again would run its steps twice."""
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                self.handler.delivered(batch)
+                return
+            except Exception as exc:
+                if not self.handler.is_transient(exc):
+                    raise
+                self.stats.bump("transient_errors")
+                self._log_once(
+                    "delivered",
+                    "%s worker: recording a delivered batch failed, retrying: %s: %s",
+                    self.name,
+                    type(exc).__name__,
+                    exc,
+                )
+                if self._stop.wait(self.options.retry.delay_s(tries)):
+                    raise _Stopping from None
 
     def _confirm(self, member: _Member, sent: Sequence[_Sent[T]]) -> list[Delivered[T]]:
         """Each item with its confirmed outputs; an item whose outputs the broker refuses for

@@ -15,8 +15,9 @@ ledger holds its key) and skips it. Two triggers, each safe to fire twice:
   sees: records skipped by a consumer group whose offsets went past them, a watch that fired
   before the workers noticed the new broker, a reset missed while a worker was down.
 
-Several processes on a host may run both: `DeliveryLedger.take_stale` gives each stale run to
-one of them per period, and a copy that still slips through is a duplicate, skipped.
+Several processes may run both, on a host (a SQLite ledger) or on every host (a Postgres one):
+`DeliveryLedger.take_stale` gives each stale run to one of them per period, and a copy that
+still slips through is a duplicate, skipped.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from confluent_kafka import TopicCollection
 from confluent_kafka.admin import AdminClient
 
+from foundation.errors import InfrastructureError
 from foundation.settings import Settings
 from kafka_edges.config import common_config, with_logger
 from kafka_edges.ledger import DeliveryLedger
@@ -112,7 +114,7 @@ class StaleRunSweeper(_Every):
             count = republish_in_flight(
                 self.settings, self.ledger, bootstrap=self.bootstrap, older_than_s=self.stale_s
             )
-        except PublishError as exc:
+        except (PublishError, InfrastructureError) as exc:  # the broker or the ledger's database
             log.warning("re-publishing stale runs failed (next sweep retries): %s", exc)
             return
         if count:

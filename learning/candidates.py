@@ -4,7 +4,7 @@ A *task item* is a JSON-able dict: ``{"index": i, "task": <Task as dict> | None}
 the producer only validates it (dataset mode); with None the producer invents task ``index``
 (what the producer's prompt is evaluated on). Every run goes through `compile_mesh` +
 `BatchRunner` with `MeshContext` whose prompts carry the candidate text, and is recorded as a
-rollout by a `RolloutRecorder` (SQLite, and the registry's reward statistics).
+rollout by a `RolloutRecorder` (the learning store, and the registry's reward statistics).
 """
 
 from __future__ import annotations

@@ -420,7 +420,7 @@ def open_learner(
     candidate is evaluated alike and no evaluation leaks into the next through memory). Outcomes
     are cached when the LLM is deterministic (temperature 0), also in `cache_path` when given
     (`MeshEvaluator`). `options` go to `Learner`."""
-    registry = PromptRegistry.in_data_dir(data_dir or settings.data_dir, SEED_PROMPTS)
+    registry = PromptRegistry.for_settings(settings, SEED_PROMPTS, data_dir)
     evaluator = MeshEvaluator(
         services,
         db=registry.db,

@@ -4,10 +4,10 @@
 that step when its LangChain callback handler is installed (`instrument` / `llm_handler`), and
 at the run's last step (supervisor -> __end__) closes the rollout with its reward
 (`state.review.reward`; 0.0 for a run that was never reviewed). Rollouts, spans and the reward
-each prompt version earned are written to the learning SQLite file; listeners (the periodic
+each prompt version earned are written to the learning store (`prompt_registry.db`); listeners (the periodic
 optimizer, the agent-lightning bridge) receive every finished rollout.
 
-Cheap by design: plain sqlite3, a few inserts per step, no agent-lightning import
+Cheap by design: a few inserts per step, no agent-lightning import
 (`learning.lightning.to_agl_spans` converts a finished rollout into agent-lightning spans).
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -30,6 +29,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
+from foundation.database import Connection
 from graph.edges import StepRecord
 from graph.state import MeshState, Task
 from nodes.prompts import PRODUCER_SYSTEM, REVIEWER_SYSTEM
@@ -271,7 +271,7 @@ class RolloutRecorder:
     """EdgeSink recording each graph run as a rollout (spans + reward) into the learning store.
 
     Args:
-        db: the learning SQLite file (or an open `LearningDB`); None keeps rollouts in memory only.
+        db: the learning SQLite file or an open `LearningDB`; None keeps rollouts in memory only.
         source: label stored with each rollout ("mesh", "learn-train", "learn-val", ...).
         registry: when given, each finished rollout's rewards are added to the statistics of the
             prompt versions it used (`PromptRegistry.record_reward`).
@@ -399,8 +399,8 @@ class RolloutRecorder:
         with self.db.transaction() as conn:
             if new:
                 conn.execute(
-                    "INSERT OR IGNORE INTO rollouts (rollout_id, source, task_id, task_json,"
-                    " started, status) VALUES (?, ?, ?, ?, ?, 'running')",
+                    "INSERT INTO rollouts (rollout_id, source, task_id, task_json, started, status)"
+                    " VALUES (?, ?, ?, ?, ?, 'running') ON CONFLICT DO NOTHING",
                     (trace.rollout_id, trace.source, None, None, trace.started),
                 )
             if trace.task is not None:
@@ -414,7 +414,7 @@ class RolloutRecorder:
                 self._write_outcome(conn, trace)
 
     @staticmethod
-    def _append_spans(conn: sqlite3.Connection, rollout_id: str, spans: list[SpanRecord]) -> None:
+    def _append_spans(conn: Connection, rollout_id: str, spans: list[SpanRecord]) -> None:
         """Append spans after the rollout's last one (numbered inside the write lock, so
         processes sharing a rollout never collide)."""
         row = conn.execute(
@@ -422,7 +422,7 @@ class RolloutRecorder:
             (rollout_id,),
         ).fetchone()
         conn.executemany(
-            "INSERT INTO spans (rollout_id, seq, name, kind, start, end, attributes)"
+            'INSERT INTO spans (rollout_id, seq, name, kind, start, "end", attributes)'
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
                 (
@@ -439,7 +439,7 @@ class RolloutRecorder:
         )
 
     @staticmethod
-    def _write_outcome(conn: sqlite3.Connection, trace: RolloutTrace) -> None:
+    def _write_outcome(conn: Connection, trace: RolloutTrace) -> None:
         """A finished rollout's status, reward and per-prompt rewards."""
         conn.execute(
             "UPDATE rollouts SET finished = ?, status = ?, reward = ?, passed = ?,"
@@ -456,8 +456,9 @@ class RolloutRecorder:
             ),
         )
         conn.executemany(
-            "INSERT OR REPLACE INTO rewards (rollout_id, name, version, reward, at)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO rewards (rollout_id, name, version, reward, at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (rollout_id, name) DO UPDATE SET version = excluded.version,"
+            " reward = excluded.reward, at = excluded.at",
             [
                 (
                     trace.rollout_id,

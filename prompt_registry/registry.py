@@ -11,13 +11,14 @@ are ``<seed>.<k>`` ("v1.1", "v1.2", ...) so they never collide with a seed added
 from __future__ import annotations
 
 import math
-import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from foundation.database import Connection, Row
+from foundation.settings import Settings
 from prompt_registry.db import LearningDB, open_db
 
 Status = Literal["candidate", "active", "rejected", "retired"]
@@ -79,7 +80,7 @@ class PromptEvent:
 
 
 class PromptRegistry:
-    """Prompt versions in the learning SQLite file, seeded with the code's seed prompts."""
+    """Prompt versions in the learning store, seeded with the code's seed prompts."""
 
     def __init__(self, db: LearningDB | Path | str, seeds: Mapping[str, Prompt]) -> None:
         self.db = open_db(db)
@@ -87,8 +88,16 @@ class PromptRegistry:
 
     @classmethod
     def in_data_dir(cls, data_dir: Path, seeds: Mapping[str, Prompt]) -> PromptRegistry:
-        """The registry of a mesh whose settings say ``data_dir``."""
+        """The registry in the learning file of ``data_dir`` (one host)."""
         return cls(LearningDB.in_data_dir(data_dir), seeds)
+
+    @classmethod
+    def for_settings(
+        cls, settings: Settings, seeds: Mapping[str, Prompt], data_dir: Path | None = None
+    ) -> PromptRegistry:
+        """The registry of the mesh the settings describe (in its database, or in the learning
+        file of `data_dir`, default theirs)."""
+        return cls(LearningDB.for_settings(settings, data_dir), seeds)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -346,7 +355,7 @@ class PromptRegistry:
                 _event(conn, seed.name, seed.version, "seeded" if status == "active" else "added")
 
     @staticmethod
-    def _next_label(conn: sqlite3.Connection, name: str, parent: str) -> str:
+    def _next_label(conn: Connection, name: str, parent: str) -> str:
         root = parent.split(".", 1)[0]
         taken = {
             r["version"]
@@ -358,14 +367,14 @@ class PromptRegistry:
         return f"{root}.{k}"
 
 
-def _find(conn: sqlite3.Connection, name: str, version: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
+def _find(conn: Connection, name: str, version: str) -> Row | None:
+    row: Row | None = conn.execute(
         "SELECT * FROM prompt_versions WHERE name = ? AND version = ?", (name, version)
     ).fetchone()
     return row
 
 
-def _row(conn: sqlite3.Connection, name: str, version: str) -> sqlite3.Row:
+def _row(conn: Connection, name: str, version: str) -> Row:
     row = conn.execute(
         "SELECT * FROM prompt_versions WHERE name = ? AND version = ?", (name, version)
     ).fetchone()
@@ -374,14 +383,14 @@ def _row(conn: sqlite3.Connection, name: str, version: str) -> sqlite3.Row:
     return row
 
 
-def _event(conn: sqlite3.Connection, name: str, version: str, event: str, detail: str = "") -> None:
+def _event(conn: Connection, name: str, version: str, event: str, detail: str = "") -> None:
     conn.execute(
         "INSERT INTO prompt_events (name, version, event, at, detail) VALUES (?, ?, ?, ?, ?)",
         (name, version, event, time.time(), detail),
     )
 
 
-def _version(row: sqlite3.Row) -> PromptVersion:
+def _version(row: Row) -> PromptVersion:
     data = dict(row)
     return PromptVersion(
         name=data["name"],

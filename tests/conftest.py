@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app.services import build_context
+from foundation.postgres_server import PostgresMissing, ThrowAwayPostgres
 from foundation.settings import Settings
 from graph.context import MeshContext
 from llm.engine_build import Engine, EngineError, find_engine
@@ -42,3 +44,21 @@ def engine() -> Engine:
         return find_engine(Settings().cache_dir)
     except EngineError as e:
         pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[ThrowAwayPostgres]:
+    """A throw-away Postgres cluster for the session (initdb in a temp dir, stopped at the end);
+    the tests that need one skip, with the reason, where Postgres is not installed."""
+    try:
+        server = ThrowAwayPostgres()
+    except PostgresMissing as exc:
+        pytest.skip(str(exc))
+    with server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: ThrowAwayPostgres) -> str:
+    """A fresh, empty database on the session's throw-away Postgres server."""
+    return postgres_server.new_database(f"t_{uuid.uuid4().hex[:12]}")

@@ -146,11 +146,11 @@ def recover_command(
         admin = AdminClient(with_logger(common_config(settings)))
         ensure_topics(admin, ALL_TOPICS, prefix=settings.kafka_topic_prefix)
         time.sleep(max(0.0, settle))
-        with DeliveryLedger(settings.delivery_ledger_db) as ledger:
+        with DeliveryLedger.for_settings(settings) as ledger:
             count = republish_in_flight(settings, ledger, older_than_s=older_than)
-    except (BrokerError, PublishError) as exc:
+    except (BrokerError, PublishError, InfrastructureError) as exc:
         raise fail(str(exc)) from None
-    typer.echo(f"re-published {count} in-flight transition(s) from {settings.delivery_ledger_db}")
+    typer.echo(f"re-published {count} in-flight transition(s) from {ledger.path}")
 
 
 @app.command("worker")
@@ -229,7 +229,7 @@ def feed_command(
     settings = broker_settings(bootstrap, data_dir=data_dir)
     try:
         with (
-            DeliveryLedger(settings.delivery_ledger_db) as ledger,
+            DeliveryLedger.for_settings(settings) as ledger,
             KafkaEdgeSink(settings, ledger=ledger) as sink,
         ):
             runs = [

@@ -47,7 +47,7 @@ def stop_on_sigterm() -> None:
 
 
 def _registry(data_dir: Path | None) -> PromptRegistry:
-    return PromptRegistry.in_data_dir(settings_with(data_dir=data_dir).data_dir, SEED_PROMPTS)
+    return PromptRegistry.for_settings(settings_with(data_dir=data_dir), SEED_PROMPTS)
 
 
 def _known(registry: PromptRegistry, name: str) -> str:

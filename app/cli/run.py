@@ -26,7 +26,7 @@ from app.services import build_context, recorded
 from foundation.errors import InfrastructureError
 from foundation.settings import LLMProvider, SandboxBackend, Settings
 from graph.builder import compile_mesh
-from graph.checkpoint import sqlite_checkpointer
+from graph.checkpoint import durable_checkpointer
 from graph.context import MeshContext
 from graph.datasets import load_tasks
 from graph.edges import EdgeSink, FanOutSink
@@ -177,7 +177,7 @@ def _in_process(
     sinks, optimizer = learning_sinks(context, recorder, options.learn_every)
     if options.kafka:
         sinks.insert(0, stack.enter_context(KafkaEdgeSink(settings)))
-    checkpointer = stack.enter_context(sqlite_checkpointer(settings.checkpoint_db))
+    checkpointer = stack.enter_context(durable_checkpointer(settings))
     graph = compile_mesh(NODE_FUNCTIONS, checkpointer, edge_sink=FanOutSink(*sinks))
     runner = BatchRunner(graph, context, batch_id=resume)
     write_manifest(

@@ -4,6 +4,7 @@ on stderr with exit code 2, help texts kept verbatim, one name for "how many", `
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from importlib.metadata import version
 from importlib.util import find_spec
@@ -270,3 +271,22 @@ def test_the_results_table_names_the_function_and_category() -> None:
     assert [c.header for c in table.columns][1:3] == ["function", "category"]
     assert list(table.columns[1].cells) == ["has_close_elements"]
     assert list(table.columns[2].cells) == ["lists"]
+
+
+def test_a_malformed_database_url_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIMESH_DATABASE_URL", "host=127.0.0.1 port")
+    result = runner.invoke(app, ["learn", "status"])
+    assert result.exit_code == 2
+    assert "database_url" in one_error_line(result)
+
+
+def test_a_database_nobody_answers_at_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AIMESH_DATABASE_URL", f"postgresql://u:secret@127.0.0.1:{port}/x")
+    result = runner.invoke(app, ["learn", "status"])
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert f"127.0.0.1:{port}" in line and "did not answer" in line
+    assert "secret" not in line

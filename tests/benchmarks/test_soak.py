@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import json
 
-from benchmarks.soak import Seen, first_after, report_counts, steps_executed_twice
+from benchmarks.soak import (
+    Kill,
+    Seen,
+    first_after,
+    recovery_after,
+    replacement_summary,
+    report_counts,
+    steps_executed_twice,
+)
 
 
 def _edge(run: str, attempt: int, source: str, extra: str = "", generation: int = 0) -> Seen:
@@ -46,3 +54,18 @@ def test_a_step_run_twice_differs_from_a_republished_copy() -> None:
 def test_first_after() -> None:
     assert first_after([1.0, 5.0, 7.5], 4.0) == 1.0
     assert first_after([1.0], 4.0) is None
+
+
+def test_recovery_after_a_fault_counts_from_the_fault() -> None:
+    times = [1.0, 5.0, *[10.0 + i for i in range(12)]]
+    assert recovery_after(times, 4.0) == {"reports_flow_again_s": 1.0, "tenth_report_after_s": 14.0}
+    assert recovery_after(times, 30.0) == {
+        "reports_flow_again_s": None,
+        "tenth_report_after_s": None,
+    }
+
+
+def test_replacement_summary_counts_only_replacements_that_joined() -> None:
+    kills = [Kill("consumer", 1, 0.0, 0, ready_s=4.0), Kill("sandbox", 2, 0.0, 1, ready_s=8.0),
+             Kill("reviewer", 3, 0.0, 2)]  # fmt: skip
+    assert replacement_summary(kills) == {"max": 8.0, "mean": 6.0, "n": 2, "all": [4.0, 8.0]}

@@ -198,6 +198,6 @@ def test_a_distributed_run_survives_a_broker_restart_each_task_reported_once(
     assert restarted, "the broker was not restarted"
     assert sorted(o.index for o in outcomes) == list(range(8))
     assert sorted(reported) == list(range(8))  # each reported once
-    with DeliveryLedger(settings.delivery_ledger_db) as ledger:
+    with DeliveryLedger.for_settings(settings) as ledger:
         assert ledger.in_flight() == []  # every run fed through the ledger finished there
         assert ledger.processed_count("producer") == 8

@@ -1,7 +1,7 @@
 """TEST DOUBLE process: a NodeWorker running the stand-in node step (see kafka_stand_in.py).
 
     python tests/kafka/kafka_stand_in_worker.py --role consumer --bootstrap H:P --prefix P. \
-        --group-prefix G --kafka-config '{"session.timeout.ms": "2000"}'
+        --group-prefix G --kafka-config '{"session.timeout.ms": "2000"}' [--database-url URL]
 
 Prints "JOINED" once it has its partition assignment, runs until SIGTERM/SIGINT.
 """
@@ -31,12 +31,14 @@ def main() -> None:
     parser.add_argument("--kafka-config", default="{}")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--data-dir", default=".aimesh")
+    parser.add_argument("--database-url", default=None, help="the mesh's shared Postgres")
     args = parser.parse_args()
     settings = Settings(
         kafka_bootstrap=args.bootstrap,
         kafka_config=json.loads(args.kafka_config),
         kafka_group_prefix=args.group_prefix,
         data_dir=args.data_dir,
+        database_url=args.database_url,
     )
     worker = NodeWorker(
         args.role,

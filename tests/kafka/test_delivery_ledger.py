@@ -135,9 +135,9 @@ def test_a_lease_whose_holder_died_lapses(tmp_path: Path) -> None:
     with DeliveryLedger(path) as ledger:
         ledger.record_in_flight("run", "ai_topic", record)
         code = (
-            "import os; from kafka_edges.ledger import DeliveryLedger as L; "
-            f"l = L({str(path)!r}); held = l.leases(renew_every_s=1.0); "
-            "held.hold('run'); "
+            "import os, time; from kafka_edges.ledger import DeliveryLedger as L; "
+            f"l = L({str(path)!r}); held = l.leases(renew_every_s=1.0, write_after_s=0.1); "
+            "held.hold('run'); time.sleep(0.5); "
             "os._exit(0)"  # dies holding it
         )
         subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -1,6 +1,8 @@
 """Fault injection against the real embedded broker (loopback only, each test bounded):
 a broker killed and restarted mid-stream, 5 MB and malformed records, an infrastructure outage
-at a node, a worker restarted over records it had already handled."""
+at a node, a worker restarted over records it had already handled; with the shared state in
+Postgres (a throw-away cluster), the database restarted or away for 20 s mid-run and a whole
+host killed mid-run."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from conftest import TEST_KAFKA_CONFIG, Mesh
 from kafka_stand_in import stand_in_step, stand_in_task
 from langchain_core.runnables import RunnableConfig
 
+from foundation.postgres_server import PostgresMissing, ThrowAwayPostgres
 from foundation.settings import Settings
 from graph.edges import StepRecord
 from graph.kafka_sink import KafkaEdgeSink
@@ -156,7 +159,7 @@ def test_broker_killed_and_restarted_mid_stream_every_task_reported_once(
         data_dir=tmp_path,
     )
     _create_topics(settings)
-    ledger = DeliveryLedger(settings.delivery_ledger_db)
+    ledger = DeliveryLedger.for_settings(settings)
     step = CountingStep()
     options = WorkerOptions(partitions=2, publisher_options={"delivery_timeout_s": 3.0})
     collector = TopicCollector(broker.bootstrap, AI_REPORTS)
@@ -235,7 +238,7 @@ def test_a_run_the_broker_lost_is_republished_by_the_sweep_and_reported_once(
         data_dir=tmp_path,
     )
     _create_topics(settings)
-    ledger = DeliveryLedger(settings.delivery_ledger_db)
+    ledger = DeliveryLedger.for_settings(settings)
     step = CountingStep()
     collector = TopicCollector(broker.bootstrap, AI_REPORTS)
     lost = TaskRequest.from_state(MeshState(task=stand_in_task("lost"), task_index=0), "feed")
@@ -429,15 +432,21 @@ def test_an_infrastructure_outage_at_a_node_dead_letters_nothing(mesh: Mesh) -> 
     assert not mesh.read(AI_DEAD_LETTER, timeout_s=2, idle_s=1.0)
 
 
-def _spawn_worker(mesh: Mesh, group_prefix: str) -> subprocess.Popen[str]:
+def _spawn_worker(
+    mesh: Mesh, group_prefix: str, role: str = "consumer", **env: str
+) -> subprocess.Popen[str]:
+    """A stand-in worker process of `role` with `mesh`'s settings (its data dir, its database)."""
+    settings = mesh.settings
+    database = ["--database-url", settings.database_dsn] if settings.database_dsn else []
     return subprocess.Popen(
         [
             sys.executable, str(HERE / "kafka_stand_in_worker.py"),
-            "--role", "consumer", "--bootstrap", mesh.bootstrap, "--prefix", mesh.prefix,
+            "--role", role, "--bootstrap", mesh.bootstrap, "--prefix", mesh.prefix,
             "--group-prefix", group_prefix, "--kafka-config", json.dumps(TEST_KAFKA_CONFIG),
-            "--data-dir", str(mesh.settings.data_dir),
+            "--data-dir", str(settings.data_dir), *database,
         ],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, **env},
     )  # fmt: skip
 
 
@@ -501,3 +510,114 @@ def test_a_dead_letter_that_cannot_be_published_does_not_wedge_the_worker(mesh: 
     assert len(solutions) == 1
     assert snap["dead_letters_lost"] == 1 and snap["dead_lettered"] == 0
     assert snap["processed"] == 1 and snap["consumed"] == 2
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[ThrowAwayPostgres]:
+    """A Postgres server of the test's own, to stop and restart."""
+    try:
+        server = ThrowAwayPostgres()
+    except PostgresMissing as exc:
+        pytest.skip(str(exc))
+    with server:
+        yield server
+
+
+def _reported_once(collector: TopicCollector, runs: set[str]) -> None:
+    reported = Counter(json.loads(v)["run_id"] for v in collector.values)
+    assert set(reported) == runs and all(n == 1 for n in reported.values()), reported
+
+
+@pytest.mark.parametrize("fault", ["restart", "away_20_s"])
+def test_the_shared_database_restarting_mid_run_loses_nothing_and_runs_nothing_twice(
+    mesh: Mesh, own_postgres: ThrowAwayPostgres, fault: str
+) -> None:
+    """The delivery ledger in Postgres; mid-run the server restarts (every session cut) or is
+    away for 20 s: the workers wait for it (backoff), then every task is reported once, no step
+    ran twice, nothing is dead-lettered."""
+    tasks = 12
+    settings = mesh.settings.model_copy(update={"database_url": own_postgres.new_database("mesh")})
+    ledger = DeliveryLedger.for_settings(settings)
+    step = CountingStep()
+    collector = TopicCollector(mesh.bootstrap, mesh.topic(AI_REPORTS))
+    options = WorkerOptions(topic_prefix=mesh.prefix, partitions=2)
+    try:
+        with MeshWorkers(NODES, settings, step, options, ledger=ledger) as workers:
+            assert workers.wait_joined(30)
+            with KafkaEdgeSink(settings, ledger=ledger, topic_prefix=mesh.prefix) as sink:
+                runs = {
+                    sink.feed_request(
+                        MeshState(task=stand_in_task(f"HOLD=0.25 task {i}"), task_index=i)
+                    ).run_id
+                    for i in range(tasks)
+                }
+            assert _wait(lambda: len(collector.values) >= 2, 30), "no reports before the fault"
+            if fault == "restart":
+                own_postgres.restart()
+            else:
+                own_postgres.stop()
+                time.sleep(20.0)
+                own_postgres.start()
+            assert _wait(lambda: len(collector.values) >= tasks, 90), len(collector.values)
+            time.sleep(1.0)  # any duplicate would arrive now
+            stats = {w.role: w.stats.snapshot() for w in workers.workers}
+    finally:
+        collector.close()
+        ledger.close()
+    print(f"database {fault}: stats {stats}")
+    _reported_once(collector, runs)
+    assert all(n == 1 for n in step.calls.values()), [k for k, n in step.calls.items() if n > 1]
+    assert sum(s["dead_lettered"] for s in stats.values()) == 0
+
+
+def test_a_whole_host_killed_mid_run_its_runs_finish_once_on_the_other(
+    mesh: Mesh, postgres_url: str, tmp_path: Path
+) -> None:
+    """Two hosts (own data dirs, one database): host B, a process per role, is SIGKILLed
+    whole while its consumer holds a task; host A's workers take its partitions and finish
+    every run, each reported once (host A's ledger knows what host B handled)."""
+    tasks = 12
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    shared = {"database_url": postgres_url}
+    host_a = mesh.settings.model_copy(update={**shared, "data_dir": tmp_path / "host-a"})
+    host_b = Mesh(
+        mesh.broker,
+        mesh.settings.model_copy(update={**shared, "data_dir": tmp_path / "host-b"}),
+        mesh.prefix,
+    )
+    group = mesh.settings.kafka_group_prefix
+    processes = [_spawn_worker(host_b, group, role, STAND_IN_MARK_DIR=str(marks)) for role in NODES]
+    ledger = DeliveryLedger.for_settings(host_a)
+    collector = TopicCollector(mesh.bootstrap, mesh.topic(AI_REPORTS))
+    options = WorkerOptions(topic_prefix=mesh.prefix, partitions=2)
+    try:
+        for process in processes:
+            _wait_line(process, "JOINED", 30)
+        with MeshWorkers(NODES, host_a, CountingStep(), options, ledger=ledger) as workers:
+            assert workers.wait_joined(30)
+            with KafkaEdgeSink(host_a, ledger=ledger, topic_prefix=mesh.prefix) as sink:
+                runs = {
+                    sink.feed_request(
+                        MeshState(task=stand_in_task(f"HOLD=0.5 task {i}"), task_index=i)
+                    ).run_id
+                    for i in range(tasks)
+                }
+            host_b_pids = {str(p.pid) for p in processes}
+            assert _wait(lambda: any(m.name in host_b_pids for m in marks.iterdir()), 30)
+            for process in processes:  # host B dies whole, mid-step; nothing restarts it
+                process.kill()
+            for process in processes:
+                process.wait(10)
+            assert _wait(lambda: len(collector.values) >= tasks, 60), len(collector.values)
+            time.sleep(1.0)  # any duplicate would arrive now
+            stats = {w.role: w.stats.snapshot() for w in workers.workers}
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+        collector.close()
+        ledger.close()
+    print(f"host B killed; host A stats {stats}")
+    _reported_once(collector, runs)
+    assert sum(s["dead_lettered"] for s in stats.values()) == 0
