@@ -5,7 +5,9 @@ first use), or any image with `sh` and `python3` named by `AIMESH_SANDBOX_DOCKER
 
 The container runs as nobody with no network and no capabilities. Its work dir belongs to root
 and holds the harness, the job and the one file nobody may write (the result, size-capped by
-RLIMIT_FSIZE); memory is capped by the cgroup and by RLIMIT_AS (an allocation fails with
+RLIMIT_FSIZE). A test runner's container starts as root with only CAP_SETUID and CAP_SETGID:
+its job and result are root's alone, and the harness opens both before it becomes nobody
+(`--user`), so its solution process can neither read the tests nor write the result. Memory is capped by the cgroup and by RLIMIT_AS (an allocation fails with
 MemoryError, as in the local backend); every world-writable directory is a size-capped tmpfs, so
 the code cannot fill the host's disk through the container's writable layer.
 """
@@ -39,19 +41,24 @@ MAX_TASKS = 64
 MAX_OPEN_FILES = 256
 
 
-def _work_dir(payload: bytes) -> bytes:
-    """The work dir as a tar archive: read-only harness and job, an empty result owned by nobody."""
+def _work_dir(payload: bytes, *, runner: bool) -> bytes:
+    """The work dir as a tar archive: read-only harness and job, an empty result owned by nobody
+    (a test runner's job and result: root's alone)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         folder = tarfile.TarInfo(WORKDIR.lstrip("/"))
         folder.type, folder.mode = tarfile.DIRTYPE, 0o755
         archive.addfile(folder)
-        for name, data in (("harness.py", harness_source()), ("job.bin", payload)):
+        for name, data, mode in (
+            ("harness.py", harness_source(), 0o444),
+            ("job.bin", payload, 0o400 if runner else 0o444),
+        ):
             member = tarfile.TarInfo(f"{folder.name}/{name}")
-            member.size, member.mode = len(data), 0o444
+            member.size, member.mode = len(data), mode
             archive.addfile(member, io.BytesIO(data))
         result = tarfile.TarInfo(f"{folder.name}/{RESULT}")
-        result.mode, result.uid, result.gid = 0o600, NOBODY, NOBODY
+        owner = 0 if runner else NOBODY
+        result.mode, result.uid, result.gid = 0o600, owner, owner
         archive.addfile(result)
     return buffer.getvalue()
 
@@ -105,19 +112,21 @@ class DockerSandbox(HarnessSandbox):
             log.warning("sandbox: built the docker image %s from the host's Python", tag)
         return tag
 
-    def run_harness(self, payload: bytes, *, timeout_s: float, memory_mb: int) -> HarnessRun:
+    def run_harness(
+        self, payload: bytes, *, timeout_s: float, memory_mb: int, runner: bool
+    ) -> HarnessRun:
         """Create the container, copy harness and job in, run, read the events back, remove it."""
         import requests
 
         errors = self._sdk.errors
         try:
-            container = self._create(timeout_s, memory_mb)
+            container = self._create(timeout_s, memory_mb, runner=runner)
         except errors.DockerException as exc:
             raise SandboxError(
                 f"Docker could not create the container: {first_line(exc)}"
             ) from None
         try:
-            container.put_archive("/", _work_dir(payload))
+            container.put_archive("/", _work_dir(payload, runner=runner))
             started = time.monotonic()
             container.start()
             timed_out = False
@@ -145,18 +154,21 @@ class DockerSandbox(HarnessSandbox):
             duration_s=duration_s,
         )
 
-    def _create(self, timeout_s: float, memory_mb: int) -> Container:
+    def _create(self, timeout_s: float, memory_mb: int, *, runner: bool) -> Container:
         ulimit = self._sdk.types.Ulimit
         cpu_s = math.ceil(timeout_s) + 1
+        become = f" --user {NOBODY}" if runner else ""
+        user = 0 if runner else NOBODY
         options: dict[str, Any] = {
             "command": [  # RLIMIT_AS set by the shell: as a docker ulimit it starves runc's init
                 "sh", "-c", f"ulimit -v {memory_mb * 1024} && exec python3 -E -s -S harness.py "
-                f"--result-file {RESULT} < job.bin",
+                f"--result-file {RESULT}{become} < job.bin",
             ],
-            "user": f"{NOBODY}:{NOBODY}",
+            "user": f"{user}:{user}",
             "working_dir": WORKDIR,
             "network_disabled": True,
             "cap_drop": ["ALL"],
+            "cap_add": ["SETUID", "SETGID"] if runner else [],
             "security_opt": ["no-new-privileges"],
             "mem_limit": f"{memory_mb}m",
             "memswap_limit": f"{memory_mb}m",
