@@ -3,11 +3,11 @@
 The image is the one built offline from the host's Python (`aimesh sandbox build-image`, built on
 first use), or any image with `sh` and `python3` named by `AIMESH_SANDBOX_DOCKER_IMAGE`.
 
-The container runs as nobody with no network and no capabilities. Its work dir belongs to root
-and holds the harness, the job and the one file nobody may write (the result, size-capped by
-RLIMIT_FSIZE). A test runner's container starts as root with only CAP_SETUID and CAP_SETGID:
-its job and result are root's alone, and the harness opens both before it becomes nobody
-(`--user`), so its solution process can neither read the tests nor write the result. Memory is capped by the cgroup and by RLIMIT_AS (an allocation fails with
+The container starts as root with no network and no capability but CAP_SETUID and CAP_SETGID:
+its work dir holds the harness, the job and the result (size-capped by RLIMIT_FSIZE), the last
+two root's alone; the harness reads the job and opens the result, then becomes nobody for good
+(`--user`) before any code runs, so the code can neither open the result again nor read a test
+runner's tests. Memory is capped by the cgroup and by RLIMIT_AS (an allocation fails with
 MemoryError, as in the local backend); every world-writable directory is a size-capped tmpfs, so
 the code cannot fill the host's disk through the container's writable layer.
 """
@@ -41,9 +41,8 @@ MAX_TASKS = 64
 MAX_OPEN_FILES = 256
 
 
-def _work_dir(payload: bytes, *, runner: bool) -> bytes:
-    """The work dir as a tar archive: read-only harness and job, an empty result owned by nobody
-    (a test runner's job and result: root's alone)."""
+def _work_dir(payload: bytes) -> bytes:
+    """The work dir as a tar archive: the harness, and the job and an empty result root's alone."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         folder = tarfile.TarInfo(WORKDIR.lstrip("/"))
@@ -51,14 +50,13 @@ def _work_dir(payload: bytes, *, runner: bool) -> bytes:
         archive.addfile(folder)
         for name, data, mode in (
             ("harness.py", harness_source(), 0o444),
-            ("job.bin", payload, 0o400 if runner else 0o444),
+            ("job.bin", payload, 0o400),
         ):
             member = tarfile.TarInfo(f"{folder.name}/{name}")
             member.size, member.mode = len(data), mode
             archive.addfile(member, io.BytesIO(data))
         result = tarfile.TarInfo(f"{folder.name}/{RESULT}")
-        owner = 0 if runner else NOBODY
-        result.mode, result.uid, result.gid = 0o600, owner, owner
+        result.mode = 0o600
         archive.addfile(result)
     return buffer.getvalue()
 
@@ -112,21 +110,19 @@ class DockerSandbox(HarnessSandbox):
             log.warning("sandbox: built the docker image %s from the host's Python", tag)
         return tag
 
-    def run_harness(
-        self, payload: bytes, *, timeout_s: float, memory_mb: int, runner: bool
-    ) -> HarnessRun:
+    def run_harness(self, payload: bytes, *, timeout_s: float, memory_mb: int) -> HarnessRun:
         """Create the container, copy harness and job in, run, read the events back, remove it."""
         import requests
 
         errors = self._sdk.errors
         try:
-            container = self._create(timeout_s, memory_mb, runner=runner)
+            container = self._create(timeout_s, memory_mb)
         except errors.DockerException as exc:
             raise SandboxError(
                 f"Docker could not create the container: {first_line(exc)}"
             ) from None
         try:
-            container.put_archive("/", _work_dir(payload, runner=runner))
+            container.put_archive("/", _work_dir(payload))
             started = time.monotonic()
             container.start()
             timed_out = False
@@ -154,21 +150,19 @@ class DockerSandbox(HarnessSandbox):
             duration_s=duration_s,
         )
 
-    def _create(self, timeout_s: float, memory_mb: int, *, runner: bool) -> Container:
+    def _create(self, timeout_s: float, memory_mb: int) -> Container:
         ulimit = self._sdk.types.Ulimit
         cpu_s = math.ceil(timeout_s) + 1
-        become = f" --user {NOBODY}" if runner else ""
-        user = 0 if runner else NOBODY
         options: dict[str, Any] = {
             "command": [  # RLIMIT_AS set by the shell: as a docker ulimit it starves runc's init
                 "sh", "-c", f"ulimit -v {memory_mb * 1024} && exec python3 -E -s -S harness.py "
-                f"--result-file {RESULT}{become} < job.bin",
+                f"--result-file {RESULT} --user {NOBODY} < job.bin",
             ],
-            "user": f"{user}:{user}",
+            "user": "0:0",
             "working_dir": WORKDIR,
             "network_disabled": True,
             "cap_drop": ["ALL"],
-            "cap_add": ["SETUID", "SETGID"] if runner else [],
+            "cap_add": ["SETUID", "SETGID"],  # for `--user` alone: gone once the harness used it
             "security_opt": ["no-new-privileges"],
             "mem_limit": f"{memory_mb}m",
             "memswap_limit": f"{memory_mb}m",

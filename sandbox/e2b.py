@@ -45,13 +45,11 @@ class E2BSandbox(HarnessSandbox):
             )
         self._sdk: ModuleType = e2b_code_interpreter
 
-    def run_harness(
-        self, payload: bytes, *, timeout_s: float, memory_mb: int, runner: bool
-    ) -> HarnessRun:
+    def run_harness(self, payload: bytes, *, timeout_s: float, memory_mb: int) -> HarnessRun:
         """Create a sandbox, upload harness and job, run, read the events back, kill it.
 
-        `memory_mb` is not applied: memory is fixed by the E2B template. A test runner's job
-        and result are root's alone: it runs as root and becomes nobody (E2B's own user may use
+        `memory_mb` is not applied: memory is fixed by the E2B template. The job and the result
+        are root's alone: the harness starts as root and becomes nobody (E2B's own user may use
         sudo) once they are open.
         """
         import httpx
@@ -71,37 +69,33 @@ class E2BSandbox(HarnessSandbox):
                 "sandbox (AIMESH_SANDBOX=local)"
             ) from None
         try:
-            return self._run_in(remote, payload, timeout_s, runner=runner)
+            return self._run_in(remote, payload, timeout_s)
         except (httpx.HTTPError, e2b.SandboxException) as exc:
             raise SandboxError(f"E2B sandbox failed: {first_line(exc)}") from None
         finally:
             with contextlib.suppress(httpx.HTTPError, e2b.SandboxException):
                 remote.kill()  # if this fails, E2B reaps the VM at its own timeout
 
-    def _run_in(
-        self, remote: RemoteSandbox, payload: bytes, timeout_s: float, *, runner: bool
-    ) -> HarnessRun:
+    def _run_in(self, remote: RemoteSandbox, payload: bytes, timeout_s: float) -> HarnessRun:
         e2b = self._sdk
         files, commands = remote.files, remote.commands
         files.write(f"{WORKDIR}/harness.py", harness_source())
         files.write(f"{WORKDIR}/job.bin", payload)
-        command = "python3 -E -s -S harness.py --result-file result.jsonl"
-        if runner:  # the job, uploaded by E2B's user, becomes root's alone before the run
-            command = f"chown root:root job.bin && chmod 400 job.bin && {command} --user {NOBODY}"
-        user = "root" if runner else "user"
+        command = (  # the job, uploaded by E2B's user, becomes root's alone before the run
+            "chown root:root job.bin && chmod 400 job.bin && python3 -E -s -S harness.py "
+            f"--result-file result.jsonl --user {NOBODY} < job.bin"
+        )
         started = time.monotonic()
         timed_out = False
         try:
-            outcome = commands.run(
-                f"{command} < job.bin", cwd=WORKDIR, timeout=timeout_s, user=user
-            )
+            outcome = commands.run(command, cwd=WORKDIR, timeout=timeout_s, user="root")
         except e2b.CommandExitException as exc:
             outcome = exc
         except e2b.TimeoutException:
             outcome, timed_out = None, True
         duration_s = time.monotonic() - started
         try:
-            events = bytes(files.read(f"{WORKDIR}/result.jsonl", format="bytes", user=user))
+            events = bytes(files.read(f"{WORKDIR}/result.jsonl", format="bytes", user="root"))
         except e2b.FileNotFoundException:
             events = b""
         return HarnessRun(

@@ -342,13 +342,15 @@ def decode_value(data: "Any", depth: int = 0) -> "Any":
     raise ValueError("not a tagged value")
 
 
-def _protect() -> None:
-    """Make this process undumpable: no ptrace, /proc/PID/mem or /proc/PID/fd by its own uid."""
+def _set_dumpable(dumpable: bool) -> None:
+    """Set the process's dumpable flag: an undumpable one cannot be ptraced, nor its
+    /proc/PID/mem or /proc/PID/fd opened, by a process of its own uid."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 or libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0):
-        raise OSError(ctypes.get_errno(), "the test runner cannot make itself undumpable")
+    libc.prctl(PR_SET_DUMPABLE, int(dumpable), 0, 0, 0)
+    if libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != dumpable:
+        raise OSError(ctypes.get_errno(), f"cannot set the dumpable flag to {dumpable}")
 
 
 def _become(uid: int) -> None:
@@ -486,7 +488,7 @@ class Remote:
 def _runner(channel: Channel, job: "dict[str, Any]", script_fd: int) -> None:
     """The test runner: set-up and tests here, every call of the code in the solution process."""
     try:
-        _protect()
+        _set_dumpable(False)
         solution = Solution(script_fd)
     except OSError as exc:
         channel.send("load", error_type="RunnerUnprotected", message=_str(exc)[:MESSAGE_LIMIT])
@@ -660,6 +662,8 @@ def main(argv: list[str]) -> None:
         script_fd = os.open(sys.argv[0], os.O_RDONLY | os.O_CLOEXEC)
     if user is not None:
         _become(user)
+        if "calls" in job:  # the code runs here: as in any other process of its own (no secret)
+            _set_dumpable(True)  # a change of uid cleared the flag
     channel.send("ready")
     if "calls" in job:
         _split_run(channel, job)

@@ -126,9 +126,7 @@ class LocalSandbox(HarnessSandbox):
         )
         self.isolation = Isolation("unisolated")
 
-    def run_harness(
-        self, payload: bytes, *, timeout_s: float, memory_mb: int, runner: bool
-    ) -> HarnessRun:
+    def run_harness(self, payload: bytes, *, timeout_s: float, memory_mb: int) -> HarnessRun:
         """Run the harness on `payload` under this machine's isolation.
 
         A test runner and its solution process share the run's one uid: the runner's channel is

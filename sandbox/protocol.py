@@ -219,7 +219,7 @@ class HarnessSandbox(Sandbox):
                 plans[index] = split(test, entry_point=job.entry_point, setup=names)
         unsplit = [index for index in range(len(job.tests)) if index not in plans]
 
-        first = self._run(encode_calls(job, plans), timeout_s, memory_mb, runner=False)
+        first = self._run(encode_calls(job, plans), timeout_s, memory_mb)
         verdicts: dict[int, Verdict] = {}
         if first.report.loaded:
             for index, calls in first.answers(plans).items():
@@ -227,24 +227,22 @@ class HarnessSandbox(Sandbox):
         runs = [first]
         if unsplit and first.report.loaded and not first.run.timed_out:
             remaining = max(timeout_s - first.run.duration_s, MIN_SECOND_RUN_S)
-            second = self._run(encode_tests(job, unsplit), remaining, memory_mb, runner=True)
+            second = self._run(encode_tests(job, unsplit), remaining, memory_mb)
             runs.append(second)
             if second.report.loaded:
                 verdicts |= second.verdicts(unsplit)
         return self._result(job, plans, verdicts, runs)
 
     @abstractmethod
-    def run_harness(
-        self, payload: bytes, *, timeout_s: float, memory_mb: int, runner: bool
-    ) -> HarnessRun:
+    def run_harness(self, payload: bytes, *, timeout_s: float, memory_mb: int) -> HarnessRun:
         """Run the harness on `payload` (its stdin); raise SandboxError if the backend fails.
 
-        `runner`: the payload is a test runner's (encode_tests): a backend that starts it as root
-        passes `--solution-uid`/`--runner-uid`, so that the code runs as a uid of its own.
+        A backend whose channel is a file starts the harness as root with `--user`, so that the
+        file is root's and the code cannot open it again (sandbox/harness.py).
         """
 
-    def _run(self, payload: bytes, timeout_s: float, memory_mb: int, *, runner: bool) -> _Done:
-        run = self.run_harness(payload, timeout_s=timeout_s, memory_mb=memory_mb, runner=runner)
+    def _run(self, payload: bytes, timeout_s: float, memory_mb: int) -> _Done:
+        run = self.run_harness(payload, timeout_s=timeout_s, memory_mb=memory_mb)
         report = HarnessReport.parse(run.channel)
         if not report.started and not run.timed_out:
             raise SandboxError(
