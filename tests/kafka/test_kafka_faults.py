@@ -26,6 +26,8 @@ from kafka_stand_in import stand_in_step, stand_in_task
 from langchain_core.runnables import RunnableConfig
 
 from app.distributed import await_reports
+from dashboard.aggregates import Aggregator
+from dashboard.consumer import TelemetryReader
 from foundation.settings import Settings
 from graph.edges import StepRecord
 from graph.kafka_sink import KafkaEdgeSink
@@ -294,6 +296,50 @@ def test_a_reader_waiting_through_a_broker_reset_sees_every_report(tmp_path: Pat
     assert resets == 1
     # A reader that kept its old positions skipped the new log's first records (it showed 15).
     assert set(shown) == runs
+
+
+def test_the_dashboard_reads_a_topics_new_incarnation_after_a_broker_reset(
+    tmp_path: Path,
+) -> None:
+    """3 reports, the broker SIGKILLed and restarted on the same port, 5 reports on the new
+    broker at once: the dashboard counts 8 (with its old positions it would start the new log
+    at offset 3 of its partition and skip what lies before)."""
+    broker = EmbeddedBroker().start()
+    port = broker.port
+    settings = Settings(
+        kafka_bootstrap=broker.bootstrap, kafka_config=dict(TEST_KAFKA_CONFIG), data_dir=tmp_path
+    )
+    _create_topics(settings)
+    aggregator = Aggregator()
+    reader = TelemetryReader(
+        broker.bootstrap, aggregator, kafka_config=TEST_KAFKA_CONFIG, topics=[AI_REPORTS]
+    )
+
+    def publish(first: int, count: int) -> None:
+        producer = Producer(with_logger(common_config(settings)))
+        for i in range(first, first + count):
+            state = MeshState(run_id=f"run-{i}", task=stand_in_task(f"task {i}"), status="done")
+            report = ReportMessage.from_state(state, source="supervisor")
+            producer.produce(AI_REPORTS, encode(report).value, key=b"k")  # one partition
+        assert producer.flush(10) == 0
+
+    def reports() -> int:
+        return int(aggregator.snapshot(max_age_s=0)["totals"]["reports"])
+
+    reader.start()
+    try:
+        publish(0, 3)
+        assert _wait(lambda: reports() == 3, 20)
+        os.kill(broker.pid or 0, signal.SIGKILL)
+        broker.stop()
+        broker = EmbeddedBroker(port=port).start()
+        _create_topics(settings)
+        publish(3, 5)
+        assert _wait(lambda: reports() == 8, 30), f"{reports()} of 8 reports counted"
+        assert reader.resets == 1
+    finally:
+        reader.stop()
+        broker.stop()
 
 
 def test_a_run_the_broker_lost_is_republished_by_the_sweep_and_reported_once(
