@@ -54,7 +54,7 @@ from sandbox.judge import (
 
 OUTPUT_LIMIT = 64 * 1024  # bytes of stdout / stderr kept per run
 CHANNEL_LIMIT = 4 * 1024 * 1024  # bytes of harness events accepted per run
-MIN_SECOND_RUN_S = 0.5  # the unsplit run gets at least this much of a nearly spent time limit
+MIN_SECOND_RUN_S = 0.5  # the runner run gets at least this much of a nearly spent time limit
 
 
 @cache

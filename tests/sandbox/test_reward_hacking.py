@@ -308,6 +308,15 @@ def test_the_runner_fails_a_solution_that_exits(isolated: HarnessSandbox, code: 
     assert_runner_failed(run_in_runner(isolated, code))
 
 
+def test_the_runner_fails_a_solution_that_falls_silent(isolated: HarnessSandbox) -> None:
+    """A call that never answers (the process stops reading and writing) meets the deadline."""
+    code = "import os, time\ndef f(x):\n    os.close(0)\n    time.sleep(60)\n"
+    result = run_in_runner(isolated, code, timeout_s=1.5)
+    assert result.timed_out and result.error_type == "Timeout"
+    assert result.outcomes[0].error_type == "Timeout"
+    assert_runner_failed(result)
+
+
 def test_the_runner_cannot_be_traced_or_read(isolated: HarnessSandbox) -> None:
     """The runner (the solution process's parent) is not dumpable: its memory, fds and tests
     are out of reach of the code, whatever uid it runs as."""
