@@ -224,9 +224,11 @@ def feed_command(
     ] = 0.0,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Send task requests to the producer workers (`ai_requests`); optionally wait for reports
-    (read from `ai_reports` across broker resets, or from the delivery ledger where the broker
-    lost a report it had confirmed)."""
+    """Send task requests to the producer workers (`ai_requests`); optionally wait for reports.
+
+    The reports are read from `ai_reports` across broker resets, or taken from the delivery
+    ledger where the broker lost a report it had confirmed.
+    """
     settings = broker_settings(bootstrap, data_dir=data_dir)
     try:
         with (
