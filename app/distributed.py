@@ -250,20 +250,41 @@ def collect_reports(
     timeout_s: float,
     on_report: Callable[[TaskOutcome], None] | None = None,
 ) -> dict[str, TaskOutcome]:
-    """One outcome per run id in `runs` (run id -> task index), read from the reports topic
-    while supervising the workers; stops at `timeout_s`. A report the broker lost before it
-    was read (a memory-only broker restarted) is taken from the delivery ledger, where the
-    supervisor worker recorded it once the broker had confirmed it."""
+    """One outcome per run id in `runs` (run id -> task index), read as `await_reports` does
+    while supervising the workers; stops at `timeout_s`."""
     outcomes: dict[str, TaskOutcome] = {}
 
     def take(message: ReportMessage) -> None:
-        if message.run_id in runs and message.run_id not in outcomes:
-            state = message.state
-            wall = state.report.wall_time_s if state.report else 0.0
-            outcome = TaskOutcome.of(runs[message.run_id], state, seconds=wall)
-            outcomes[message.run_id] = outcome
-            if on_report is not None:
-                on_report(outcome)
+        state = message.state
+        wall = state.report.wall_time_s if state.report else 0.0
+        outcome = TaskOutcome.of(runs[message.run_id], state, seconds=wall)
+        outcomes[message.run_id] = outcome
+        if on_report is not None:
+            on_report(outcome)
+
+    await_reports(settings, set(runs), take, timeout_s=timeout_s, tick=supervisor.check)
+    return outcomes
+
+
+def await_reports(
+    settings: Settings,
+    run_ids: set[str],
+    on_report: Callable[[ReportMessage], None],
+    *,
+    timeout_s: float,
+    tick: Callable[[], None] = lambda: None,
+) -> set[str]:
+    """Call `on_report` once with the report of each run in `run_ids`, as the reports topic
+    shows them (across broker resets: `TopicReader`), until all came or `timeout_s` passed;
+    return the runs left without one. `tick` runs between reads. A report the broker lost
+    before it was read (a memory-only broker restarted) is taken from the delivery ledger,
+    where the supervisor worker recorded it once the broker had confirmed it."""
+    pending = set(run_ids)
+
+    def take(message: ReportMessage) -> None:
+        if message.run_id in pending:
+            pending.discard(message.run_id)
+            on_report(message)
 
     deadline = time.monotonic() + timeout_s
     ledger_checked = time.monotonic()
@@ -271,21 +292,21 @@ def collect_reports(
         DeliveryLedger.for_settings(settings) as ledger,
         TopicReader(AI_REPORTS, settings, models=MODEL_BY_TOPIC) as reader,
     ):
-        while len(outcomes) < len(runs) and time.monotonic() < deadline:
-            supervisor.check()
+        while pending and time.monotonic() < deadline:
+            tick()
             record: Record | None = reader.poll(0.2)
             message = record.message if record is not None else None
             if isinstance(message, ReportMessage):
                 take(message)
             if time.monotonic() - ledger_checked >= LEDGER_REPORTS_EVERY_S:
                 ledger_checked = time.monotonic()
-                for report in reports_in_ledger(ledger, set(runs) - set(outcomes)):
+                for report in reports_in_ledger(ledger, pending):
                     take(report)
-    return outcomes
+    return pending
 
 
 LEDGER_REPORTS_EVERY_S = 2.0
-"""How often `collect_reports` looks in the ledger for reports the topic did not show."""
+"""How often `await_reports` looks in the ledger for reports the topic did not show."""
 
 
 def reports_in_ledger(ledger: DeliveryLedger, run_ids: set[str]) -> list[ReportMessage]:

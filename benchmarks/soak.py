@@ -16,7 +16,9 @@ fed, reported (distinct run ids on the reports topic, or whose report the ledger
 broker confirmed it, then lost it before the collector read it), lost (fed - reported),
 duplicated reports (copies of a run id's report beyond the first), steps executed twice (an edge
 record key seen with two DIFFERENT values in one broker lifetime; identical copies are
-re-publications, recognised by the next worker), dead letters; recovery from the broker restart
+re-publications, recognised by the next worker), dead letters, the runs the reader of `aimesh
+feed --wait` and `run --distributed` (`app.distributed.await_reports`: the reports topic across
+broker resets, and the ledger) saw and missed; recovery from the broker restart
 to the first (and the tenth) report after it, and per worker kill the seconds until its replacement process joined its group. Every loop is bounded
 by `--timeout`. Writes benchmarks/results/soak.json.
 """
@@ -33,6 +35,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.distributed import (
     WorkerSupervisor,
+    await_reports,
     partitions_for,
     reports_in_ledger,
     worker_processes,
@@ -268,6 +272,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     port = broker.port
     kills: list[Kill] = []
     broker_event: dict[str, Any] = {}
+    reader_seen: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="aimesh-soak-") as tmp:
         settings = Settings(
             llm="scripted",
@@ -303,6 +308,12 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                         for i in range(args.tasks)
                     }
                 fed_at = time.monotonic()
+                # what `aimesh feed --wait` and `run --distributed` wait with, in the background
+                reader = ThreadPoolExecutor(1, thread_name_prefix="soak-reader")
+                reader_missed = reader.submit(
+                    await_reports, settings, fed, lambda m: reader_seen.add(m.run_id),
+                    timeout_s=max(1.0, deadline - fed_at),
+                )  # fmt: skip
                 next_kill = fed_at + args.kill_every
                 broker_done = False
                 with Progress(
@@ -348,6 +359,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                     supervisor.check()
                     note_replacements(kills, supervisor, time.monotonic())
                 restarts = dict(supervisor.restarts)
+                missed_by_reader = len(reader_missed.result())
+                reader.shutdown()
         finally:
             collector.close()
             broker.stop()
@@ -368,6 +381,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "partitions": partitions,
         "workers_ready_s": round(ready_s, 1),
         **counts,
+        "seen_by_the_reader": len(reader_seen & fed),
+        "missed_by_the_reader": missed_by_reader,
         "steps_executed_twice": steps_executed_twice(records),
         "dead_lettered": sum(1 for r in records if r.topic == AI_DEAD_LETTER),
         "seconds_feed_to_last_report": round(elapsed, 1),
@@ -377,7 +392,13 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "worker_kills_by_role": dict(Counter(k.role for k in kills)),
         "worker_restarts": restarts,
         "replacement_ready_s": replacement_summary(kills),
-        "goals": {"lost": 0, "duplicated": 0, "dead_lettered": 0, "recovery_s": 15},
+        "goals": {
+            "lost": 0,
+            "duplicated": 0,
+            "dead_lettered": 0,
+            "recovery_s": 15,
+            "missed_by_the_reader": 0,
+        },
     }
 
 

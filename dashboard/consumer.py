@@ -3,7 +3,9 @@
 Every dashboard must see every event, so it does not share a consumer group: it assigns itself
 all partitions of `ai_telemetry` and `ai_reports` by hand (no group join, so no join delay on
 tansu) and never commits. Topics or partitions that appear later are picked up by a periodic
-metadata refresh and read from their beginning.
+metadata refresh and read from their beginning; so is a topic's new incarnation after a broker
+reset (a BrokerResetWatch per topic sees its id change), whose log the old positions would
+skip into. What is read twice is counted once (the Aggregator keys every event).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any, Literal
 
 from confluent_kafka import (
@@ -29,6 +32,7 @@ from foundation.settings import Settings
 from graph.topics import AI_REPORTS, AI_TELEMETRY
 from kafka_edges.admin import base_name, qualified
 from kafka_edges.config import consumer_config, with_logger
+from kafka_edges.recovery import BrokerResetWatch
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +52,16 @@ def dashboard_consumer_config(
 ) -> dict[str, Any]:
     """librdkafka settings for a dashboard reader: the mesh's consumer defaults, a private
     group id (never joined, never committed) and the `kafka_config` passthrough (TLS/SASL)."""
-    settings = Settings(kafka_bootstrap=bootstrap, kafka_config=dict(kafka_config or {}))
+    settings = _settings(bootstrap, kafka_config)
     group = f"{settings.kafka_group_prefix}-dashboard-{uuid.uuid4().hex[:12]}"
     overrides = {"enable.auto.commit": False, "enable.partition.eof": False}
     return with_logger(
         consumer_config(settings, group, bootstrap=bootstrap, client=client, overrides=overrides)
     )
+
+
+def _settings(bootstrap: str, kafka_config: Mapping[str, Any] | None) -> Settings:
+    return Settings(kafka_bootstrap=bootstrap, kafka_config=dict(kafka_config or {}))
 
 
 class TelemetryReader(threading.Thread):
@@ -81,6 +89,9 @@ class TelemetryReader(threading.Thread):
         self._first_assignment = True
         self._healthy = False
         self._next_refresh = 0.0
+        self._reset_topics: set[str] = set()  # topics whose new incarnation is to be read
+        self._reset_lock = threading.Lock()
+        self.resets = 0
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Ask the thread to finish and wait up to `timeout_s` for it."""
@@ -95,16 +106,45 @@ class TelemetryReader(threading.Thread):
             self.aggregator.set_source("error", f"cannot create a Kafka consumer: {exc}")
             log.error("dashboard: cannot create a Kafka consumer: %s", exc)
             return
+        settings = _settings(self.bootstrap, self.kafka_config)
+        watches = [
+            BrokerResetWatch(
+                settings, topic, partial(self._reset_seen, topic), bootstrap=self.bootstrap,
+                settle_s=0.0,
+            ).start()
+            for topic in (qualified(name, self.topic_prefix) for name in self.topics)
+        ]  # fmt: skip
         try:
             self._loop(consumer)
         except Exception as exc:  # keep the page informed instead of dying silently
             log.exception("dashboard reader stopped")
             self.aggregator.set_source("error", f"reader stopped: {exc}")
         finally:
+            for watch in watches:
+                watch.stop()
             consumer.close()
+
+    def _reset_seen(self, topic: str) -> None:
+        """A watch's callback (its own thread): `topic` has a new incarnation."""
+        with self._reset_lock:
+            self._reset_topics.add(topic)
+
+    def _forget_reset_topics(self, consumer: Consumer) -> None:
+        """Unassign the partitions of topics reset since the last round; the next refresh
+        assigns the new incarnation's partitions from their beginning."""
+        with self._reset_lock:
+            topics, self._reset_topics = self._reset_topics, set()
+        old = [TopicPartition(t, p) for t, p in self._assigned if t in topics]
+        if old:
+            consumer.incremental_unassign(old)
+            self._assigned.difference_update((tp.topic, tp.partition) for tp in old)
+        if topics:
+            self.resets += len(topics)
+            self._next_refresh = 0.0
 
     def _loop(self, consumer: Consumer) -> None:
         while not self._stop_event.is_set():
+            self._forget_reset_topics(consumer)
             now = time.monotonic()
             if now >= self._next_refresh:
                 complete = self._refresh(consumer)

@@ -1,11 +1,15 @@
 """Read a topic without joining a consumer group (for dashboards, tests and tools).
 
 The reader assigns every partition itself, so it starts at once (no group join) and commits
-nothing: it never takes messages away from the workers.
+nothing: it never takes messages away from the workers. After a broker reset (a restarted
+memory-only broker gives the topic a new id, seen by a BrokerResetWatch) it reads the topic's
+new incarnation from its earliest offset: its old positions mean nothing there, and a reader
+that kept them would skip the first records of the new log.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -19,6 +23,7 @@ from foundation.settings import Settings
 from kafka_edges.admin import base_name, qualified
 from kafka_edges.codec import MessageDecodeError, WireModel, decode, headers_dict
 from kafka_edges.config import consumer_config, topic_prefix, with_logger
+from kafka_edges.recovery import BrokerResetWatch
 
 
 @dataclass(frozen=True)
@@ -65,11 +70,21 @@ class TopicReader:
             overrides={"enable.partition.eof": True, **(overrides or {})},
         )
         self._consumer = Consumer(with_logger(conf))
+        self.partitions: list[int] = []
+        self._at_end: set[int] = set()
+        self.resets = 0
+        self._reset = threading.Event()
+        self._assign(OFFSET_BEGINNING if from_beginning else OFFSET_END)
+        self._watch = BrokerResetWatch(
+            settings, self.topic, self._reset.set, bootstrap=bootstrap, settle_s=0.0
+        ).start()
+
+    def _assign(self, start: int) -> None:
+        """Read every partition of the topic from `start` (it replaces any assignment)."""
         metadata = self._consumer.list_topics(self.topic, timeout=10)
         partitions = metadata.topics[self.topic].partitions if self.topic in metadata.topics else {}
         self.partitions = sorted(partitions)
-        self._at_end: set[int] = set()
-        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+        self._at_end.clear()
         self._consumer.assign([TopicPartition(self.topic, p, start) for p in self.partitions])
 
     @property
@@ -78,6 +93,11 @@ class TopicReader:
         return bool(self.partitions)
 
     def poll(self, timeout_s: float = 0.2) -> Record | None:
+        """The next record, or None; after a broker reset, from the new log's start."""
+        if self._reset.is_set():
+            self._reset.clear()
+            self.resets += 1
+            self._assign(OFFSET_BEGINNING)
         msg = self._consumer.poll(timeout_s)
         if msg is None:
             return None
@@ -155,6 +175,7 @@ class TopicReader:
                 yield record
 
     def close(self) -> None:
+        self._watch.stop()
         self._consumer.close()
 
     def __enter__(self) -> Self:

@@ -175,8 +175,7 @@ class BrokerResetWatch(_Every):
             return
         if self._last_id is not None and current != self._last_id:
             log.warning(
-                "the broker forgot its topics (%s has a new id): re-publishing the runs in "
-                "flight in %.0f s",
+                "the broker forgot its topics (%s has a new id): acting on it in %.0f s",
                 self.topic,
                 self.settle_s,
             )

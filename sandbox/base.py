@@ -42,8 +42,9 @@ class TestFailure(BaseModel):
 class TestOutcome(BaseModel):
     """The verdict on one test of the job, by its index in `SandboxJob.tests`.
 
-    `split`: the host decided it from the plain values the code's calls returned (a verdict the
-    code cannot forge); False: it ran whole inside the sandbox, where the code could forge it.
+    `split`: the host decided it from the plain values the code's calls returned; False: the test
+    runner decided it, a sandboxed process that runs the test but not the code (each call goes
+    to the solution process as plain data). The code can forge neither.
     `error_type` is None when it passed, "NotRun" when there is no verdict (the code did not
     load, or the run ended before the test's turn).
     """
@@ -61,9 +62,8 @@ class TestOutcome(BaseModel):
 class ExecutionResult(BaseModel):
     """The structured outcome of one sandboxed job.
 
-    Every test counts in `tests_passed` / `tests_total` and `passed`; `unsplit_tests` says how
-    many verdicts came from tests run whole inside the sandbox (forgeable by the code): a
-    caller that must not be fooled requires it to be 0 (see `TestOutcome.split`).
+    Every test counts in `tests_passed` / `tests_total` and `passed`; `runner_tests` says how
+    many verdicts came from the test runner rather than the host's judge (see `TestOutcome.split`).
     """
 
     passed: bool
@@ -79,7 +79,7 @@ class ExecutionResult(BaseModel):
     backend: str = ""
     failures: list[TestFailure] = Field(default_factory=list)
     outcomes: list[TestOutcome] = Field(default_factory=list)
-    unsplit_tests: int = 0
+    runner_tests: int = 0
 
     def passed_indexes(self) -> list[int]:
         """The indexes of the tests that passed."""

@@ -3,9 +3,11 @@
 The image is the one built offline from the host's Python (`aimesh sandbox build-image`, built on
 first use), or any image with `sh` and `python3` named by `AIMESH_SANDBOX_DOCKER_IMAGE`.
 
-The container runs as nobody with no network and no capabilities. Its work dir belongs to root
-and holds the harness, the job and the one file nobody may write (the result, size-capped by
-RLIMIT_FSIZE); memory is capped by the cgroup and by RLIMIT_AS (an allocation fails with
+The container starts as root with no network and no capability but CAP_SETUID and CAP_SETGID:
+its work dir holds the harness, the job and the result (size-capped by RLIMIT_FSIZE), the last
+two root's alone; the harness reads the job and opens the result, then becomes nobody for good
+(`--user`) before any code runs, so the code can neither open the result again nor read a test
+runner's tests. Memory is capped by the cgroup and by RLIMIT_AS (an allocation fails with
 MemoryError, as in the local backend); every world-writable directory is a size-capped tmpfs, so
 the code cannot fill the host's disk through the container's writable layer.
 """
@@ -40,18 +42,21 @@ MAX_OPEN_FILES = 256
 
 
 def _work_dir(payload: bytes) -> bytes:
-    """The work dir as a tar archive: read-only harness and job, an empty result owned by nobody."""
+    """The work dir as a tar archive: the harness, and the job and an empty result root's alone."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         folder = tarfile.TarInfo(WORKDIR.lstrip("/"))
         folder.type, folder.mode = tarfile.DIRTYPE, 0o755
         archive.addfile(folder)
-        for name, data in (("harness.py", harness_source()), ("job.bin", payload)):
+        for name, data, mode in (
+            ("harness.py", harness_source(), 0o444),
+            ("job.bin", payload, 0o400),
+        ):
             member = tarfile.TarInfo(f"{folder.name}/{name}")
-            member.size, member.mode = len(data), 0o444
+            member.size, member.mode = len(data), mode
             archive.addfile(member, io.BytesIO(data))
         result = tarfile.TarInfo(f"{folder.name}/{RESULT}")
-        result.mode, result.uid, result.gid = 0o600, NOBODY, NOBODY
+        result.mode = 0o600
         archive.addfile(result)
     return buffer.getvalue()
 
@@ -151,12 +156,13 @@ class DockerSandbox(HarnessSandbox):
         options: dict[str, Any] = {
             "command": [  # RLIMIT_AS set by the shell: as a docker ulimit it starves runc's init
                 "sh", "-c", f"ulimit -v {memory_mb * 1024} && exec python3 -E -s -S harness.py "
-                f"--result-file {RESULT} < job.bin",
+                f"--result-file {RESULT} --user {NOBODY} < job.bin",
             ],
-            "user": f"{NOBODY}:{NOBODY}",
+            "user": "0:0",
             "working_dir": WORKDIR,
             "network_disabled": True,
             "cap_drop": ["ALL"],
+            "cap_add": ["SETUID", "SETGID"],  # for `--user` alone: gone once the harness used it
             "security_opt": ["no-new-privileges"],
             "mem_limit": f"{memory_mb}m",
             "memswap_limit": f"{memory_mb}m",

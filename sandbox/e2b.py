@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 WORKDIR = "/home/user/aimesh"
 REQUEST_TIMEOUT_S = 30.0
+NOBODY = 65534  # the uid a test runner becomes once its job and result are open
 SANDBOX_GRACE_S = 60  # the VM outlives the job's own timeout by this much, then E2B reaps it
 
 
@@ -47,7 +48,9 @@ class E2BSandbox(HarnessSandbox):
     def run_harness(self, payload: bytes, *, timeout_s: float, memory_mb: int) -> HarnessRun:
         """Create a sandbox, upload harness and job, run, read the events back, kill it.
 
-        `memory_mb` is not applied: memory is fixed by the E2B template.
+        `memory_mb` is not applied: memory is fixed by the E2B template. The job and the result
+        are root's alone: the harness starts as root and becomes nobody (E2B's own user may use
+        sudo) once they are open.
         """
         import httpx
 
@@ -78,18 +81,21 @@ class E2BSandbox(HarnessSandbox):
         files, commands = remote.files, remote.commands
         files.write(f"{WORKDIR}/harness.py", harness_source())
         files.write(f"{WORKDIR}/job.bin", payload)
-        command = "python3 -E -s -S harness.py --result-file result.jsonl < job.bin"
+        command = (  # the job, uploaded by E2B's user, becomes root's alone before the run
+            "chown root:root job.bin && chmod 400 job.bin && python3 -E -s -S harness.py "
+            f"--result-file result.jsonl --user {NOBODY} < job.bin"
+        )
         started = time.monotonic()
         timed_out = False
         try:
-            outcome = commands.run(command, cwd=WORKDIR, timeout=timeout_s)
+            outcome = commands.run(command, cwd=WORKDIR, timeout=timeout_s, user="root")
         except e2b.CommandExitException as exc:
             outcome = exc
         except e2b.TimeoutException:
             outcome, timed_out = None, True
         duration_s = time.monotonic() - started
         try:
-            events = bytes(files.read(f"{WORKDIR}/result.jsonl", format="bytes"))
+            events = bytes(files.read(f"{WORKDIR}/result.jsonl", format="bytes", user="root"))
         except e2b.FileNotFoundException:
             events = b""
         return HarnessRun(

@@ -127,7 +127,11 @@ class LocalSandbox(HarnessSandbox):
         self.isolation = Isolation("unisolated")
 
     def run_harness(self, payload: bytes, *, timeout_s: float, memory_mb: int) -> HarnessRun:
-        """Run the harness on `payload` under this machine's isolation."""
+        """Run the harness on `payload` under this machine's isolation.
+
+        A test runner and its solution process share the run's one uid: the runner's channel is
+        a pipe only it holds, and it makes itself undumpable (sandbox/harness.py).
+        """
         captured = execute(self.isolation, payload, timeout_s=timeout_s, memory_mb=memory_mb)
         return HarnessRun(
             channel=captured.channel,

@@ -1,16 +1,20 @@
 """The host side of the harness protocol: what to send, what comes back, and who decides.
 
 Trust model: the host trusts its own code, the job's tests and setup as *text* (never exec'd
-here) and the backend's isolation; it trusts nothing that comes out of the sandbox, which runs
-the code under test together with the harness. A job runs in up to two harness runs:
+here) and the backend's isolation; it trusts nothing the code under test can reach. A job runs
+in up to two harness runs:
 
 1. the split run: every test the judge can split (sandbox.judge) sends only its calls; the
-   harness answers with their values as plain data, which are decoded here with json.loads
-   only (size-capped, exact types rebuilt from tags) and judged here. Expected values never
-   enter the sandbox, so a verdict can be wrong only if the code returns wrong values;
-2. the unsplit run, only when some tests cannot be split: those tests run whole inside a
-   separate sandbox, the old way, and their pass/fail events are believed. These verdicts are
-   forgeable: they are marked (`TestOutcome.split` False, `ExecutionResult.unsplit_tests`).
+   harness, in the same process as the code, answers with their values as plain data, which
+   are decoded here with json.loads only (size-capped, exact types rebuilt from tags) and judged
+   here. Expected values never enter the sandbox, so a verdict can be wrong only if the code
+   returns wrong values;
+2. the runner run, only when some tests cannot be split (loops, comprehensions, setup helpers):
+   the harness is the test runner, a process that runs the setup and those tests but not the
+   code under test; each call of the code goes as plain data over a pipe to a separate solution
+   process, which holds none of the runner's fds and cannot trace it (sandbox/harness.py). Its
+   pass/fail events are believed, since only the runner can write its channel; the code again
+   passes only by returning the right values (`TestOutcome.split` False).
 
 Both runs share the job's time limit. Every backend runs the same harness and reads its channel
 back; this module judges, so a verdict means the same on every backend.
@@ -19,7 +23,6 @@ back; this module judges, so a verdict means the same on every backend.
 from __future__ import annotations
 
 import contextlib
-import json
 import marshal
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping
@@ -37,6 +40,7 @@ from sandbox.base import (
     TestOutcome,
     first_line,
 )
+from sandbox.harness import decode_event, decode_value
 from sandbox.judge import (
     NOT_RUN,
     Answer,
@@ -50,9 +54,7 @@ from sandbox.judge import (
 
 OUTPUT_LIMIT = 64 * 1024  # bytes of stdout / stderr kept per run
 CHANNEL_LIMIT = 4 * 1024 * 1024  # bytes of harness events accepted per run
-DEPTH_LIMIT = 100  # nesting of a decoded value (the harness refuses deeper ones)
-MIN_SECOND_RUN_S = 0.5  # the unsplit run gets at least this much of a nearly spent time limit
-_CONTAINERS: Mapping[str, type] = {"l": list, "t": tuple, "s": set, "F": frozenset}
+MIN_SECOND_RUN_S = 0.5  # the runner run gets at least this much of a nearly spent time limit
 
 
 @cache
@@ -68,7 +70,7 @@ def encode_calls(job: SandboxJob, plans: Mapping[int, Plan]) -> bytes:
 
 
 def encode_tests(job: SandboxJob, indices: Iterable[int]) -> bytes:
-    """The unsplit run's job: the code, the setup and the whole tests to run inside."""
+    """The runner run's job: the code (for the solution process), the setup and the tests."""
     return marshal.dumps({**_code(job), "tests": [(index, job.tests[index]) for index in indices]})
 
 
@@ -83,33 +85,6 @@ def decode_output(data: bytes, dropped: int = 0) -> str:
     if dropped:
         text += f"\n[... {dropped} more bytes not captured]"
     return text
-
-
-def decode_value(data: Any, depth: int = 0) -> Any:
-    """A value from its tagged JSON (already json.loads'ed); ValueError if it is not well-formed."""
-    if data is None or type(data) in (bool, int, str):
-        return data
-    if type(data) is not list or len(data) < 2 or depth > DEPTH_LIMIT:
-        raise ValueError("not a tagged value")
-    tag, *rest = data
-    if tag == "f" and len(rest) == 1 and type(rest[0]) is str:
-        return float(rest[0])
-    if tag == "c" and len(rest) == 2 and all(type(part) is str for part in rest):
-        return complex(float(rest[0]), float(rest[1]))
-    if tag == "b" and len(rest) == 1 and type(rest[0]) is str:
-        return bytes.fromhex(rest[0])
-    if len(rest) != 1 or type(rest[0]) is not list:
-        raise ValueError("not a tagged value")
-    items = rest[0]
-    if tag in _CONTAINERS:
-        return _CONTAINERS[tag](decode_value(item, depth + 1) for item in items)
-    if tag == "d" and all(type(pair) is list and len(pair) == 2 for pair in items):
-        return {decode_value(k, depth + 1): decode_value(v, depth + 1) for k, v in items}
-    raise ValueError("not a tagged value")
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
 
 
 @dataclass(frozen=True)
@@ -141,10 +116,8 @@ class HarnessReport:
         report = cls()
         for line in data[:CHANNEL_LIMIT].splitlines():
             try:
-                event = json.loads(line, parse_constant=_reject_constant)
+                event = decode_event(line)
             except (ValueError, RecursionError):
-                continue
-            if not isinstance(event, dict):
                 continue
             kind = event.get("event")
             if kind == "ready":
@@ -199,7 +172,7 @@ class _Done:
         return found
 
     def verdicts(self, indices: Iterable[int]) -> dict[int, Verdict]:
-        """Each unsplit test's verdict, as the harness said (forgeable)."""
+        """Each unsplit test's verdict, as the test runner said."""
         blame = self.report.loaded and not self.report.finished
         found: dict[int, Verdict] = {}
         for index in indices:
@@ -237,12 +210,12 @@ class HarnessSandbox(Sandbox):
     """A backend that runs sandbox/harness.py; the verdicts are decided here, on the host."""
 
     def run(self, job: SandboxJob) -> ExecutionResult:
-        """Run the job's split run, then its unsplit run if it has one, and judge the tests."""
+        """Run the job's split run, then its runner run if it has one, and judge the tests."""
         timeout_s, memory_mb = self.limits(job)
         plans: dict[int, Plan] = {}
         names = setup_names(job.setup)
         for index, test in enumerate(job.tests):
-            with contextlib.suppress(Unsplittable):  # run whole in the unsplit run
+            with contextlib.suppress(Unsplittable):  # run by the test runner
                 plans[index] = split(test, entry_point=job.entry_point, setup=names)
         unsplit = [index for index in range(len(job.tests)) if index not in plans]
 
@@ -262,7 +235,11 @@ class HarnessSandbox(Sandbox):
 
     @abstractmethod
     def run_harness(self, payload: bytes, *, timeout_s: float, memory_mb: int) -> HarnessRun:
-        """Run the harness on `payload` (its stdin); raise SandboxError if the backend fails."""
+        """Run the harness on `payload` (its stdin); raise SandboxError if the backend fails.
+
+        A backend whose channel is a file starts the harness as root with `--user`, so that the
+        file is root's and the code cannot open it again (sandbox/harness.py).
+        """
 
     def _run(self, payload: bytes, timeout_s: float, memory_mb: int) -> _Done:
         run = self.run_harness(payload, timeout_s=timeout_s, memory_mb=memory_mb)
@@ -325,7 +302,7 @@ class HarnessSandbox(Sandbox):
                 if o.error_type not in (None, NOT_RUN)
             ],
             outcomes=outcomes,
-            unsplit_tests=len(job.tests) - len(plans),
+            runner_tests=len(job.tests) - len(plans),
         )
 
     def backend_label(self) -> str:

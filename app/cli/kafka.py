@@ -23,7 +23,7 @@ from app.cli.common import (
     fail,
     settings_with,
 )
-from app.distributed import READY_LINE
+from app.distributed import READY_LINE, await_reports
 from app.services import recorded_step
 from foundation.errors import InfrastructureError
 from foundation.settings import Settings
@@ -31,8 +31,8 @@ from graph.kafka_sink import KafkaEdgeSink
 from graph.node_worker import MeshWorkers, NodeWorker, WorkerError, WorkerOptions
 from graph.routing import NODES
 from graph.state import MeshState
-from graph.topics import AI_REPORTS, ALL_TOPICS
-from graph.wire import ReportMessage, read_mesh_topic
+from graph.topics import ALL_TOPICS
+from graph.wire import ReportMessage
 from kafka_edges.admin import DEFAULT_PARTITIONS, ensure_topics
 from kafka_edges.broker import (
     EmbeddedBroker,
@@ -44,7 +44,6 @@ from kafka_edges.config import common_config, with_logger
 from kafka_edges.errors import BrokerError
 from kafka_edges.ledger import DeliveryLedger
 from kafka_edges.publisher import PublishError
-from kafka_edges.reader import Record
 from kafka_edges.recovery import republish_in_flight
 from sandbox import SandboxError
 
@@ -225,7 +224,11 @@ def feed_command(
     ] = 0.0,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Send task requests to the producer workers (`ai_requests`); optionally wait for reports."""
+    """Send task requests to the producer workers (`ai_requests`); optionally wait for reports.
+
+    The reports are read from `ai_reports` across broker resets, or taken from the delivery
+    ledger where the broker lost a report it had confirmed.
+    """
     settings = broker_settings(bootstrap, data_dir=data_dir)
     try:
         with (
@@ -243,20 +246,15 @@ def feed_command(
     typer.echo(f"sent {count} task request(s): {', '.join(runs)}")
     if wait <= 0:
         return
-    pending = set(runs)
 
-    def report_line(record: Record) -> bool:
-        message = record.message
-        if isinstance(message, ReportMessage) and message.run_id in pending:
-            pending.discard(message.run_id)
-            task = message.state.task
-            typer.echo(
-                f"{message.run_id}: {message.status} verdict={message.verdict} reward={message.reward} "
-                f"attempts={message.attempt} task={task.statement[:60] if task else '-'}"
-            )
-        return not pending
+    def report_line(message: ReportMessage) -> None:
+        task = message.state.task
+        typer.echo(
+            f"{message.run_id}: {message.status} verdict={message.verdict} reward={message.reward} "
+            f"attempts={message.attempt} task={task.statement[:60] if task else '-'}"
+        )
 
-    read_mesh_topic(AI_REPORTS, settings, timeout_s=wait, until=report_line)
+    pending = await_reports(settings, set(runs), report_line, timeout_s=wait)
     if pending:
         raise fail(
             f"no report within {wait:g} s for {len(pending)} task(s): {', '.join(sorted(pending))}"

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ from conftest import TEST_KAFKA_CONFIG, Mesh
 from kafka_stand_in import stand_in_step, stand_in_task
 from langchain_core.runnables import RunnableConfig
 
+from app.distributed import await_reports
+from dashboard.aggregates import Aggregator
+from dashboard.consumer import TelemetryReader
 from foundation.postgres_server import PostgresMissing, ThrowAwayPostgres
 from foundation.settings import Settings
 from graph.edges import StepRecord
@@ -41,7 +45,7 @@ from graph.topics import (
     AI_TOPIC,
     ALL_TOPICS,
 )
-from graph.wire import SolutionMessage, TaskMessage, TaskRequest
+from graph.wire import MODEL_BY_TOPIC, ReportMessage, SolutionMessage, TaskMessage, TaskRequest
 from kafka_edges.admin import ensure_topics
 from kafka_edges.broker import EmbeddedBroker
 from kafka_edges.codec import encode
@@ -50,6 +54,7 @@ from kafka_edges.dead_letters import DeadLetter
 from kafka_edges.delivery_policy import DeadLetterPolicy, RetryPolicy
 from kafka_edges.ledger import DeliveryLedger
 from kafka_edges.publisher import KafkaPublisher, MessageTooLargeError
+from kafka_edges.reader import TopicReader
 from kafka_edges.recovery import republish_in_flight
 from llm.chat import LLMUnavailableError
 from memory.errors import MemoryUnavailableError
@@ -220,6 +225,124 @@ def test_broker_killed_and_restarted_mid_stream_every_task_reported_once(
     assert restarted_in < 5
     assert all(n == 1 for n in step.calls.values()), [k for k, n in step.calls.items() if n > 1]
     assert sum(s["dead_lettered"] for s in stats.values()) == 0
+
+
+def test_a_reader_waiting_through_a_broker_reset_sees_every_report(tmp_path: Path) -> None:
+    """What `aimesh feed --wait` and `run --distributed` wait with: 20 fed, the broker SIGKILLed
+    after 5 reports and restarted on the same port. Every report is seen: the readers start the
+    topic's new incarnation from its earliest offset, and a report the dead broker had confirmed
+    comes from the delivery ledger."""
+    tasks = 20
+    broker = EmbeddedBroker().start()
+    port = broker.port
+    settings = Settings(
+        kafka_bootstrap=broker.bootstrap,
+        kafka_config=dict(TEST_KAFKA_CONFIG),
+        kafka_group_prefix=f"reader-{uuid.uuid4().hex[:6]}",
+        data_dir=tmp_path,
+    )
+    _create_topics(settings)
+    ledger = DeliveryLedger(settings.delivery_ledger_db)
+    options = WorkerOptions(partitions=2, publisher_options={"delivery_timeout_s": 3.0})
+    seen: list[str] = []
+    shown: list[str] = []  # what a plain TopicReader (`aimesh tail`, the dashboard's view) shows
+    stop = threading.Event()
+
+    def tail(reader: TopicReader) -> None:
+        while not stop.is_set():
+            record = reader.poll(0.1)
+            if record is not None and isinstance(record.message, ReportMessage):
+                shown.append(record.message.run_id)
+
+    try:
+        with (
+            MeshWorkers(
+                NODES, settings, CountingStep(), options, ledger=ledger, recover_lost_runs=True
+            ) as workers,
+            TopicReader(
+                AI_REPORTS, settings, models=MODEL_BY_TOPIC, from_beginning=False
+            ) as reader,
+            ThreadPoolExecutor(2) as pool,
+        ):
+            assert workers.wait_joined(30)
+            showing = pool.submit(tail, reader)
+            with KafkaEdgeSink(settings, ledger=ledger) as sink:
+                runs = {
+                    sink.feed_request(
+                        MeshState(task=stand_in_task(f"HOLD=0.2 task {i}"), task_index=i)
+                    ).run_id
+                    for i in range(tasks)
+                }
+            waiting = pool.submit(
+                await_reports, settings, runs, lambda m: seen.append(m.run_id), timeout_s=90
+            )
+            assert _wait(lambda: len(seen) >= 5, 30), "no reports before the kill"
+            os.kill(broker.pid or 0, signal.SIGKILL)
+            broker.stop()
+            seen_before = len(seen)
+            broker = EmbeddedBroker(port=port).start()
+            _create_topics(settings)
+            missing = waiting.result(timeout=100)
+            time.sleep(1.0)  # the tail's last reports
+            stop.set()
+            showing.result(timeout=10)
+            resets = reader.resets
+    finally:
+        stop.set()
+        broker.stop()
+        ledger.close()
+    print(
+        f"{seen_before} reports seen before the kill, {len(seen)} of {tasks} in all; the tail "
+        f"showed {len(set(shown))} ({resets} reset followed)"
+    )
+    assert not missing and sorted(seen) == sorted(runs)
+    assert resets == 1
+    # A reader that kept its old positions skipped the new log's first records (it showed 15).
+    assert set(shown) == runs
+
+
+def test_the_dashboard_reads_a_topics_new_incarnation_after_a_broker_reset(
+    tmp_path: Path,
+) -> None:
+    """3 reports, the broker SIGKILLed and restarted on the same port, 5 reports on the new
+    broker at once: the dashboard counts 8 (with its old positions it would start the new log
+    at offset 3 of its partition and skip what lies before)."""
+    broker = EmbeddedBroker().start()
+    port = broker.port
+    settings = Settings(
+        kafka_bootstrap=broker.bootstrap, kafka_config=dict(TEST_KAFKA_CONFIG), data_dir=tmp_path
+    )
+    _create_topics(settings)
+    aggregator = Aggregator()
+    reader = TelemetryReader(
+        broker.bootstrap, aggregator, kafka_config=TEST_KAFKA_CONFIG, topics=[AI_REPORTS]
+    )
+
+    def publish(first: int, count: int) -> None:
+        producer = Producer(with_logger(common_config(settings)))
+        for i in range(first, first + count):
+            state = MeshState(run_id=f"run-{i}", task=stand_in_task(f"task {i}"), status="done")
+            report = ReportMessage.from_state(state, source="supervisor")
+            producer.produce(AI_REPORTS, encode(report).value, key=b"k")  # one partition
+        assert producer.flush(10) == 0
+
+    def reports() -> int:
+        return int(aggregator.snapshot(max_age_s=0)["totals"]["reports"])
+
+    reader.start()
+    try:
+        publish(0, 3)
+        assert _wait(lambda: reports() == 3, 20)
+        os.kill(broker.pid or 0, signal.SIGKILL)
+        broker.stop()
+        broker = EmbeddedBroker(port=port).start()
+        _create_topics(settings)
+        publish(3, 5)
+        assert _wait(lambda: reports() == 8, 30), f"{reports()} of 8 reports counted"
+        assert reader.resets == 1
+    finally:
+        reader.stop()
+        broker.stop()
 
 
 def test_a_run_the_broker_lost_is_republished_by_the_sweep_and_reported_once(

@@ -44,13 +44,13 @@ def assert_failed(result: ExecutionResult) -> None:
     """Judged FAILED on the host, with no test passed and no verdict from inside the sandbox."""
     assert not result.passed
     assert result.tests_passed == 0
-    assert result.unsplit_tests == 0 and all(o.split for o in result.outcomes)
+    assert result.runner_tests == 0 and all(o.split for o in result.outcomes)
     assert not any(o.passed for o in result.outcomes)
 
 
 def test_the_honest_solution_passes(isolated: HarnessSandbox) -> None:
     result = run(isolated, f"def f(x):\n    return x * {K} + {C}\n")
-    assert result.passed and result.tests_passed == 2 and result.unsplit_tests == 0
+    assert result.passed and result.tests_passed == 2 and result.runner_tests == 0
 
 
 def test_fake_events_on_every_open_fd(isolated: HarnessSandbox) -> None:
@@ -226,10 +226,196 @@ def test_printing_success_and_sleeping_to_the_timeout(isolated: HarnessSandbox, 
     assert_failed(result)
 
 
-def test_a_test_run_whole_stays_forgeable_but_is_flagged(isolated: HarnessSandbox) -> None:
-    """The limit of the protocol: a test the judge cannot split runs inside the sandbox."""
-    code = f"import os\nos.write(os.open('/proc/self/fd/64', os.O_WRONLY), {FORGED_EVENTS.encode()!r})\nos._exit(0)\n"
-    loop = f"for x in {list(INPUTS)!r}:\n    assert candidate(x) == x * {K} + {C}"
-    result = isolated.run(SandboxJob(code=code, tests=[loop], entry_point=ENTRY))
-    assert result.unsplit_tests == 1 and not result.outcomes[0].split
-    # Whatever the forged events achieved, the caller can see the verdict is not the host's.
+# The tests the judge cannot split (a loop, a comprehension, a setup helper calling the code) run
+# in the test runner, a process without the code under test; the tricks again, against it.
+RUNNER_TESTS = [
+    f"for x in {list(INPUTS)!r}:\n    assert candidate(x) == x * {K} + {C}",
+    f"assert all([candidate(x) == x * {K} + {C} for x in {list(INPUTS)!r}])",
+    "assert expected_by_helper()",
+]
+RUNNER_SETUP = (
+    f"def expected_by_helper():\n    return all(f(x) == x * {K} + {C} for x in {list(INPUTS)!r})\n"
+)
+
+
+def run_in_runner(isolated: HarnessSandbox, code: str, timeout_s: float = 10.0) -> ExecutionResult:
+    job = SandboxJob(
+        code=code, tests=RUNNER_TESTS, setup=RUNNER_SETUP, entry_point=ENTRY, timeout_s=timeout_s
+    )
+    return isolated.run(job)
+
+
+def assert_runner_failed(result: ExecutionResult) -> None:
+    """Judged FAILED by the test runner, with no test passed."""
+    assert not result.passed
+    assert result.tests_passed == 0
+    assert result.runner_tests == len(RUNNER_TESTS) and not any(o.split for o in result.outcomes)
+    assert not any(o.passed for o in result.outcomes)
+
+
+def test_the_runner_passes_the_honest_solution(isolated: HarnessSandbox) -> None:
+    result = run_in_runner(isolated, f"def f(x):\n    return x * {K} + {C}\n")
+    assert result.passed and result.tests_passed == result.runner_tests == len(RUNNER_TESTS)
+
+
+@pytest.mark.parametrize("where", ["load", "call"])
+def test_the_runner_ignores_forged_events(isolated: HarnessSandbox, where: str) -> None:
+    """Forged pass events on every fd the code holds, on the runner's fds through /proc, then exit."""
+    forged = (
+        "".join(f'{{"event":"test","index":{i},"passed":true}}\n' for i in range(len(RUNNER_TESTS)))
+        + '{"event":"done"}\n'
+    )
+    trick = f"""
+import os
+data = {forged.encode()!r}
+for fd in range(1024):
+    try:
+        os.write(fd, data)
+    except OSError:
+        pass
+for pid in {{1, os.getppid()}}:
+    for fd in range(1024):
+        try:
+            handle = os.open(f"/proc/{{pid}}/fd/{{fd}}", os.O_WRONLY)
+        except OSError:
+            continue
+        os.write(handle, data)
+os._exit(0)
+"""
+    code = (
+        trick
+        if where == "load"
+        else "def f(x):\n" + "".join(f"    {line}\n" for line in trick.splitlines())
+    )
+    result = run_in_runner(isolated, code)
+    assert_runner_failed(result)
+    if where == "call":  # the forged lines reached its own pipe to the runner at best
+        assert result.outcomes[0].error_type in ("Crashed", "ProtocolError")
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import os\nos._exit(0)\n",
+        "import sys\nsys.exit(0)\n",
+        "import os\ndef f(x):\n    os._exit(0)\n",
+        "import os, signal\ndef f(x):\n    os.kill(os.getpid(), signal.SIGKILL)\n",
+        "import os, signal\ndef f(x):\n    os.kill(os.getppid(), signal.SIGKILL)\n    os.kill(-1, signal.SIGKILL)\n    os._exit(0)\n",
+    ],
+    ids=["exit-at-load", "sys-exit-at-load", "exit-in-call", "sigkill-itself", "kill-the-runner"],
+)
+def test_the_runner_fails_a_solution_that_exits(isolated: HarnessSandbox, code: str) -> None:
+    assert_runner_failed(run_in_runner(isolated, code))
+
+
+def test_the_runner_fails_a_solution_that_falls_silent(isolated: HarnessSandbox) -> None:
+    """A call that never answers (the process stops reading and writing) meets the deadline."""
+    code = "import os, time\ndef f(x):\n    os.close(0)\n    time.sleep(60)\n"
+    result = run_in_runner(isolated, code, timeout_s=1.5)
+    assert result.timed_out and result.error_type == "Timeout"
+    assert result.outcomes[0].error_type == "Timeout"
+    assert_runner_failed(result)
+
+
+def test_the_runner_cannot_be_traced_or_read(isolated: HarnessSandbox) -> None:
+    """The runner (the solution process's parent) is not dumpable: its memory, fds and tests
+    are out of reach of the code, whatever uid it runs as."""
+    code = """
+import ctypes, os
+runner = os.getppid()
+reached = []
+for path in ("mem", "fd/0", "fd/64", "environ", "maps"):
+    try:
+        with open(f"/proc/{runner}/{path}", "rb") as handle:
+            handle.read(1)
+        reached.append(path)
+    except OSError:
+        pass
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.ptrace(16, runner, 0, 0) == 0:  # PTRACE_ATTACH
+    reached.append("ptrace")
+print("REACHED", reached, flush=True)
+def f(x):
+    return 0
+"""
+    result = run_in_runner(isolated, code)
+    assert "REACHED []" in result.stdout, result.stdout[-2000:]
+    assert_runner_failed(result)
+    assert {o.error_type for o in result.outcomes} == {"AssertionError"}
+
+
+def test_the_runner_ignores_builtins_patched_by_the_code(isolated: HarnessSandbox) -> None:
+    code = """
+import builtins
+class Nothing(BaseException):
+    pass
+builtins.AssertionError = Nothing
+builtins.all = lambda *args: True
+builtins.range = lambda *args: []
+builtins.__build_class__ = None
+def f(x):
+    return 0
+"""
+    result = run_in_runner(isolated, code)
+    assert_runner_failed(result)
+    assert {o.error_type for o in result.outcomes} == {"AssertionError"}
+
+
+@pytest.mark.parametrize("base", ["object", "int", "str", "list"])
+def test_the_runner_refuses_objects_equal_to_anything(isolated: HarnessSandbox, base: str) -> None:
+    code = f"""
+class Equal({base}):
+    def __eq__(self, other):
+        return True
+    def __ne__(self, other):
+        return False
+    __hash__ = {base}.__hash__
+def f(x):
+    return Equal()
+"""
+    result = run_in_runner(isolated, code)
+    assert_runner_failed(result)
+    assert {o.error_type for o in result.outcomes} == {"NonPlainValue"}
+
+
+def test_the_runner_does_not_take_a_raised_stop_for_the_end_of_the_values(
+    isolated: HarnessSandbox,
+) -> None:
+    """`all(map(f, xs))` would be True if f's StopIteration were raised as one in the runner."""
+    job = SandboxJob(
+        code="def f(x):\n    raise StopIteration\n",
+        tests=[f"assert all(map(lambda x: f(x) == x * {K} + {C}, {list(INPUTS)!r}))"],
+        entry_point=ENTRY,
+    )
+    result = isolated.run(job)
+    assert not result.passed and result.outcomes[0].error_type == "StopIteration"
+
+
+def test_the_runner_keeps_the_tests_from_the_code(isolated: HarnessSandbox) -> None:
+    """The expected values are in the runner's job; the code looks for them everywhere it can."""
+    hashes = {hashlib.sha256(str(x * K + C).encode()).hexdigest() for x in INPUTS}
+    code = f"""
+import hashlib, os, re
+HASHES = {hashes!r}
+NUMBER = re.compile(rb"(?<![0-9])[0-9]{{9,12}}(?![0-9])")
+found = set()
+def search(data):
+    for number in NUMBER.findall(data):
+        if hashlib.sha256(number).hexdigest() in HASHES:
+            found.add(int(number))
+for root, dirs, names in os.walk("/"):
+    dirs[:] = [d for d in dirs if os.path.join(root, d) not in ("/sys", "/usr", "/dev")]
+    for name in names:
+        try:
+            with open(os.path.join(root, name), "rb") as handle:
+                search(handle.read(1 << 22))
+        except OSError:
+            continue
+print("FOUND", sorted(found), flush=True)
+ANSWERS = sorted(found)
+def f(x):
+    return ANSWERS.pop(0) if ANSWERS else 0
+"""
+    result = run_in_runner(isolated, code, timeout_s=30.0)
+    assert "FOUND []" in result.stdout, result.stdout[-2000:]
+    assert_runner_failed(result)

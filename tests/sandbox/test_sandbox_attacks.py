@@ -57,8 +57,13 @@ EXPECTED = {
 
 
 def run_code(isolated: HarnessSandbox, code: str, timeout_s: float = 10.0) -> ExecutionResult:
-    """Run `code` as the single test of a job (so a failure is reported, not fatal)."""
-    return isolated.run(SandboxJob(code="", tests=[code], timeout_s=timeout_s))
+    """Run `code` as the body of the one function a job's one test calls (so a failure is
+    reported, not fatal): it runs where the code under test runs."""
+    body = "".join(f"    {line}\n" for line in code.splitlines())
+    attack = f"def attack():\n{body}    return None\n"
+    return isolated.run(
+        SandboxJob(code=attack, tests=["assert attack() is None"], timeout_s=timeout_s)
+    )
 
 
 def host_processes() -> dict[int, tuple[int, str, bytes]]:

@@ -51,16 +51,36 @@ def test_partial_pass_counts_each_test(local: LocalSandbox) -> None:
 
 def test_tests_are_independent(local: LocalSandbox) -> None:
     job = SandboxJob(
-        code="state = []",
+        code="state = []\ndef push(x):\n    state.append(x)\n    return len(state)",
         setup="def helper():\n    return 41 + 1",
         tests=[
-            "leaked = 1\nstate.append(1)",
+            "leaked = 1\nassert push(1) == 1",
             "assert 'leaked' not in globals()",
             "assert helper() == 42",
         ],
     )
     result = local.run(job)
     assert result.passed, result.failures
+
+
+def test_the_runner_sees_the_codes_functions_and_imports_not_its_data(
+    local: LocalSandbox,
+) -> None:
+    """The tests reach the code only through calls; the code's standard imports are the
+    runner's own; its other values (here an `EXPECTED` table) are out of the tests' reach."""
+    job = SandboxJob(
+        code="import math as m\nEXPECTED = [0, 1]\ndef f(x):\n    print('called', x)\n    return x",
+        tests=[
+            "for x in [0, 1]:\n    assert f(x) == x",
+            "assert all(m.isclose(f(x), x) for x in [2.0])",
+            "assert [f(x) for x in [0, 1]] == EXPECTED",
+            "try:\n    f(1, 2)\nexcept TypeError as exc:\n    assert 'positional' in str(exc)",
+        ],
+    )
+    result = local.run(job)
+    assert [o.error_type for o in result.outcomes] == [None, None, "NameError", None]
+    assert result.runner_tests == 4
+    assert result.stdout.count("called") == 5
 
 
 def test_syntax_error(local: LocalSandbox) -> None:
@@ -118,8 +138,8 @@ def test_timeout_in_a_whole_test_spares_the_split_ones(local: LocalSandbox) -> N
     result = local.run(job)
     assert result.timed_out and result.error_type == "Timeout"
     assert 1.0 <= result.duration_s < 2.5  # both runs share the time limit
-    # The asserts are judged on the host; the sleep runs whole in a second sandbox run.
-    assert (result.tests_passed, result.unsplit_tests) == (2, 1)
+    # The asserts are judged on the host; the sleep runs in the test runner, a second run.
+    assert (result.tests_passed, result.runner_tests) == (2, 1)
     assert [(o.passed, o.split) for o in result.outcomes] == [
         (True, True),
         (False, False),
@@ -163,7 +183,7 @@ def test_hard_exit_is_reported_as_crash(local: LocalSandbox) -> None:
     code = "import os\ndef die():\n    os._exit(3)\n"
     for tests in (
         ["assert True", "assert die() == 0", "assert True"],  # a call: the split run crashes
-        ["assert True", "os._exit(3)", "assert True"],  # a whole test: the unsplit run crashes
+        ["assert True", "os._exit(3)", "assert True"],  # a whole test: the test runner exits
     ):
         result = local.run(SandboxJob(code=code, tests=tests))
         assert result.error_type == "Crashed" and result.exit_code == 3

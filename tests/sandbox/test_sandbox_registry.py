@@ -40,7 +40,7 @@ def test_make_local_sandbox() -> None:
     sandbox = make_sandbox("local", timeout_s=3, memory_mb=128)
     assert isinstance(sandbox, LocalSandbox)
     assert (sandbox.timeout_s, sandbox.memory_mb, sandbox.allow_unisolated) == (3, 128, False)
-    assert sandbox.run(SandboxJob(code="x = 1", tests=["assert x == 1"])).passed
+    assert sandbox.run(SandboxJob(code="def x():\n    return 1", tests=["assert x() == 1"])).passed
 
 
 def test_unknown_backend() -> None:

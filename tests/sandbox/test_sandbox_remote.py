@@ -75,14 +75,14 @@ def fake_e2b(root: Path, runs: list[str]) -> ModuleType:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
 
-        def read(self, path: str, format: str) -> bytes:
+        def read(self, path: str, format: str, user: str) -> bytes:
             target = root / path.lstrip("/")
             if not target.exists():
                 raise sdk.FileNotFoundException(path)
             return target.read_bytes()
 
     class Commands:
-        def run(self, command: str, cwd: str, timeout: float) -> Any:
+        def run(self, command: str, cwd: str, timeout: float, user: str) -> Any:
             runs.append(command)
             done = shell(command, root / cwd.lstrip("/"), timeout)
             return SimpleNamespace(
@@ -175,7 +175,7 @@ def comparable(result: ExecutionResult) -> tuple[object, ...]:
     return (
         result.passed,
         result.tests_passed,
-        result.unsplit_tests,
+        result.runner_tests,
         result.error_type,
         [(o.passed, o.error_type, o.split) for o in result.outcomes],
     )
@@ -189,7 +189,7 @@ def test_remote_backends_judge_like_local(
     result = backend.run(job)
     assert comparable(result) == comparable(local.run(job))
     assert result.backend == backend.name
-    assert len(runs) == 1 + (result.unsplit_tests > 0)  # a second run only for whole tests
+    assert len(runs) == 1 + (result.runner_tests > 0)  # a second run only for the test runner
     assert all("harness.py --result-file" in command for command in runs)
 
 
