@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from app.cli.main import COMMANDS, load_command
 
 HEAVY = (
@@ -117,3 +119,36 @@ def test_a_run_with_memory_embeds_without_torch(tmp_path: Path) -> None:
     }
     assert "onnxruntime" in imported  # the run did embed (memory is on by default)
     assert not {"torch", "sentence_transformers", "transformers"} & imported
+
+
+def _help_text(code: str, columns: int) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "COLUMNS": str(columns)},
+        check=True,
+    )
+    return done.stdout
+
+
+@pytest.mark.parametrize("columns", [40, 80, 100, 200])
+def test_the_console_scripts_help_is_the_typer_apps(columns: int) -> None:
+    script = "import sys; sys.argv[0] = 'aimesh'; from {} import {}; sys.exit({}())"
+    quick = _help_text(script.format("app.cli.entry", "main", "main"), columns)
+    assert quick == _help_text(script.format("app.cli.main", "app", "app"), columns)
+    assert quick.startswith("Usage: aimesh [OPTIONS] COMMAND [ARGS]...")
+
+
+def test_the_console_scripts_help_imports_neither_typer_nor_click(tmp_path: Path) -> None:
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from app.cli.entry import main\n"
+        "sys.argv = ['aimesh', '--help']\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main()\n"
+        "print(json.dumps({'help': sorted({'typer', 'click', 'rich'} & set(sys.modules))}))\n"
+    )
+    assert _loaded_after(code, tmp_path) == {"help": []}
