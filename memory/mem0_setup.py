@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,8 +101,17 @@ def _import_mem0(mem0_dir: Path) -> type[Memory]:
     return Memory
 
 
+def skip_iri_grammar() -> None:
+    """Keep jsonschema from importing `rfc3987_syntax` (its optional `iri` format check), which
+    compiles a Lark grammar at import: 1-2 s of CPU in every process that imports chromadb
+    (for its embedding-function schemas, which never check an IRI here). With None in
+    `sys.modules` that optional import fails, as jsonschema expects when it is not installed."""
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+
 def _chroma_client(settings: MemorySettings) -> tuple[Any, ScoreScale]:
     """A client for the shared Chroma server, with the collection created in cosine space."""
+    skip_iri_grammar()
     try:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
