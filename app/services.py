@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from foundation.settings import Settings
@@ -12,7 +13,7 @@ from graph.step import StepFunction, bind_step
 from learning.rollouts import RolloutRecorder
 from llm.chat import make_chat_model
 from memory import AgentMemory
-from nodes import NODE_FUNCTIONS
+from nodes import MEMORY_NODES, NODE_FUNCTIONS
 from nodes.prompts import SEED_PROMPTS
 from prompt_registry import PromptRegistry
 from sandbox import make_sandbox
@@ -47,10 +48,17 @@ def recorded(context: MeshContext, source: str = "mesh") -> tuple[MeshContext, R
     return recorder.instrument(context), recorder
 
 
-def recorded_step(settings: Settings, source: str = "worker") -> StepFunction:
+def recorded_step(
+    settings: Settings, source: str = "worker", *, nodes: Collection[str] | None = None
+) -> StepFunction:
     """The step a node worker runs: the nodes with the services the settings describe, each
-    step recorded as part of its rollout (LLM spans included) in the learning store."""
-    context, recorder = recorded(build_context(settings), source=source)
+    step recorded as part of its rollout (LLM spans included) in the learning store. A worker
+    for `nodes` none of which uses memory does not open it (mem0 and its stores: seconds of
+    start-up per process)."""
+    skip_memory = nodes is not None and not MEMORY_NODES.intersection(nodes)
+    context, recorder = recorded(
+        build_context(settings, use_memory=False if skip_memory else None), source=source
+    )
     step = bind_step(NODE_FUNCTIONS, context)
 
     def recorded_step(node: str, state: MeshState) -> tuple[dict[str, Any], StepRecord]:

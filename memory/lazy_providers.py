@@ -1,19 +1,19 @@
 """mem0's embedder and LLM, built on first use instead of when the memory opens.
 
-mem0 builds its embedder (sentence-transformers: torch, transformers, scipy, about 3-4 s to
-import) and its LLM client (openai) in `Memory.__init__`, although listing, counting, exporting
-and clearing never embed anything, and with infer off the LLM is never called. `install()` maps
-mem0's `huggingface` embedder and `openai` LLM providers to stand-ins that build the real thing,
-from the same config, at the first call that needs it (thread-safe, once): the embedder makes
-mem0's own SentenceTransformer call, so vectors are exactly mem0's; the LLM is mem0's own
-class. Nothing here imports mem0 at module level.
+mem0 builds its embedder and its LLM client (openai) in `Memory.__init__`, although listing,
+counting, exporting and clearing never embed anything, and with infer off the LLM is never
+called. `install()` maps mem0's `huggingface` embedder and `openai` LLM providers to stand-ins
+that build the real thing, from the same config, at the first call that needs it (thread-safe,
+once): the embedder is the model's ONNX export on ONNX Runtime (`memory.onnx_embedder`, the
+vectors of sentence-transformers without torch); the LLM is mem0's own class. Nothing here
+imports mem0 at module level.
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 
@@ -29,7 +29,6 @@ class _Deferred:
 
     def __init__(self, config: Any) -> None:
         self.config = config
-        self.before_load: Callable[[], None] | None = None
         self._real: Any = None
         self._lock = threading.Lock()
 
@@ -42,8 +41,6 @@ class _Deferred:
         """The real mem0 provider object (built now if need be)."""
         with self._lock:
             if self._real is None:
-                if self.before_load is not None:
-                    self.before_load()
                 self._real = _load_class(self.target)(self.config)
             return self._real
 
@@ -54,32 +51,34 @@ class _Deferred:
 
 
 class DeferredEmbedding(_Deferred):
-    """mem0's HuggingFace embedder (local sentence-transformers model), loaded at the first embed.
+    """mem0's embedder, loaded at the first embed: the ONNX export at `config.model`, with the
+    tokenizer of `config.model_kwargs["model_dir"]` and `["threads"]` intra-op threads.
 
-    `embed` and `embed_batch` do what mem0's `HuggingFaceEmbedding` does for a local model
-    (`encode(..., convert_to_numpy=True).tolist()`), without importing its module, which imports
-    openai for its remote variant.
+    `embed` and `embed_batch` return what mem0's `HuggingFaceEmbedding` returns for a local
+    sentence-transformers model (lists of floats, unit length).
     """
 
-    target = "sentence_transformers.SentenceTransformer"
+    target = "memory.onnx_embedder.OnnxEmbedder"
 
     def real(self) -> Any:
         with self._lock:
             if self._real is None:
-                if self.before_load is not None:
-                    self.before_load()
-                model_class = _load_class(self.target)
-                self._real = model_class(self.config.model, **self.config.model_kwargs)
+                options = self.config.model_kwargs or {}
+                self._real = _load_class(self.target)(
+                    Path(self.config.model),
+                    Path(options["model_dir"]),
+                    threads=int(options.get("threads", 1)),
+                )
             return self._real
 
     def embed(self, text: Any, memory_action: str | None = None) -> list[float]:
-        vector: list[float] = self.real().encode(text, convert_to_numpy=True).tolist()
+        vector: list[float] = self.real().encode([text])[0].tolist()
         return vector
 
     def embed_batch(self, texts: list[str], memory_action: str = "add") -> list[list[float]]:
         if not texts:
             return []
-        vectors: list[list[float]] = self.real().encode(texts, convert_to_numpy=True).tolist()
+        vectors: list[list[float]] = self.real().encode(texts).tolist()
         if len(vectors) != len(texts):
             raise ValueError(f"the embedder returned {len(vectors)} vectors for {len(texts)} texts")
         return vectors

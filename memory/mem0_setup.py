@@ -1,15 +1,15 @@
 """Opening mem0 offline: its import (telemetry off), the vector store and the mem0 config.
 
 `open_mem0` turns the mesh's settings into a mem0 `Memory`: embedded Qdrant in `<dir>/qdrant` or
-a shared Chroma server, the local all-MiniLM-L6-v2 embedder (loaded at first use) and a history
-database in `<dir>/history.db`. `AgentMemory` holds the API the agents call.
+a shared Chroma server, the local all-MiniLM-L6-v2 embedder (its ONNX export, verified when the
+memory opens, loaded at first use) and a history database in `<dir>/history.db`. `AgentMemory` holds the API the agents call.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from foundation.settings import MemorySettings
 from memory.chroma_server import chroma_is_up
-from memory.embedder import EMBEDDING_DIMS, configure_torch_threads, resolve_model_dir
+from memory.embedder import EMBEDDING_DIMS, onnx_export_of, resolve_model_dir
 from memory.errors import MemoryConfigError, MemoryStoreBusyError, MemoryUnavailableError
-from memory.lazy_providers import DeferredEmbedding
 from memory.lazy_providers import install as install_deferred_providers
 
 if TYPE_CHECKING:
@@ -102,8 +101,17 @@ def _import_mem0(mem0_dir: Path) -> type[Memory]:
     return Memory
 
 
+def skip_iri_grammar() -> None:
+    """Keep jsonschema from importing `rfc3987_syntax` (its optional `iri` format check), which
+    compiles a Lark grammar at import: 1-2 s of CPU in every process that imports chromadb
+    (for its embedding-function schemas, which never check an IRI here). With None in
+    `sys.modules` that optional import fails, as jsonschema expects when it is not installed."""
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+
 def _chroma_client(settings: MemorySettings) -> tuple[Any, ScoreScale]:
     """A client for the shared Chroma server, with the collection created in cosine space."""
+    skip_iri_grammar()
     try:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
@@ -154,18 +162,23 @@ def _vector_store(settings: MemorySettings, directory: Path) -> tuple[dict[str, 
 def mem0_config(
     settings: Settings, directory: Path, vector_store: dict[str, Any], base_url: str | None
 ) -> dict[str, Any]:
-    """The whole mem0 config: the given vector store, the local embedder, the LLM (used only
-    when infer is on) and the history database."""
+    """The whole mem0 config: the given vector store, the local embedder (the verified ONNX
+    export, under mem0's `huggingface` name, which `memory.lazy_providers` maps to it), the LLM
+    (used only when infer is on) and the history database."""
     ms = settings.memory
     api_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    export = onnx_export_of(resolve_model_dir(ms.embedder_model), settings.cache_dir)
     return {
         "vector_store": vector_store,
         "embedder": {
             "provider": "huggingface",
             "config": {
-                "model": str(resolve_model_dir(ms.embedder_model)),
+                "model": str(export.onnx_path),
                 "embedding_dims": EMBEDDING_DIMS,
-                "model_kwargs": {"device": ms.embedder_device},
+                "model_kwargs": {
+                    "model_dir": str(export.model_dir),
+                    "threads": ms.embedder_threads,
+                },
             },
         },
         "llm": {
@@ -186,7 +199,7 @@ def open_mem0(
     settings: Settings, directory: Path, *, llm_base_url: str | None = None
 ) -> tuple[Memory, ScoreScale]:
     """Open mem0 in `directory` as `settings.memory` describes; `llm_base_url` overrides
-    `settings.llm_base_url`. The embedder (torch: seconds) loads at the first add or search."""
+    `settings.llm_base_url`. The embedder loads at the first add or search."""
     ms = settings.memory
     base_url = llm_base_url or settings.llm_base_url
     if ms.infer and not base_url:
@@ -207,7 +220,4 @@ def open_mem0(
                 "processes with AIMESH_MEMORY_BACKEND=chroma (`aimesh memory serve`)"
             ) from None
         raise
-    embedder = memory.embedding_model
-    if isinstance(embedder, DeferredEmbedding):
-        embedder.before_load = functools.partial(configure_torch_threads, ms.embedder_threads)
     return memory, scale

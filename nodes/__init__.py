@@ -17,5 +17,7 @@ NODE_FUNCTIONS: dict[str, NodeFunction] = {
     SUPERVISOR: supervise,
 }
 """The function of every node of `graph.routing.ROUTES`."""
+MEMORY_NODES: frozenset[str] = frozenset({PRODUCER, CONSUMER, SANDBOX, REVIEWER})
+"""The nodes that read or write memory (`context.memory`); the supervisor never does."""
 
-__all__ = ["NODE_FUNCTIONS"]
+__all__ = ["MEMORY_NODES", "NODE_FUNCTIONS"]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-shot, idempotent set-up: virtualenv, pinned dependencies, llama.cpp's llama-server (built
-# once per CPU, cached, sha256-verified) and the local model (assembled once, sha256-verified).
+# once per CPU, cached, sha256-verified), the embedder's ONNX export (made once, sha256-verified)
+# and the local model (assembled once, sha256-verified).
 # Everything slow is cached under $AIMESH_CACHE_DIR (default ~/.cache/aimesh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,9 @@ mkdir -p "$CACHE/logs"
 ENGINE_LOG="$CACHE/logs/build-engine.log"
 "$VENV/bin/aimesh" model build-engine >"$ENGINE_LOG" 2>&1 &
 ENGINE_PID=$!
+
+step "memory's embedder: all-MiniLM-L6-v2 exported to ONNX once (cached in $CACHE/embedder, sha256-verified)"
+"$VENV/bin/aimesh" memory export-embedder
 
 step "Jupyter kernel of this venv (ipykernel --sys-prefix: it lives in $VENV, not in ~/.local)"
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name aimesh \

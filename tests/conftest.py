@@ -14,6 +14,19 @@ from foundation.postgres_server import PostgresMissing, ThrowAwayPostgres
 from foundation.settings import Settings
 from graph.context import MeshContext
 from llm.engine_build import Engine, EngineError, find_engine
+from memory.embedder import EmbedderNotFoundError, OnnxExport, default_model_dir, onnx_export_of
+
+
+@pytest.fixture(scope="session", autouse=True)
+def embedder_export() -> OnnxExport:
+    """The embedder's ONNX export in the cache: what set-up made, else made now (torch, once)."""
+    cache_dir = Settings().cache_dir
+    try:
+        return onnx_export_of(default_model_dir(), cache_dir)
+    except EmbedderNotFoundError:
+        from memory.onnx_export import export_embedder  # torch: only when set-up has not run
+
+        return export_embedder(default_model_dir(), cache_dir)[0]
 
 
 @pytest.fixture

@@ -199,7 +199,7 @@ def worker_command(
             )
         # the broker first: building the services (model, memory) takes seconds
         check_reachable(settings.kafka_bootstrap, settings.kafka_config)
-        step = recorded_step(settings)
+        step = recorded_step(settings, nodes=(role,))
         options = WorkerOptions(concurrency=concurrency, partitions=partitions)
         worker = NodeWorker(role, settings, step, options, recover_lost_runs=recover)
         typer.echo(

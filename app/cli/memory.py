@@ -143,6 +143,28 @@ def clear(
     _out.print(f"deleted {deleted} memories", highlight=False)
 
 
+@memory_app.command("export-embedder")
+def export_embedder_command(data_dir: DataDirOption = None) -> None:
+    """Export the embedding model to ONNX once, into the cache (a set-up step: needs torch).
+
+    Run by scripts/setup.sh. The export's vectors are checked against sentence-transformers'
+    and its files against their sha256; a valid export already in the cache is kept.
+    """
+    from memory.embedder import resolve_model_dir
+    from memory.onnx_export import export_embedder  # torch: imported by this set-up step only
+
+    settings = settings_with(data_dir=data_dir)
+    try:
+        with _err.status("exporting the embedder to ONNX..."):
+            export, made = export_embedder(
+                resolve_model_dir(settings.memory.embedder_model), settings.cache_dir
+            )
+    except AgentMemoryError as e:
+        raise fail(str(e)) from None
+    done = "exported and verified" if made else "verified"
+    _out.print(f"embedder: {export.onnx_path} ({done})", highlight=False, soft_wrap=True)
+
+
 @memory_app.command()
 def serve(
     port: Annotated[

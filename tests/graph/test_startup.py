@@ -1,7 +1,7 @@
 """Start-up: heavy dependencies load only where they are used.
 
 `aimesh --help` imports no command module; `memory list` opens mem0's store without the embedder
-(torch) or the LLM client (openai); the first add loads the embedder.
+(onnxruntime) or the LLM client (openai); the first add loads the embedder, never torch.
 """
 
 from __future__ import annotations
@@ -11,11 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from app.cli.main import COMMANDS, load_command
 
 HEAVY = (
     "torch",
     "sentence_transformers",
+    "transformers",
+    "onnxruntime",
     "mem0",
     "chromadb",
     "langgraph",
@@ -77,10 +81,10 @@ def test_memory_opens_and_lists_without_the_embedder(tmp_path: Path) -> None:
         "print(json.dumps(stages))\n"
     )
     stages = _loaded_after(code, tmp_path)
-    assert "torch" not in stages["list"] and "sentence_transformers" not in stages["list"]
-    assert "openai" not in stages["list"]
+    assert "onnxruntime" not in stages["list"] and "openai" not in stages["list"]
     assert "mem0" in stages["list"]
-    assert "sentence_transformers" in stages["add"] and "torch" in stages["add"]
+    assert "onnxruntime" in stages["add"]
+    assert not {"torch", "sentence_transformers", "transformers"} & set(stages["add"])
     assert "openai" not in stages["add"]  # the LLM client is never built with infer off
     assert stages["found"] == ["task"]
 
@@ -91,3 +95,60 @@ def test_every_listed_command_loads_with_its_listed_help() -> None:
         assert command.short_help == entry.help
         first_paragraph = " ".join((command.help or "").split("\n\n")[0].split())
         assert first_paragraph == entry.help, name
+
+
+def test_a_run_with_memory_embeds_without_torch(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "app.cli.main", "run", "-n", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(ROOT),
+            "AIMESH_DATA_DIR": str(tmp_path),
+            "AIMESH_LLM": "scripted",
+        },
+        check=True,
+    )
+    imported = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "onnxruntime" in imported  # the run did embed (memory is on by default)
+    assert not {"torch", "sentence_transformers", "transformers"} & imported
+
+
+def _help_text(code: str, columns: int) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "COLUMNS": str(columns)},
+        check=True,
+    )
+    return done.stdout
+
+
+@pytest.mark.parametrize("columns", [40, 80, 100, 200])
+def test_the_console_scripts_help_is_the_typer_apps(columns: int) -> None:
+    script = "import sys; sys.argv[0] = 'aimesh'; from {} import {}; sys.exit({}())"
+    quick = _help_text(script.format("app.cli.entry", "main", "main"), columns)
+    assert quick == _help_text(script.format("app.cli.main", "app", "app"), columns)
+    assert quick.startswith("Usage: aimesh [OPTIONS] COMMAND [ARGS]...")
+
+
+def test_the_console_scripts_help_imports_neither_typer_nor_click(tmp_path: Path) -> None:
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from app.cli.entry import main\n"
+        "sys.argv = ['aimesh', '--help']\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main()\n"
+        "print(json.dumps({'help': sorted({'typer', 'click', 'rich'} & set(sys.modules))}))\n"
+    )
+    assert _loaded_after(code, tmp_path) == {"help": []}
