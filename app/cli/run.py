@@ -27,7 +27,7 @@ from foundation.settings import LLMProvider, SandboxBackend, Settings
 from graph.builder import compile_mesh
 from graph.checkpoint import sqlite_checkpointer
 from graph.context import MeshContext
-from graph.datasets import load_tasks
+from graph.datasets import DATASET_HELP, dataset_tasks
 from graph.edges import EdgeSink, FanOutSink
 from graph.kafka_sink import KafkaEdgeSink
 from graph.runner import BatchRunner, read_manifest, write_manifest
@@ -47,7 +47,7 @@ class RunOptions(BaseModel):
     """What `aimesh run` was asked to do (recorded in the batch manifest for `--resume`)."""
 
     tasks: int = 3
-    dataset: Path | None = None
+    dataset: str | None = None
     attempts: int | None = None
     sandbox: SandboxBackend | None = None
     llm: LLMProvider | None = None
@@ -65,7 +65,9 @@ class RunOptions(BaseModel):
 
 def run(
     count: Annotated[int, count_option("tasks to run")] = 3,
-    dataset: Annotated[Path | None, typer.Option(help="HumanEval-format JSONL of tasks")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help=f"{DATASET_HELP} [default: tasks the producer invents]")
+    ] = None,
     attempts: Annotated[int | None, typer.Option(min=1, max=10, help="consumer attempts")] = None,
     sandbox: Annotated[
         SandboxBackend | None,
@@ -107,7 +109,7 @@ def run_batch(options: RunOptions, resume: str | None = None) -> None:
     settings = options.settings()
     learning_error: str | None = None
     given: list[Task | None] = (
-        list(load_tasks(options.dataset, limit=options.tasks))
+        list(dataset_tasks(options.dataset, limit=options.tasks))
         if options.dataset
         else [None] * options.tasks
     )

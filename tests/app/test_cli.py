@@ -270,3 +270,11 @@ def test_the_results_table_names_the_function_and_category() -> None:
     assert [c.header for c in table.columns][1:3] == ["function", "category"]
     assert list(table.columns[1].cells) == ["has_close_elements"]
     assert list(table.columns[2].cells) == ["lists"]
+
+
+def test_run_takes_humaneval_as_its_dataset_like_eval() -> None:
+    result = runner.invoke(
+        app, ["run", "--dataset", "humaneval", "-n", "1", "--llm", "scripted", "--no-kafka"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "has_close_elements" in result.stdout
