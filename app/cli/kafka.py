@@ -10,7 +10,7 @@ import logging
 import signal
 import threading
 import time
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from confluent_kafka.admin import AdminClient
@@ -53,6 +53,7 @@ app = typer.Typer(
 )
 
 ROLE_CHOICES = (*NODES, "all")
+Workers = TypeVar("Workers", NodeWorker, MeshWorkers)
 
 
 def _wait_for_signal() -> None:
@@ -191,7 +192,8 @@ def worker_command(
                 typer.echo(f"workers for {', '.join(NODES)} (x{concurrency}); Ctrl-C to stop")
                 step = recorded_step(info.settings)
                 options = WorkerOptions(concurrency=concurrency, partitions=partitions)
-                MeshWorkers(NODES, info.settings, step, options, recover_lost_runs=recover).run()
+                mesh = MeshWorkers(NODES, info.settings, step, options, recover_lost_runs=recover)
+                _start_and_announce(mesh).run()
             return
         if not settings.kafka_bootstrap:
             raise fail(
@@ -206,13 +208,19 @@ def worker_command(
         typer.echo(
             f"{role} worker (x{concurrency}) on {worker.bootstrap}, group {worker.group_id}; Ctrl-C to stop"
         )
-        worker.start()
-        if worker.wait_joined(timeout_s=120.0):
-            typer.echo(READY_LINE)  # the supervisor of `run --distributed` waits for this line
-        stats = worker.run()
+        stats = _start_and_announce(worker).run()
         typer.echo(f"{role} worker stopped: {stats.snapshot()}")
     except (InfrastructureError, SandboxError, WorkerError) as exc:
         raise fail(str(exc)) from None
+
+
+def _start_and_announce(workers: Workers) -> Workers:
+    """Start the workers and print the ready line once every member has its first partition
+    assignment (the supervisor of `run --distributed` waits for it)."""
+    workers.start()
+    if workers.wait_joined(timeout_s=120.0):
+        typer.echo(READY_LINE)
+    return workers
 
 
 @app.command("feed")
