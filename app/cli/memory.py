@@ -137,10 +137,21 @@ def clear(
         if count == 0:
             _out.print("nothing to clear")
             return
-        if not yes and not typer.confirm(f"delete {what} from {memory.namespace!r}?"):
+        if not yes and not _confirmed(f"delete {what} from {memory.namespace!r}?"):
+            _err.print(f"nothing deleted: {what} kept", highlight=False)
             raise typer.Exit(1)
         deleted = memory.clear(selected)
     _out.print(f"deleted {deleted} memories", highlight=False)
+
+
+def _confirmed(question: str) -> bool:
+    """The user's answer to `question`; with nothing to read it from (no terminal, stdin at its
+    end), a usage error saying to pass --yes."""
+    try:
+        return typer.confirm(question)
+    except typer.Abort:
+        _err.print()  # end the unanswered question's line
+        raise fail("no answer to the confirmation (no terminal?): pass --yes to delete") from None
 
 
 @memory_app.command()
