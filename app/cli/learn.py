@@ -27,6 +27,7 @@ from foundation.settings import Settings
 from learning.apo_options import APOOptions
 from learning.candidates import humaneval_split, producer_items, task_items
 from learning.learner import RoundReport, learning_settings, llm_endpoint, open_learner
+from llm.chat import model_label
 from nodes.prompts import CONSUMER_SYSTEM, PRODUCER_SYSTEM, SEED_PROMPTS, SKILLS
 from prompt_registry.registry import PromptRegistry
 
@@ -188,7 +189,7 @@ def run_learning(options: LearnOptions, settings: Settings) -> list[RoundReport]
             )
             console.print(
                 f"[bold]{name}[/]: {options.algorithm}, {len(items[name][0])} training / "
-                f"{len(items[name][1])} validation tasks, model {served.llm_model}"
+                f"{len(items[name][1])} validation tasks, model {escape(model_label(served))}"
             )
             for _ in range(options.rounds):
                 report = learner.run_round(name, options.algorithm)

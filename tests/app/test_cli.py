@@ -278,3 +278,14 @@ def test_run_takes_humaneval_as_its_dataset_like_eval() -> None:
     )
     assert result.exit_code == 0, result.output
     assert "has_close_elements" in result.stdout
+
+
+def test_learn_names_the_model_that_answers(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["learn", "--algorithm", "bandit", "--llm", "scripted", "--rounds", "1", "--train", "2",
+         "--val", "2", "--data-dir", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "model scripted double" in result.stdout
+    assert "qwen" not in result.stdout
