@@ -205,10 +205,7 @@ def _finish_learning(optimizer: PeriodicOptimizer) -> str | None:
     """Wait for a learning round still running and report the rounds; what failed, if any."""
     with console.status("waiting for the running learning round"):
         optimizer.wait()
-    decisions = ", ".join(f"{r.prompt} {r.decision}" for r in optimizer.reports) or "none"
-    console.print(
-        f"learning: {optimizer.rounds} round(s) ({decisions}), {optimizer.skipped} skipped"
-    )
+    console.print(optimizer.summary(), highlight=False)
     if not optimizer.errors:
         return None
     error = optimizer.errors[0]

@@ -289,3 +289,12 @@ def test_learn_names_the_model_that_answers(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "model scripted double" in result.stdout
     assert "qwen" not in result.stdout
+
+
+def test_run_with_learning_counts_only_the_rounds_that_ran() -> None:
+    result = runner.invoke(
+        app, ["run", "-n", "4", "--learn-every", "2", "--llm", "scripted", "--no-kafka"]
+    )
+    assert result.exit_code == 0, result.output
+    # 4 tasks seen, a round needs 12: both triggers ran no round, and the line says so
+    assert "learning: 0 round(s) (none); 2 not run (too few tasks seen yet)" in result.stdout
