@@ -21,7 +21,7 @@ from memory.errors import AgentMemoryError
 
 memory_app = typer.Typer(help="The agents' persistent memory (mem0).", no_args_is_help=True)
 
-_out = Console()
+_out = Console(soft_wrap=True)
 _err = Console(stderr=True)
 
 KindOption = Annotated[
@@ -58,8 +58,8 @@ def _print_records(records: list[MemoryRecord], title: str, as_json: bool) -> No
         return
     table = Table(title=title, show_lines=True)
     table.add_column("created (UTC)", no_wrap=True)
-    table.add_column("kind")
-    table.add_column("agent")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("agent", no_wrap=True)
     if any(r.score is not None for r in records):
         table.add_column("score", justify="right")
     table.add_column("memory", overflow="fold")

@@ -15,6 +15,7 @@ from rich.table import Table
 from app.cli.common import (
     DataDirOption,
     LlmOption,
+    compact_table,
     console,
     count_option,
     progress,
@@ -244,24 +245,15 @@ def _run_with_progress(
 
 
 def outcome_table(outcomes: list[TaskOutcome]) -> Table:
-    """The final results as a rich table."""
-    table = Table(title="AI-Mesh results")
-    for column in (
-        "#",
-        "function",
-        "category",
-        "diff",
-        "attempts",
-        "passed",
-        "reward",
-        "audit",
-        "s",
-    ):
-        table.add_column(column)
+    """The final results: one row per task, named by its id (what `aimesh replay` takes)."""
+    table = compact_table(
+        "AI-Mesh results", "#", "task", "function", "category", "diff", "tries", "passed",
+        "reward", "s", wrap={"function", "category"},
+    )  # fmt: skip
     for o in outcomes:
         table.add_row(
-            str(o.index + 1), escape(o.entry_point), escape(o.category), str(o.difficulty), str(o.attempts),
-            "[green]yes[/]" if o.passed else "[red]no[/]", f"{o.reward:.2f}", o.verdict,
-            f"{o.seconds:.1f}",
+            str(o.index + 1), escape(o.task_id), escape(o.entry_point), escape(o.category),
+            str(o.difficulty), str(o.attempts), "[green]yes[/]" if o.passed else "[red]no[/]",
+            f"{o.reward:.2f}", f"{o.seconds:.1f}",
         )  # fmt: skip
     return table
