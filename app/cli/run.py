@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +22,7 @@ from app.cli.common import (
     progress,
     settings_with,
 )
-from app.distributed import partitions_for, run_distributed, shared_llm_endpoint
+from app.distributed import StartHooks, partitions_for, run_distributed, shared_llm_endpoint
 from app.services import build_context, recorded
 from foundation.errors import InfrastructureError
 from foundation.settings import LLMProvider, SandboxBackend, Settings
@@ -31,6 +32,7 @@ from graph.context import MeshContext
 from graph.datasets import DATASET_HELP, dataset_tasks
 from graph.edges import EdgeSink, FanOutSink
 from graph.kafka_sink import KafkaEdgeSink
+from graph.routing import NODES
 from graph.runner import BatchRunner, read_manifest, write_manifest
 from graph.state import BatchAudit, Task, TaskOutcome
 from graph.topics import ALL_TOPICS
@@ -130,16 +132,17 @@ def run_batch(options: RunOptions, resume: str | None = None) -> None:
             settings = broker.settings
             kind = "embedded" if broker.embedded else "external"
             console.print(f"Kafka: {broker.bootstrap} ({kind})")
+        started = time.monotonic()
         if options.distributed:
-            batch_id = "distributed-" + time.strftime("%Y%m%d-%H%M%S")
-            outcomes = _distributed_with_progress(settings, given, options.workers)
+            batch_id, outcomes = _distributed(settings, options, given, resume)
         else:
             batch_id, outcomes, learning_error = _in_process(
                 stack, settings, options, given, resume
             )
         audit = audit_batch(
-            batch_id, outcomes, settings.task_time_budget_s, settings.task_token_budget
-        )
+            batch_id, outcomes, settings.task_time_budget_s, settings.task_token_budget,
+            wall_time_s=time.monotonic() - started,
+        )  # fmt: skip
         if options.kafka or options.distributed:
             with KafkaEdgeSink(settings, client="supervisor") as reports:
                 reports.publish(BatchAuditMessage.of(audit))
@@ -150,8 +153,7 @@ def run_batch(options: RunOptions, resume: str | None = None) -> None:
 
 def _resumed(options: RunOptions, resume: str) -> RunOptions:
     """The options batch `resume` was started with (the model and data dir given now win)."""
-    manifest = options.settings().data_dir / "batches" / f"{resume}.json"
-    saved = RunOptions.model_validate(read_manifest(manifest))
+    saved = RunOptions.model_validate(read_manifest(_manifest_path(options.settings(), resume)))
     return saved.model_copy(
         update={"llm": options.llm or saved.llm, "data_dir": options.data_dir or saved.data_dir}
     )
@@ -172,14 +174,58 @@ def _in_process(
     checkpointer = stack.enter_context(sqlite_checkpointer(settings.checkpoint_db))
     graph = compile_mesh(NODE_FUNCTIONS, checkpointer, edge_sink=FanOutSink(*sinks))
     runner = BatchRunner(graph, context, batch_id=resume)
-    write_manifest(
-        settings.data_dir / "batches" / f"{runner.batch_id}.json",
-        **options.model_copy(update={"tasks": len(given)}).model_dump(mode="json"),
-    )
-    console.print(f"batch [bold]{runner.batch_id}[/] (resume: --resume {runner.batch_id})")
+    _record_batch(settings, runner.batch_id, options, given)
+    _announce(runner.batch_id)
     outcomes = _run_with_progress(runner, given, settings.max_attempts)
     learning_error = _finish_learning(optimizer) if optimizer is not None else None
     return runner.batch_id, outcomes, learning_error
+
+
+def _manifest_path(settings: Settings, batch_id: str) -> Path:
+    return settings.data_dir / "batches" / f"{batch_id}.json"
+
+
+def _record_batch(
+    settings: Settings,
+    batch_id: str,
+    options: RunOptions,
+    given: list[Task | None],
+    **more: object,
+) -> None:
+    """Write the batch's manifest: what `--resume` reruns."""
+    write_manifest(
+        _manifest_path(settings, batch_id),
+        **options.model_copy(update={"tasks": len(given)}).model_dump(mode="json"),
+        **more,
+    )
+
+
+def _announce(batch_id: str) -> None:
+    console.print(f"batch [bold]{batch_id}[/] (resume: --resume {batch_id})")
+
+
+def _distributed(
+    settings: Settings, options: RunOptions, given: list[Task | None], resume: str | None
+) -> tuple[str, list[TaskOutcome]]:
+    """Run the batch on worker processes: its id and outcomes. Resumed, the runs it fed are
+    not fed again: their unfinished ones are re-published from the delivery ledger."""
+    batch_id = resume or f"distributed-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    fed = read_manifest(_manifest_path(settings, batch_id)).get("runs") if resume else None
+    _record_batch(settings, batch_id, options, given, runs=fed)
+    _announce(batch_id)
+    total = len(fed) if fed else len(given)
+    with progress() as bars:
+        starting = bars.add_task("starting worker processes", total=options.workers * len(NODES))
+        bar = bars.add_task("tasks (distributed)", total=total)
+        hooks = StartHooks(
+            on_ready=lambda ready: bars.update(starting, completed=ready),
+            on_fed=lambda runs: _record_batch(settings, batch_id, options, given, runs=runs),
+        )
+        outcomes = run_distributed(
+            settings, given, per_role=options.workers, fed=fed or None, hooks=hooks,
+            on_report=lambda _outcome: bars.advance(bar),
+        )  # fmt: skip
+    return batch_id, outcomes
 
 
 def _print_results(outcomes: list[TaskOutcome], audit: BatchAudit) -> None:
@@ -215,16 +261,6 @@ def _finish_learning(optimizer: PeriodicOptimizer) -> str | None:
 
 class LearningRoundError(InfrastructureError):
     """A periodic learning round failed (reported once the batch is done)."""
-
-
-def _distributed_with_progress(
-    settings: Settings, given: list[Task | None], per_role: int
-) -> list[TaskOutcome]:
-    with progress() as bars:
-        bar = bars.add_task("tasks (distributed)", total=len(given))
-        return run_distributed(
-            settings, given, per_role=per_role, on_report=lambda _outcome: bars.advance(bar)
-        )
 
 
 def _run_with_progress(
