@@ -23,14 +23,16 @@ from app.cli.common import (
     fail,
     settings_with,
 )
+from app.cli.server import server_intake
 from app.distributed import READY_LINE
 from app.services import recorded_step
 from foundation.errors import InfrastructureError
 from foundation.settings import Settings
+from graph.datasets import DATASET_HELP, HUMANEVAL, dataset_tasks
 from graph.kafka_sink import KafkaEdgeSink
 from graph.node_worker import MeshWorkers, NodeWorker, WorkerError, WorkerOptions
 from graph.routing import NODES
-from graph.state import MeshState
+from graph.state import MeshState, Task
 from graph.topics import AI_REPORTS, ALL_TOPICS
 from graph.wire import ReportMessage, read_mesh_topic
 from kafka_edges.admin import DEFAULT_PARTITIONS, ensure_topics
@@ -225,30 +227,56 @@ def _start_and_announce(workers: Workers) -> Workers:
 
 @app.command("feed")
 def feed_command(
-    count: Annotated[int, count_option("task requests to send")] = 1,
+    count: Annotated[int, count_option("tasks to send")] = 1,
     bootstrap: BootstrapOption = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="send ready tasks to the intake of the LangGraph server at URL (`aimesh "
+            "server`; its broker is asked of it), one server run each, instead of task requests "
+            "to the producer workers",
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help=f"{DATASET_HELP} [default: the producer invents tasks; with --server, humaneval]"
+        ),
+    ] = None,
     first_index: Annotated[int, typer.Option(help="task_index of the first request")] = 0,
     wait: Annotated[
         float, typer.Option(help="seconds to wait for the supervisors' reports (0: don't)")
     ] = 0.0,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Send task requests to the producer workers (`ai_requests`); optionally wait for reports."""
-    settings = broker_settings(bootstrap, data_dir=data_dir)
+    """Send tasks to the producer workers, or with --server to the LangGraph server's intake;
+    optionally wait for their reports.
+
+    Task requests go to the producer workers (`ai_requests`); with `--server URL`, ready tasks to
+    the intake (`ai_server_tasks`) of the LangGraph server at URL, one server run each.
+    """
+    if server:
+        bootstrap, prefix = server_intake(server)
+        settings = broker_settings(bootstrap, data_dir=data_dir, kafka_topic_prefix=prefix)
+    else:
+        settings = broker_settings(bootstrap, data_dir=data_dir)
+    chosen = dataset or (HUMANEVAL if server else None)
+    tasks: list[Task | None] = (
+        list(dataset_tasks(chosen, limit=first_index + count)[first_index:])
+        if chosen
+        else [None] * count
+    )
+    states = [
+        MeshState(task_index=first_index + i, task=task, max_attempts=settings.max_attempts)
+        for i, task in enumerate(tasks)
+    ]
     try:
-        with (
-            DeliveryLedger(settings.delivery_ledger_db) as ledger,
-            KafkaEdgeSink(settings, ledger=ledger) as sink,
-        ):
-            runs = [
-                sink.feed_request(
-                    MeshState(task_index=first_index + i, max_attempts=settings.max_attempts)
-                ).run_id
-                for i in range(count)
-            ]
+        runs = _send_to_server(settings, states) if server else _send_requests(settings, states)
     except (BrokerError, PublishError) as exc:
         raise fail(str(exc)) from None
-    typer.echo(f"sent {count} task request(s): {', '.join(runs)}")
+    where = "the LangGraph server's intake" if server else "the producer workers"
+    typer.echo(f"sent {len(runs)} task(s) to {where}: {', '.join(runs)}")
     if wait <= 0:
         return
     pending = set(runs)
@@ -259,8 +287,8 @@ def feed_command(
             pending.discard(message.run_id)
             task = message.state.task
             typer.echo(
-                f"{message.run_id}: {message.status} verdict={message.verdict} reward={message.reward} "
-                f"attempts={message.attempt} task={task.statement[:60] if task else '-'}"
+                f"{message.run_id}: {message.status} task={task.task_id if task else '-'} "
+                f"verdict={message.verdict} reward={message.reward} attempts={message.attempt}"
             )
         return not pending
 
@@ -269,6 +297,22 @@ def feed_command(
         raise fail(
             f"no report within {wait:g} s for {len(pending)} task(s): {', '.join(sorted(pending))}"
         )
+
+
+def _send_requests(settings: Settings, states: list[MeshState]) -> list[str]:
+    """Task requests for the producer workers, each recorded in the delivery ledger (so one the
+    broker loses is re-published); their run ids."""
+    with (
+        DeliveryLedger(settings.delivery_ledger_db) as ledger,
+        KafkaEdgeSink(settings, ledger=ledger) as sink,
+    ):
+        return [sink.feed_request(state).run_id for state in states]
+
+
+def _send_to_server(settings: Settings, states: list[MeshState]) -> list[str]:
+    """Ready tasks for the LangGraph server's intake (the server runs them itself); run ids."""
+    with KafkaEdgeSink(settings) as sink:
+        return [sink.feed_server_task(state).run_id for state in states]
 
 
 if __name__ == "__main__":  # pragma: no cover

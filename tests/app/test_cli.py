@@ -21,6 +21,7 @@ from app.cli.run import outcome_table
 from foundation.errors import InfrastructureError
 from graph.datasets import DatasetError
 from graph.state import TaskOutcome
+from kafka_edges.broker import free_port
 from kafka_edges.errors import BrokerUnavailable
 from kafka_edges.group_worker import WorkerError
 from llm.chat import LLMUnavailableError
@@ -330,3 +331,12 @@ def test_run_with_learning_counts_only_the_rounds_that_ran() -> None:
     assert result.exit_code == 0, result.output
     # 4 tasks seen, a round needs 12: both triggers ran no round, and the line says so
     assert "learning: 0 round(s) (none); 2 not run (too few tasks seen yet)" in result.stdout
+
+
+def test_the_server_with_an_unreachable_broker_is_one_line(tmp_path: Path) -> None:
+    bootstrap = f"127.0.0.1:{free_port()}"
+    result = runner.invoke(
+        app, ["server", "--llm", "scripted", "--bootstrap", bootstrap, "--data-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert one_error_line(result).startswith(f"error: cannot reach Kafka at {bootstrap}")
