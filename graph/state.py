@@ -107,6 +107,17 @@ class Attempt(BaseModel):
         """The run on the public tests (the verdict's run when nothing is hidden)."""
         return self.public if self.hidden else self.execution
 
+    def test_counts(self) -> str:
+        """How many tests passed, public and hidden apart: `2/2 public, 1/1 hidden` (`1/3
+        public` when nothing is hidden; empty when the code was not tested)."""
+        parts = []
+        public = self.public_run
+        if public is not None and public.tests_total:
+            parts.append(f"{public.tests_passed}/{public.tests_total} public")
+        if self.hidden and self.execution is not None:
+            parts.append(f"{self.execution.tests_passed}/{self.execution.tests_total} hidden")
+        return ", ".join(parts)
+
     @property
     def public_score(self) -> int:
         """How many public tests passed (what a public-only selection may compare)."""

@@ -726,14 +726,16 @@ def _close_consumer(consumer: Consumer) -> None:
 def install_stop_signals(
     stop: Callable[[], None], message: Callable[[], str]
 ) -> list[tuple[int, Any]]:
-    """SIGTERM/SIGINT: the first stops gracefully (`stop`), a second exits at once."""
+    """SIGTERM/SIGINT: the first stops gracefully (`stop`), a second exits at once. Ctrl-C
+    (SIGINT) is told how to force it (a warning); a supervisor's SIGTERM, a normal stop, is
+    logged at INFO only."""
     previous: list[tuple[int, Any]] = []
     state = {"count": 0}
 
     def handler(signum: int, frame: FrameType | None) -> None:
         state["count"] += 1
         if state["count"] == 1:
-            log.warning(message())
+            log.log(logging.WARNING if signum == signal.SIGINT else logging.INFO, message())
             stop()
         else:
             os._exit(128 + signum)

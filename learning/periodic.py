@@ -60,7 +60,11 @@ class PeriodicOptimizer:
         self.on_report = on_report
         self.seen = 0
         self.rounds = 0
+        """Rounds that ran (and reported a decision)."""
         self.skipped = 0
+        """Triggers dropped because a round was still running."""
+        self.too_few_tasks = 0
+        """Triggers whose round found too few tasks to learn from (it reported nothing)."""
         self.reports: list[RoundReport] = []
         self.errors: list[BaseException] = []
         self._lock = threading.Lock()
@@ -100,10 +104,24 @@ class PeriodicOptimizer:
             self.errors.append(exc)
             return
         with self._lock:
+            if not reports:
+                self.too_few_tasks += 1
+                return
             self.rounds += 1
             self.reports.extend(reports)
         if self.on_report is not None:
             self.on_report(reports)
+
+    def summary(self) -> str:
+        """The rounds in one line: each round's decision, and the triggers that ran no round
+        (too few tasks seen yet, or a round still running)."""
+        decisions = ", ".join(f"{r.prompt} {r.decision}" for r in self.reports) or "none"
+        line = f"learning: {self.rounds} round(s) ({decisions})"
+        if self.too_few_tasks:
+            line += f"; {self.too_few_tasks} not run (too few tasks seen yet)"
+        if self.skipped:
+            line += f"; {self.skipped} skipped (a round was still running)"
+        return line
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until a running round ends."""

@@ -64,6 +64,11 @@ class ScoreScale:
         return min(max(score, 0.0), 1.0)
 
 
+QUIET_LOGGERS = ("mem0", "sentence_transformers")
+"""Loggers held at WARNING: mem0 logs every insert, sentence-transformers draws a progress bar for
+every embedding when its logger is at INFO."""
+
+
 class _QuietFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -93,6 +98,9 @@ def _import_mem0(mem0_dir: Path) -> type[Memory]:
             "mem0 was imported with telemetry on before memory/ could turn it off: "
             "set MEM0_TELEMETRY=False or import memory first"
         )
+    # a server logs at INFO: not a line per vector insert, nor a progress bar per embedding
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     quiet = _QuietFilter()
     for name in ("mem0.utils.spacy_models", "mem0.vector_stores.qdrant", "mem0.memory.main"):
         logger = logging.getLogger(name)

@@ -61,9 +61,15 @@ LOW_PASS_RATE = 0.5
 
 
 def audit_batch(
-    batch_id: str, outcomes: Sequence[TaskOutcome], time_budget_s: float, token_budget: int
+    batch_id: str,
+    outcomes: Sequence[TaskOutcome],
+    time_budget_s: float,
+    token_budget: int,
+    *,
+    wall_time_s: float | None = None,
 ) -> BatchAudit:
-    """Audit a finished batch of tasks."""
+    """Audit a finished batch of tasks; its time is `wall_time_s` when the caller measured it
+    (tasks run side by side), else the sum of the tasks' times (tasks run one after another)."""
     n = len(outcomes)
     rewards = [o.reward for o in outcomes]
     trend = _slope(rewards)
@@ -84,7 +90,8 @@ def audit_batch(
     flagged = any(o.verdict == "flag" for o in outcomes)
     verdict: Literal["ok", "warn", "flag"] = "flag" if flagged else "warn" if anomalies else "ok"
     mean_reward = sum(rewards) / n if n else 0.0
-    tokens, seconds = sum(o.tokens for o in outcomes), sum(o.seconds for o in outcomes)
+    tokens = sum(o.tokens for o in outcomes)
+    seconds = sum(o.seconds for o in outcomes) if wall_time_s is None else wall_time_s
     return BatchAudit(
         batch_id=batch_id,
         tasks=n,
@@ -97,8 +104,8 @@ def audit_batch(
         verdict=verdict,
         summary=(
             f"Batch {batch_id}: {n} task(s), pass rate {pass_rate:.0%}, mean reward "
-            f"{mean_reward:.2f} (trend {trend:+.3f}/task), {tokens} tokens, {seconds:.1f}s; "
-            f"{len(anomalies)} anomal{'y' if len(anomalies) == 1 else 'ies'}."
+            f"{mean_reward:.2f} (trend {trend:+.3f}/task), {tokens} tokens, {seconds:.1f}s wall "
+            f"time; {len(anomalies)} anomal{'y' if len(anomalies) == 1 else 'ies'}."
         ),
     )
 

@@ -70,6 +70,12 @@ def _replay() -> Any:
     return replay_command
 
 
+def _server() -> Any:
+    from app.cli.server import server_command
+
+    return server_command
+
+
 def _dashboard() -> Any:
     from app.cli.dashboard import dashboard
 
@@ -129,7 +135,8 @@ COMMANDS: dict[str, LazyCommand] = {
     ),
     "feed": LazyCommand(
         _feed,
-        "Send task requests to the producer workers (`ai_requests`); optionally wait for reports.",
+        "Send tasks to the producer workers, or with --server to the LangGraph server's "
+        "intake; optionally wait for their reports.",
     ),
     "recover": LazyCommand(
         _recover,
@@ -143,6 +150,11 @@ COMMANDS: dict[str, LazyCommand] = {
         _replay,
         "A task's whole story read back from its topics: the task, each attempt's code and "
         "verdict, the review, the report.",
+    ),
+    "server": LazyCommand(
+        _server,
+        "Serve the graph with LangGraph's dev server (API, Studio, the dashboard, the Kafka "
+        "intake), its broker and model named, from any directory, until Ctrl-C.",
     ),
     "dashboard": LazyCommand(
         _dashboard, "Serve the live dashboard (telemetry, rewards, reports) until Ctrl-C."

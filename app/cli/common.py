@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 from rich.text import Text
 
 from foundation.errors import InfrastructureError
@@ -22,7 +23,9 @@ from kafka_edges.group_worker import WorkerError
 from prompt_registry.registry import RegistryError
 from sandbox import SandboxError
 
-console = Console()
+console = Console(soft_wrap=True)
+"""stdout: texts printed verbatim (a line longer than the terminal is not broken by us), tables
+fitted to the terminal (80 columns when piped)."""
 _stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
@@ -127,3 +130,15 @@ def progress() -> Progress:
         TimeElapsedColumn(),
         console=console,
     )
+
+
+def compact_table(title: str, *columns: str, wrap: Collection[str] = ()) -> Table:
+    """A table that fits a terminal of 80 columns: no rules between the columns, and every cell
+    kept whole (the names a user types back: prompts, versions, task ids, topics) but those of
+    the free-text columns in `wrap`, which wrap (a word too long for its column is folded, not
+    cut)."""
+    table = Table(title=title, box=None, pad_edge=False)
+    for column in columns:
+        wraps = column in wrap
+        table.add_column(column, no_wrap=not wraps, overflow="fold" if wraps else "ellipsis")
+    return table

@@ -20,7 +20,7 @@ from app.services import build_context
 from foundation.settings import RetryStrategy, Settings
 from graph.builder import compile_mesh
 from graph.checkpoint import sqlite_checkpointer
-from graph.datasets import humaneval_tasks, load_tasks, task_id_of
+from graph.datasets import DATASET_HELP, HUMANEVAL, dataset_tasks, task_id_of
 from graph.runner import BatchRunner
 from graph.state import Task
 from llm.chat import model_label
@@ -28,9 +28,7 @@ from nodes import NODE_FUNCTIONS
 
 
 def evaluate_command(
-    dataset: Annotated[
-        str, typer.Option(help="humaneval, or a HumanEval-format JSONL")
-    ] = "humaneval",
+    dataset: Annotated[str, typer.Option(help=DATASET_HELP)] = HUMANEVAL,
     count: Annotated[int | None, count_option("first N problems [default: all]")] = None,
     attempts: Annotated[
         int, typer.Option(min=1, max=10, help="K: model calls of the loop and of best-of-K")
@@ -258,7 +256,7 @@ def _header(manifest: dict[str, Any], settings: Any, segment: dict[str, Any]) ->
 
 
 def _tasks(dataset: str, ids: str | None, limit: int | None) -> list[Task]:
-    tasks = humaneval_tasks() if dataset == "humaneval" else load_tasks(Path(dataset))
+    tasks = dataset_tasks(dataset)
     tasks = _chosen(tasks, ids)
     return tasks[:limit] if limit else tasks
 

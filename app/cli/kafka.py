@@ -10,7 +10,7 @@ import logging
 import signal
 import threading
 import time
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from confluent_kafka.admin import AdminClient
@@ -23,14 +23,16 @@ from app.cli.common import (
     fail,
     settings_with,
 )
+from app.cli.server import server_intake
 from app.distributed import READY_LINE, await_reports
 from app.services import recorded_step
 from foundation.errors import InfrastructureError
 from foundation.settings import Settings
+from graph.datasets import DATASET_HELP, HUMANEVAL, dataset_tasks
 from graph.kafka_sink import KafkaEdgeSink
 from graph.node_worker import MeshWorkers, NodeWorker, WorkerError, WorkerOptions
 from graph.routing import NODES
-from graph.state import MeshState
+from graph.state import MeshState, Task
 from graph.topics import ALL_TOPICS
 from graph.wire import ReportMessage
 from kafka_edges.admin import DEFAULT_PARTITIONS, ensure_topics
@@ -52,6 +54,7 @@ app = typer.Typer(
 )
 
 ROLE_CHOICES = (*NODES, "all")
+Workers = TypeVar("Workers", NodeWorker, MeshWorkers)
 
 
 def _wait_for_signal() -> None:
@@ -190,7 +193,8 @@ def worker_command(
                 typer.echo(f"workers for {', '.join(NODES)} (x{concurrency}); Ctrl-C to stop")
                 step = recorded_step(info.settings)
                 options = WorkerOptions(concurrency=concurrency, partitions=partitions)
-                MeshWorkers(NODES, info.settings, step, options, recover_lost_runs=recover).run()
+                mesh = MeshWorkers(NODES, info.settings, step, options, recover_lost_runs=recover)
+                _start_and_announce(mesh).run()
             return
         if not settings.kafka_bootstrap:
             raise fail(
@@ -205,53 +209,83 @@ def worker_command(
         typer.echo(
             f"{role} worker (x{concurrency}) on {worker.bootstrap}, group {worker.group_id}; Ctrl-C to stop"
         )
-        worker.start()
-        if worker.wait_joined(timeout_s=120.0):
-            typer.echo(READY_LINE)  # the supervisor of `run --distributed` waits for this line
-        stats = worker.run()
+        stats = _start_and_announce(worker).run()
         typer.echo(f"{role} worker stopped: {stats.snapshot()}")
     except (InfrastructureError, SandboxError, WorkerError) as exc:
         raise fail(str(exc)) from None
 
 
+def _start_and_announce(workers: Workers) -> Workers:
+    """Start the workers and print the ready line once every member has its first partition
+    assignment (the supervisor of `run --distributed` waits for it)."""
+    workers.start()
+    if workers.wait_joined(timeout_s=120.0):
+        typer.echo(READY_LINE)
+    return workers
+
+
 @app.command("feed")
 def feed_command(
-    count: Annotated[int, count_option("task requests to send")] = 1,
+    count: Annotated[int, count_option("tasks to send")] = 1,
     bootstrap: BootstrapOption = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="send ready tasks to the intake of the LangGraph server at URL (`aimesh "
+            "server`; its broker is asked of it), one server run each, instead of task requests "
+            "to the producer workers",
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help=f"{DATASET_HELP} [default: the producer invents tasks; with --server, humaneval]"
+        ),
+    ] = None,
     first_index: Annotated[int, typer.Option(help="task_index of the first request")] = 0,
     wait: Annotated[
         float, typer.Option(help="seconds to wait for the supervisors' reports (0: don't)")
     ] = 0.0,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Send task requests to the producer workers (`ai_requests`); optionally wait for reports.
+    """Send tasks to the producer workers, or with --server to the LangGraph server's intake;
+    optionally wait for their reports.
 
-    The reports are read from `ai_reports` across broker resets, or taken from the delivery
-    ledger where the broker lost a report it had confirmed.
+    Task requests go to the producer workers (`ai_requests`); with `--server URL`, ready tasks to
+    the intake (`ai_server_tasks`) of the LangGraph server at URL, one server run each. Reports
+    are read from `ai_reports` across broker resets, or taken from the delivery ledger where the
+    broker lost a report it had confirmed.
     """
-    settings = broker_settings(bootstrap, data_dir=data_dir)
+    if server:
+        bootstrap, prefix = server_intake(server)
+        settings = broker_settings(bootstrap, data_dir=data_dir, kafka_topic_prefix=prefix)
+    else:
+        settings = broker_settings(bootstrap, data_dir=data_dir)
+    chosen = dataset or (HUMANEVAL if server else None)
+    tasks: list[Task | None] = (
+        list(dataset_tasks(chosen, limit=first_index + count)[first_index:])
+        if chosen
+        else [None] * count
+    )
+    states = [
+        MeshState(task_index=first_index + i, task=task, max_attempts=settings.max_attempts)
+        for i, task in enumerate(tasks)
+    ]
     try:
-        with (
-            DeliveryLedger.for_settings(settings) as ledger,
-            KafkaEdgeSink(settings, ledger=ledger) as sink,
-        ):
-            runs = [
-                sink.feed_request(
-                    MeshState(task_index=first_index + i, max_attempts=settings.max_attempts)
-                ).run_id
-                for i in range(count)
-            ]
+        runs = _send_to_server(settings, states) if server else _send_requests(settings, states)
     except (BrokerError, PublishError) as exc:
         raise fail(str(exc)) from None
-    typer.echo(f"sent {count} task request(s): {', '.join(runs)}")
+    where = "the LangGraph server's intake" if server else "the producer workers"
+    typer.echo(f"sent {len(runs)} task(s) to {where}: {', '.join(runs)}")
     if wait <= 0:
         return
 
     def report_line(message: ReportMessage) -> None:
         task = message.state.task
         typer.echo(
-            f"{message.run_id}: {message.status} verdict={message.verdict} reward={message.reward} "
-            f"attempts={message.attempt} task={task.statement[:60] if task else '-'}"
+            f"{message.run_id}: {message.status} task={task.task_id if task else '-'} "
+            f"verdict={message.verdict} reward={message.reward} attempts={message.attempt}"
         )
 
     pending = await_reports(settings, set(runs), report_line, timeout_s=wait)
@@ -259,6 +293,22 @@ def feed_command(
         raise fail(
             f"no report within {wait:g} s for {len(pending)} task(s): {', '.join(sorted(pending))}"
         )
+
+
+def _send_requests(settings: Settings, states: list[MeshState]) -> list[str]:
+    """Task requests for the producer workers, each recorded in the delivery ledger (so one the
+    broker loses is re-published); their run ids."""
+    with (
+        DeliveryLedger.for_settings(settings) as ledger,
+        KafkaEdgeSink(settings, ledger=ledger) as sink,
+    ):
+        return [sink.feed_request(state).run_id for state in states]
+
+
+def _send_to_server(settings: Settings, states: list[MeshState]) -> list[str]:
+    """Ready tasks for the LangGraph server's intake (the server runs them itself); run ids."""
+    with KafkaEdgeSink(settings) as sink:
+        return [sink.feed_server_task(state).run_id for state in states]
 
 
 if __name__ == "__main__":  # pragma: no cover

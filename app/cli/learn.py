@@ -20,13 +20,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from app.cli.common import DataDirOption, LlmOption, fail, settings_with
+from app.cli.common import DataDirOption, LlmOption, compact_table, fail, settings_with
 from app.services import build_context
 from foundation.errors import InfrastructureError
 from foundation.settings import Settings
 from learning.apo_options import APOOptions
 from learning.candidates import humaneval_split, producer_items, task_items
 from learning.learner import RoundReport, learning_settings, llm_endpoint, open_learner
+from llm.chat import model_label
 from nodes.prompts import CONSUMER_SYSTEM, PRODUCER_SYSTEM, SEED_PROMPTS, SKILLS
 from prompt_registry.registry import PromptRegistry
 
@@ -37,7 +38,7 @@ learn_app = typer.Typer(
     help="Self-learning: optimize prompts on HumanEval through the graph; inspect and roll back "
     "prompt versions.",
 )
-console = Console()
+console = Console(soft_wrap=True)  # texts verbatim: a prompt is printed as it is stored
 
 
 def stop_on_sigterm() -> None:
@@ -188,7 +189,7 @@ def run_learning(options: LearnOptions, settings: Settings) -> list[RoundReport]
             )
             console.print(
                 f"[bold]{name}[/]: {options.algorithm}, {len(items[name][0])} training / "
-                f"{len(items[name][1])} validation tasks, model {served.llm_model}"
+                f"{len(items[name][1])} validation tasks, model {escape(model_label(served))}"
             )
             for _ in range(options.rounds):
                 report = learner.run_round(name, options.algorithm)
@@ -215,35 +216,19 @@ def _round_line(report: Any) -> str:
 
 
 def _rounds_table(reports: list[Any]) -> Table:
-    table = Table(title="learning rounds")
-    for column in (
-        "#",
-        "prompt",
-        "algo",
-        "active",
-        "val reward",
-        "pass",
-        "candidate",
-        "cand reward",
-        "decision",
-        "after",
-        "s",
-    ):
-        table.add_column(column)
+    """One row per round (a promoted round's candidate is the new active version)."""
+    algorithms = ", ".join(sorted({r.algorithm for r in reports}))
+    table = compact_table(
+        f"learning rounds ({algorithms})", "#", "prompt", "active", "reward", "pass",
+        "candidate", "reward", "decision", "s",
+    )  # fmt: skip
     for r in reports:
         table.add_row(
-            str(r.round),
-            r.prompt,
-            r.algorithm,
-            r.active_before,
-            f"{r.val_before.reward:.3f}",
-            f"{r.val_before.pass_rate:.2f}",
-            r.candidate or "-",
-            f"{r.val_candidate.reward:.3f}" if r.val_candidate else "-",
-            r.decision,
-            r.active_after,
+            str(r.round), r.prompt, r.active_before, f"{r.val_before.reward:.3f}",
+            f"{r.val_before.pass_rate:.2f}", r.candidate or "-",
+            f"{r.val_candidate.reward:.3f}" if r.val_candidate else "-", r.decision,
             f"{r.seconds:.0f}",
-        )
+        )  # fmt: skip
     return table
 
 
@@ -253,9 +238,10 @@ def status(
 ) -> None:
     """The active version of every prompt, with its reward statistics."""
     registry = _registry(data_dir)
-    table = Table(title="active prompt versions")
-    for column in ("prompt", "version", "source", "rewards", "mean", "candidates", "rejected"):
-        table.add_column(column)
+    table = compact_table(
+        "active prompt versions", "prompt", "version", "source", "rewards", "mean", "candidates",
+        "rejected",
+    )  # fmt: skip
     for name in sorted(registry.names()):
         active = registry.get(name, registry.current(name).version)
         table.add_row(
@@ -280,9 +266,11 @@ def history(
     """Every version of a prompt (of every prompt without NAME): lineage, status, rewards."""
     registry = _registry(data_dir)
     names = [_known(registry, name)] if name else sorted(registry.names())
-    table = Table(title=f"{name} versions" if name else "prompt versions")
-    for column in ("prompt", "version", "parent", "status", "source", "rewards", "mean", "note"):
-        table.add_column(column)
+    table = compact_table(
+        f"{name} versions" if name else "prompt versions",
+        *("prompt", "version", "parent", "status", "source", "rewards", "mean", "note"),
+        wrap={"note"},
+    )
     for v in (v for n in names for v in registry.history(n)):
         table.add_row(
             v.name, v.version, v.parent or "-", v.status, v.source, str(v.n), f"{v.mean:.3f}",

@@ -21,7 +21,7 @@ from memory.errors import AgentMemoryError
 
 memory_app = typer.Typer(help="The agents' persistent memory (mem0).", no_args_is_help=True)
 
-_out = Console()
+_out = Console(soft_wrap=True)
 _err = Console(stderr=True)
 
 KindOption = Annotated[
@@ -58,8 +58,8 @@ def _print_records(records: list[MemoryRecord], title: str, as_json: bool) -> No
         return
     table = Table(title=title, show_lines=True)
     table.add_column("created (UTC)", no_wrap=True)
-    table.add_column("kind")
-    table.add_column("agent")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("agent", no_wrap=True)
     if any(r.score is not None for r in records):
         table.add_column("score", justify="right")
     table.add_column("memory", overflow="fold")
@@ -137,10 +137,21 @@ def clear(
         if count == 0:
             _out.print("nothing to clear")
             return
-        if not yes and not typer.confirm(f"delete {what} from {memory.namespace!r}?"):
+        if not yes and not _confirmed(f"delete {what} from {memory.namespace!r}?"):
+            _err.print(f"nothing deleted: {what} kept", highlight=False)
             raise typer.Exit(1)
         deleted = memory.clear(selected)
     _out.print(f"deleted {deleted} memories", highlight=False)
+
+
+def _confirmed(question: str) -> bool:
+    """The user's answer to `question`; with nothing to read it from (no terminal, stdin at its
+    end), a usage error saying to pass --yes."""
+    try:
+        return typer.confirm(question)
+    except typer.Abort:
+        _err.print()  # end the unanswered question's line
+        raise fail("no answer to the confirmation (no terminal?): pass --yes to delete") from None
 
 
 @memory_app.command("export-embedder")

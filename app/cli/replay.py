@@ -13,7 +13,7 @@ from rich.text import Text
 
 from app.cli.common import BootstrapOption, broker_settings, console, fail
 from app.task_story import StoryNotFoundError, TaskStory, read_story
-from sandbox.base import ExecutionResult
+from graph.state import Attempt
 
 
 def replay_command(
@@ -60,7 +60,7 @@ def print_story(story: TaskStory) -> None:
     for attempt in story.attempts:
         console.print(Rule(f"attempt {attempt.number}", align="left"))
         console.print(Syntax(attempt.code or "# (no code)", "python", background_color="default"))
-        console.print(Text(f"verdict: {verdict(attempt.execution)}"))
+        console.print(Text(f"verdict: {verdict(attempt)}"))
     if story.review is not None:
         scores = story.review.scores
         console.print(Rule("review", align="left"))
@@ -88,11 +88,12 @@ def print_story(story: TaskStory) -> None:
         )
 
 
-def verdict(execution: ExecutionResult | None) -> str:
-    """The sandbox's verdict on an attempt, in a line."""
+def verdict(attempt: Attempt) -> str:
+    """The sandbox's verdict on an attempt, in a line (public and hidden tests apart)."""
+    execution = attempt.execution
     if execution is None:
         return "not run"
     outcome = "passed" if execution.passed else "failed"
     detail = f" ({execution.error_type})" if execution.error_type else ""
     timed_out = ", timed out" if execution.timed_out else ""
-    return f"{outcome}: {execution.tests_passed}/{execution.tests_total} tests{detail}{timed_out}"
+    return f"{outcome}: {attempt.test_counts() or 'no tests'}{detail}{timed_out}"

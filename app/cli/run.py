@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated
@@ -16,21 +17,23 @@ from rich.table import Table
 from app.cli.common import (
     DataDirOption,
     LlmOption,
+    compact_table,
     console,
     count_option,
     progress,
     settings_with,
 )
-from app.distributed import partitions_for, run_distributed, shared_llm_endpoint
+from app.distributed import StartHooks, partitions_for, run_distributed, shared_llm_endpoint
 from app.services import build_context, recorded
 from foundation.errors import InfrastructureError
 from foundation.settings import LLMProvider, SandboxBackend, Settings
 from graph.builder import compile_mesh
 from graph.checkpoint import durable_checkpointer
 from graph.context import MeshContext
-from graph.datasets import load_tasks
+from graph.datasets import DATASET_HELP, dataset_tasks
 from graph.edges import EdgeSink, FanOutSink
 from graph.kafka_sink import KafkaEdgeSink
+from graph.routing import NODES
 from graph.runner import BatchRunner, read_manifest, write_manifest
 from graph.state import BatchAudit, Task, TaskOutcome
 from graph.topics import ALL_TOPICS
@@ -48,7 +51,7 @@ class RunOptions(BaseModel):
     """What `aimesh run` was asked to do (recorded in the batch manifest for `--resume`)."""
 
     tasks: int = 3
-    dataset: Path | None = None
+    dataset: str | None = None
     attempts: int | None = None
     sandbox: SandboxBackend | None = None
     llm: LLMProvider | None = None
@@ -67,7 +70,9 @@ class RunOptions(BaseModel):
 
 def run(
     count: Annotated[int, count_option("tasks to run")] = 3,
-    dataset: Annotated[Path | None, typer.Option(help="HumanEval-format JSONL of tasks")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help=f"{DATASET_HELP} [default: tasks the producer invents]")
+    ] = None,
     attempts: Annotated[int | None, typer.Option(min=1, max=10, help="consumer attempts")] = None,
     sandbox: Annotated[
         SandboxBackend | None,
@@ -118,7 +123,7 @@ def run_batch(options: RunOptions, resume: str | None = None) -> None:
     settings = options.settings()
     learning_error: str | None = None
     given: list[Task | None] = (
-        list(load_tasks(options.dataset, limit=options.tasks))
+        list(dataset_tasks(options.dataset, limit=options.tasks))
         if options.dataset
         else [None] * options.tasks
     )
@@ -138,16 +143,17 @@ def run_batch(options: RunOptions, resume: str | None = None) -> None:
             settings = broker.settings
             kind = "embedded" if broker.embedded else "external"
             console.print(f"Kafka: {broker.bootstrap} ({kind})")
+        started = time.monotonic()
         if options.distributed:
-            batch_id = "distributed-" + time.strftime("%Y%m%d-%H%M%S")
-            outcomes = _distributed_with_progress(settings, given, options.workers)
+            batch_id, outcomes = _distributed(settings, options, given, resume)
         else:
             batch_id, outcomes, learning_error = _in_process(
                 stack, settings, options, given, resume
             )
         audit = audit_batch(
-            batch_id, outcomes, settings.task_time_budget_s, settings.task_token_budget
-        )
+            batch_id, outcomes, settings.task_time_budget_s, settings.task_token_budget,
+            wall_time_s=time.monotonic() - started,
+        )  # fmt: skip
         if options.kafka or options.distributed:
             with KafkaEdgeSink(settings, client="supervisor") as reports:
                 reports.publish(BatchAuditMessage.of(audit))
@@ -158,8 +164,7 @@ def run_batch(options: RunOptions, resume: str | None = None) -> None:
 
 def _resumed(options: RunOptions, resume: str) -> RunOptions:
     """The options batch `resume` was started with (the model and data dir given now win)."""
-    manifest = options.settings().data_dir / "batches" / f"{resume}.json"
-    saved = RunOptions.model_validate(read_manifest(manifest))
+    saved = RunOptions.model_validate(read_manifest(_manifest_path(options.settings(), resume)))
     return saved.model_copy(
         update={"llm": options.llm or saved.llm, "data_dir": options.data_dir or saved.data_dir}
     )
@@ -180,15 +185,59 @@ def _in_process(
     checkpointer = stack.enter_context(durable_checkpointer(settings))
     graph = compile_mesh(NODE_FUNCTIONS, checkpointer, edge_sink=FanOutSink(*sinks))
     runner = BatchRunner(graph, context, batch_id=resume)
-    write_manifest(
-        settings.data_dir / "batches" / f"{runner.batch_id}.json",
-        **options.model_copy(update={"tasks": len(given)}).model_dump(mode="json"),
-    )
-    console.print(f"batch [bold]{runner.batch_id}[/] (resume: --resume {runner.batch_id})")
+    _record_batch(settings, runner.batch_id, options, given)
+    _announce(runner.batch_id)
     concurrency = options.concurrency or settings.local_model_parallel
     outcomes = _run_with_progress(runner, given, settings.max_attempts, concurrency)
     learning_error = _finish_learning(optimizer) if optimizer is not None else None
     return runner.batch_id, outcomes, learning_error
+
+
+def _manifest_path(settings: Settings, batch_id: str) -> Path:
+    return settings.data_dir / "batches" / f"{batch_id}.json"
+
+
+def _record_batch(
+    settings: Settings,
+    batch_id: str,
+    options: RunOptions,
+    given: list[Task | None],
+    **more: object,
+) -> None:
+    """Write the batch's manifest: what `--resume` reruns."""
+    write_manifest(
+        _manifest_path(settings, batch_id),
+        **options.model_copy(update={"tasks": len(given)}).model_dump(mode="json"),
+        **more,
+    )
+
+
+def _announce(batch_id: str) -> None:
+    console.print(f"batch [bold]{batch_id}[/] (resume: --resume {batch_id})")
+
+
+def _distributed(
+    settings: Settings, options: RunOptions, given: list[Task | None], resume: str | None
+) -> tuple[str, list[TaskOutcome]]:
+    """Run the batch on worker processes: its id and outcomes. Resumed, the runs it fed are
+    not fed again: their unfinished ones are re-published from the delivery ledger."""
+    batch_id = resume or f"distributed-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    fed = read_manifest(_manifest_path(settings, batch_id)).get("runs") if resume else None
+    _record_batch(settings, batch_id, options, given, runs=fed)
+    _announce(batch_id)
+    total = len(fed) if fed else len(given)
+    with progress() as bars:
+        starting = bars.add_task("starting worker processes", total=options.workers * len(NODES))
+        bar = bars.add_task("tasks (distributed)", total=total)
+        hooks = StartHooks(
+            on_ready=lambda ready: bars.update(starting, completed=ready),
+            on_fed=lambda runs: _record_batch(settings, batch_id, options, given, runs=runs),
+        )
+        outcomes = run_distributed(
+            settings, given, per_role=options.workers, fed=fed or None, hooks=hooks,
+            on_report=lambda _outcome: bars.advance(bar),
+        )  # fmt: skip
+    return batch_id, outcomes
 
 
 def _print_results(outcomes: list[TaskOutcome], audit: BatchAudit) -> None:
@@ -215,10 +264,7 @@ def _finish_learning(optimizer: PeriodicOptimizer) -> str | None:
     """Wait for a learning round still running and report the rounds; what failed, if any."""
     with console.status("waiting for the running learning round"):
         optimizer.wait()
-    decisions = ", ".join(f"{r.prompt} {r.decision}" for r in optimizer.reports) or "none"
-    console.print(
-        f"learning: {optimizer.rounds} round(s) ({decisions}), {optimizer.skipped} skipped"
-    )
+    console.print(optimizer.summary(), highlight=False)
     if not optimizer.errors:
         return None
     error = optimizer.errors[0]
@@ -227,16 +273,6 @@ def _finish_learning(optimizer: PeriodicOptimizer) -> str | None:
 
 class LearningRoundError(InfrastructureError):
     """A periodic learning round failed (reported once the batch is done)."""
-
-
-def _distributed_with_progress(
-    settings: Settings, given: list[Task | None], per_role: int
-) -> list[TaskOutcome]:
-    with progress() as bars:
-        bar = bars.add_task("tasks (distributed)", total=len(given))
-        return run_distributed(
-            settings, given, per_role=per_role, on_report=lambda _outcome: bars.advance(bar)
-        )
 
 
 def _run_with_progress(
@@ -262,24 +298,15 @@ def _run_with_progress(
 
 
 def outcome_table(outcomes: list[TaskOutcome]) -> Table:
-    """The final results as a rich table."""
-    table = Table(title="AI-Mesh results")
-    for column in (
-        "#",
-        "function",
-        "category",
-        "diff",
-        "attempts",
-        "passed",
-        "reward",
-        "audit",
-        "s",
-    ):
-        table.add_column(column)
+    """The final results: one row per task, named by its id (what `aimesh replay` takes)."""
+    table = compact_table(
+        "AI-Mesh results", "#", "task", "function", "category", "diff", "tries", "passed",
+        "reward", "s", wrap={"function", "category"},
+    )  # fmt: skip
     for o in outcomes:
         table.add_row(
-            str(o.index + 1), escape(o.entry_point), escape(o.category), str(o.difficulty), str(o.attempts),
-            "[green]yes[/]" if o.passed else "[red]no[/]", f"{o.reward:.2f}", o.verdict,
-            f"{o.seconds:.1f}",
+            str(o.index + 1), escape(o.task_id), escape(o.entry_point), escape(o.category),
+            str(o.difficulty), str(o.attempts), "[green]yes[/]" if o.passed else "[red]no[/]",
+            f"{o.reward:.2f}", f"{o.seconds:.1f}",
         )  # fmt: skip
     return table

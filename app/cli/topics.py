@@ -9,10 +9,16 @@ from typing import Annotated, Any
 import typer
 from rich.console import Group, RenderableType
 from rich.syntax import Syntax
-from rich.table import Table
 from rich.text import Text
 
-from app.cli.common import BootstrapOption, broker_settings, console, count_option, fail
+from app.cli.common import (
+    BootstrapOption,
+    broker_settings,
+    compact_table,
+    console,
+    count_option,
+    fail,
+)
 from graph.topics import ALL_TOPICS
 from graph.wire import MODEL_BY_TOPIC
 from kafka_edges.admin import base_name
@@ -31,11 +37,12 @@ def topics_command(bootstrap: BootstrapOption = None) -> None:
     stats = topic_stats(settings)
     prefix = settings.kafka_topic_prefix
     title = f"topics on {settings.kafka_bootstrap}" + (f" (prefix {prefix!r})" if prefix else "")
-    table = Table(title=title)
-    for column in ("topic", "partitions", "messages", "consumer groups (lag)"):
-        table.add_column(column)
+    table = compact_table(
+        title, "topic", "partitions", "messages", "consumer groups (lag)",
+        wrap={"consumer groups (lag)"},
+    )  # fmt: skip
     for topic in stats:
-        lags = ", ".join(f"{g.group} ({g.lag})" for g in topic.groups) or "-"
+        lags = "\n".join(f"{g.group} ({g.lag})" for g in topic.groups) or "-"
         table.add_row(Text(topic.name), str(topic.partitions), str(topic.messages), Text(lags))
     console.print(table)
 

@@ -344,7 +344,7 @@
     setText("detail-critique", review ? review.critique : "");
     $('[data-testid="detail-attempts"]').replaceChildren(...d.attempts.map((a) => {
       const verdict = a.passed === null ? "not tested" : (a.passed ? "passed" : "failed") +
-        (a.tests_total ? " · " + a.tests_passed + "/" + a.tests_total + " tests" : "") +
+        (a.test_counts ? " · " + a.test_counts : "") +
         (a.error_type ? " · " + a.error_type : "") + (a.timed_out ? " · timed out" : "");
       return el("div", { class: "attempt", "data-attempt": String(a.number) },
         el("h3", {}, "Attempt " + a.number + " ", badge(a.passed === null ? "unknown" : a.passed ? "passed" : "failed",

@@ -3,6 +3,7 @@ on stderr with exit code 2, help texts kept verbatim, one name for "how many", `
 
 from __future__ import annotations
 
+import io
 import re
 import socket
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from typer.core import TyperGroup
 from typer.testing import CliRunner
 
@@ -20,6 +22,7 @@ from app.cli.run import outcome_table
 from foundation.errors import InfrastructureError
 from graph.datasets import DatasetError
 from graph.state import TaskOutcome
+from kafka_edges.broker import free_port
 from kafka_edges.errors import BrokerUnavailable
 from kafka_edges.group_worker import WorkerError
 from llm.chat import LLMUnavailableError
@@ -27,6 +30,7 @@ from llm.local_model import ModelError
 from llm.local_server import ServerError
 from memory.chroma_server import ChromaServerError
 from memory.errors import AgentMemoryError
+from nodes.prompts import SEED_PROMPTS
 from prompt_registry.registry import RegistryError
 from sandbox import SandboxError
 
@@ -261,16 +265,82 @@ def test_an_unknown_prompt_name_is_an_error_listing_the_names(
     assert "no prompt named 'bogus'" in line and "consumer.system" in line
 
 
-def test_the_results_table_names_the_function_and_category() -> None:
+def render(table: Any, width: int = 80) -> str:
+    """A rich renderable as a terminal of `width` columns shows it."""
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(table)
+    return console.export_text()
+
+
+def test_the_results_table_names_the_task_function_and_category_whole_at_80_columns() -> None:
     outcome = TaskOutcome(
-        index=0, task_id="0123456789ab", entry_point="has_close_elements", category="lists",
-        difficulty=2, attempts=1, first_attempt_passed=True, passed=True, reward=0.9,
-        verdict="ok", tokens=10, seconds=1.0,
+        index=0, task_id="HumanEval-109", entry_point="separate_paren_groups_of_a_long_name",
+        category="humaneval", difficulty=5, attempts=3, first_attempt_passed=False, passed=True,
+        reward=0.9, verdict="ok", tokens=10, seconds=12.5,
     )  # fmt: skip
     table = outcome_table([outcome])
-    assert [c.header for c in table.columns][1:3] == ["function", "category"]
-    assert list(table.columns[1].cells) == ["has_close_elements"]
-    assert list(table.columns[2].cells) == ["lists"]
+    assert [c.header for c in table.columns][1:4] == ["task", "function", "category"]
+    text = render(table)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "HumanEval-109" in text and "humaneval" in text and "…" not in text
+
+
+def test_learn_tables_keep_prompt_names_whole_at_80_columns(tmp_path: Path) -> None:
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(
+        app, ["learn", "history", "--data-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("consumer.system", "producer.system", "reviewer.system"):
+        assert name in result.stdout
+    assert "…" not in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+
+
+def test_learn_show_prints_the_prompt_verbatim(tmp_path: Path) -> None:
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(
+        app, ["learn", "show", "consumer.system", "--data-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    text = SEED_PROMPTS["consumer.system"].text
+    assert any(len(line) > 80 for line in text.splitlines())  # would be wrapped at 80
+    assert result.stdout.split("\n", 1)[1].rstrip("\n") == text.rstrip("\n")
+
+
+def test_run_takes_humaneval_as_its_dataset_like_eval() -> None:
+    result = runner.invoke(
+        app, ["run", "--dataset", "humaneval", "-n", "1", "--llm", "scripted", "--no-kafka"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "has_close_elements" in result.stdout
+
+
+def test_learn_names_the_model_that_answers(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["learn", "--algorithm", "bandit", "--llm", "scripted", "--rounds", "1", "--train", "2",
+         "--val", "2", "--data-dir", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "model scripted double" in result.stdout
+    assert "qwen" not in result.stdout
+
+
+def test_run_with_learning_counts_only_the_rounds_that_ran() -> None:
+    result = runner.invoke(
+        app, ["run", "-n", "4", "--learn-every", "2", "--llm", "scripted", "--no-kafka"]
+    )
+    assert result.exit_code == 0, result.output
+    # 4 tasks seen, a round needs 12: both triggers ran no round, and the line says so
+    assert "learning: 0 round(s) (none); 2 not run (too few tasks seen yet)" in result.stdout
+
+
+def test_the_server_with_an_unreachable_broker_is_one_line(tmp_path: Path) -> None:
+    bootstrap = f"127.0.0.1:{free_port()}"
+    result = runner.invoke(
+        app, ["server", "--llm", "scripted", "--bootstrap", bootstrap, "--data-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert one_error_line(result).startswith(f"error: cannot reach Kafka at {bootstrap}")
 
 
 def test_a_malformed_database_url_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,5 @@
-"""The README's settings table names every setting a user can set (`AIMESH_<FIELD>`)."""
+"""The settings reference (docs/settings.md) names every setting a user can set
+(`AIMESH_<FIELD>`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pydantic_settings import BaseSettings
 
 from foundation.settings import MemorySettings, Settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 
 
 def _variables(model: type[BaseSettings], prefix: str) -> list[str]:
@@ -22,11 +23,11 @@ def _variables(model: type[BaseSettings], prefix: str) -> list[str]:
     return names
 
 
-def test_every_setting_is_in_the_readme() -> None:
-    text = README.read_text()
+def test_every_setting_is_in_the_settings_reference() -> None:
+    text = REFERENCE.read_text()
     variables = _variables(Settings, "AIMESH_") + _variables(MemorySettings, "AIMESH_MEMORY_")
     missing = [v for v in variables if not _named(v, text)]
-    assert not missing, f"settings missing from the README: {missing}"
+    assert not missing, f"settings missing from docs/settings.md: {missing}"
 
 
 def _named(variable: str, text: str) -> bool:

@@ -277,6 +277,7 @@ def test_a_reported_task_has_a_detail_view(agg: Aggregator, mesh_run: Callable) 
     (attempt,) = detail["attempts"]
     assert attempt["code"] == "def add(a, b):\n    return a + b\n"
     assert (attempt["passed"], attempt["tests_passed"], attempt["tests_total"]) == (False, 1, 3)
+    assert attempt["test_counts"] == "1/3 public"  # this task hides no test
     assert attempt["error_type"] == "AssertionError"
     assert detail["review"]["critique"] == "fine"
     assert detail["review"]["scores"]["correctness"] == 0.0

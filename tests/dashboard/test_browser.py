@@ -332,7 +332,7 @@ def test_dashboard_shows_live_telemetry_in_chromium(
     expect(page.get_by_test_id("detail-signature")).to_have_text("def add(a: int, b: int) -> int")
     attempt = detail.locator('[data-attempt="1"]')
     expect(attempt.get_by_test_id("detail-code")).to_have_text("def add(a, b):\n    return a + b\n")
-    expect(attempt.get_by_test_id("detail-verdict")).to_contain_text("1/3 tests · AssertionError")
+    expect(attempt.get_by_test_id("detail-verdict")).to_contain_text("1/3 public · AssertionError")
     expect(attempt.get_by_test_id("detail-feedback")).to_contain_text("1/3 tests passed")
     expect(page.get_by_test_id("detail-critique")).to_have_text("fine")
     scores = page.get_by_test_id("detail-scores")

@@ -6,8 +6,12 @@ Bounded: scripted model, no memory, an embedded broker, loopback only.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +33,7 @@ from kafka_edges.broker import EmbeddedBroker
 from kafka_edges.config import common_config, topic_prefix, with_logger
 from kafka_edges.ledger import DeliveryLedger
 
+ROOT = Path(__file__).resolve().parents[2]
 # Fast group joins and failure detection on tansu (see tests/kafka/conftest.py).
 FAST_GROUPS = {"session.timeout.ms": "2000", "heartbeat.interval.ms": "400"}
 
@@ -201,3 +206,37 @@ def test_a_distributed_run_survives_a_broker_restart_each_task_reported_once(
     with DeliveryLedger.for_settings(settings) as ledger:
         assert ledger.in_flight() == []  # every run fed through the ledger finished there
         assert ledger.processed_count("producer") == 8
+
+
+def _aimesh_run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "AIMESH_DATA_DIR": str(data_dir),
+        "AIMESH_MEMORY_ENABLED": "false",
+        "AIMESH_KAFKA_CONFIG": json.dumps(FAST_GROUPS),
+        "COLUMNS": "80",
+    }
+    env.pop("AIMESH_KAFKA_BOOTSTRAP", None)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli.main", "run", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+
+
+def test_the_distributed_run_says_its_batch_and_wall_time_stops_quietly_and_resumes(
+    tmp_path: Path,
+) -> None:
+    done = _aimesh_run(tmp_path, "--distributed", "-n", "2", "--llm", "scripted")
+    assert done.returncode == 0, done.stderr
+    batch = re.findall(r"batch (distributed-\S+) \(resume: --resume \1\)", done.stdout)
+    assert len(batch) == 1, done.stdout  # said once, before the workers start
+    assert "starting worker processes" in done.stdout and "5/5" in done.stdout
+    assert re.search(r"\d+\.\ds wall time", done.stdout), done.stdout
+    assert "WARNING" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    task_ids = sorted(re.findall(r"^\d+\s+([0-9a-f]{12})\s", done.stdout, re.MULTILINE))
+    assert len(task_ids) == 2, done.stdout
+
+    # resumed, nothing is fed again: the runs it fed are read back (here all finished)
+    again = _aimesh_run(tmp_path, "--resume", batch[0])
+    assert again.returncode == 0, again.stderr
+    assert sorted(re.findall(r"^\d+\s+([0-9a-f]{12})\s", again.stdout, re.MULTILINE)) == task_ids

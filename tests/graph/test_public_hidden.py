@@ -34,6 +34,17 @@ def test_a_retry_sees_public_failures_and_only_counts_of_hidden_ones() -> None:
     assert "12345" not in alone.feedback() and "No public tests." in alone.feedback()
 
 
+def test_an_attempts_test_counts_keep_public_and_hidden_apart() -> None:
+    public = ExecutionResult(passed=True, tests_passed=2, tests_total=2)
+    hidden = ExecutionResult(passed=True, tests_passed=1, tests_total=1)
+    attempt = Attempt(number=1, code="", execution=hidden, hidden=True, public=public)
+    assert attempt.test_counts() == "2/2 public, 1/1 hidden"
+    assert Attempt(number=1, code="", execution=hidden, hidden=True).test_counts() == "1/1 hidden"
+    nothing_hidden = Attempt(number=1, code="", execution=_failed("assert f(1) == 2"))
+    assert nothing_hidden.test_counts() == "1/2 public"
+    assert Attempt(number=1, code="").test_counts() == ""
+
+
 def test_public_feedback_shows_nothing_of_hidden_tests_and_oracle_feedback_everything() -> None:
     public = _failed("assert secret(1) == 2")
     attempt = Attempt(number=1, code="", execution=_failed(HIDDEN), hidden=True, public=public)

@@ -1,11 +1,12 @@
-"""The real `langgraph dev` server on this project's langgraph.json, offline, with the embedded
-broker attached: a run through the API, a run triggered by a task on `ai_server_tasks`, the
-dashboard."""
+"""The real LangGraph server as `aimesh server` starts it (outside the project's directory,
+offline, its embedded broker attached): a run through the API, a run triggered by a task on
+`ai_server_tasks` and by `aimesh feed --server`, the dashboard."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,14 +20,16 @@ from urllib.parse import urlencode
 
 import pytest
 from langgraph_sdk import get_sync_client
+from typer.testing import CliRunner
 
+from app.cli.main import app
 from app.server import thread_id_for
 from foundation.settings import Settings
 from graph.kafka_sink import KafkaEdgeSink
 from graph.state import MeshState, Task
-from graph.topics import AI_REPORTS, AI_TELEMETRY, ALL_TOPICS
+from graph.topics import AI_REPORTS, AI_TELEMETRY
 from graph.wire import ReportMessage, read_mesh_topic
-from kafka_edges.broker import EmbeddedBroker, broker_for, free_port
+from kafka_edges.broker import free_port
 from prompt_registry import LearningDB
 
 pytestmark = pytest.mark.timeout(240)
@@ -46,58 +49,47 @@ def _get_json(url: str) -> Any:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`aimesh server --llm scripted` as a user starts it, from a directory outside the project
+    (its broker embedded, started by the command)."""
     workdir = tmp_path_factory.mktemp("server")
-    with EmbeddedBroker() as broker:
-        settings = Settings(llm="scripted", kafka_bootstrap=broker.bootstrap, data_dir=workdir)
-        with broker_for(settings, topics=ALL_TOPICS):  # creates the mesh's topics
-            pass
-        port = free_port()
-        env = {
-            **os.environ,
-            "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-            "LANGGRAPH_NO_VERSION_CHECK": "true",
-            "LANGSMITH_TRACING": "false",
-            "AIMESH_LLM": "scripted",
-            "AIMESH_KAFKA_BOOTSTRAP": broker.bootstrap,
-            "AIMESH_DATA_DIR": str(workdir),
-        }
-        # the project's langgraph.json, with absolute paths so the server's files stay in workdir
-        config = json.loads((PROJECT / "langgraph.json").read_text())
-        config.pop("env", None)
-        config["dependencies"] = [str(PROJECT)]
-        config["graphs"] = {k: str(PROJECT / v) for k, v in config["graphs"].items()}
-        config["http"]["app"] = str(PROJECT / config["http"]["app"])
-        (workdir / "langgraph.json").write_text(json.dumps(config))
-        log_path = workdir / "server.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [str(Path(sys.executable).with_name("langgraph")), "dev", "--no-browser",
-                 "--host", "127.0.0.1", "--port", str(port), "--no-reload",
-                 "--config", str(workdir / "langgraph.json")],
-                cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-            url = f"http://127.0.0.1:{port}"
-            try:
-                deadline = time.monotonic() + 90
-                while True:
-                    assert proc.poll() is None, log_path.read_text()[-3000:]
-                    try:
-                        if _get_json(url + "/aimesh/health")["intake"]:
-                            break
-                    except OSError:
-                        pass
-                    assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-                    time.sleep(0.3)
-                yield Server(url, settings)
-                started = time.monotonic()
-                os.killpg(proc.pid, signal.SIGINT)
-                proc.wait(30)
-                assert time.monotonic() - started < 20, "the server did not stop on Ctrl-C"
-            finally:
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(5)
+    port = free_port()
+    env = {**os.environ, "AIMESH_DATA_DIR": str(workdir), "PYTHONPATH": str(PROJECT)}
+    env.pop("AIMESH_KAFKA_BOOTSTRAP", None)
+    log_path = workdir / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli.main", "server", "--llm", "scripted",
+             "--port", str(port)],
+            cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                assert proc.poll() is None, log_path.read_text()[-3000:]
+                try:
+                    if (health := _get_json(url + "/aimesh/health"))["intake"]:
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+                time.sleep(0.3)
+            settings = Settings(
+                llm="scripted", kafka_bootstrap=health["bootstrap"], data_dir=workdir
+            )
+            yield Server(url, settings)
+            started = time.monotonic()
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(30)
+            assert time.monotonic() - started < 20, "the server did not stop on Ctrl-C"
+            logged = log_path.read_text()
+            assert "aimesh server ready: API " + url in logged
+            assert "model: scripted double" in logged and "(embedded, in memory)" in logged
+            assert "Traceback" not in logged
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
 
 
 def test_a_run_through_the_api_goes_through_all_five_agents(server: Server) -> None:
@@ -154,6 +146,25 @@ def test_a_task_published_to_ai_server_tasks_becomes_a_server_run(server: Server
     assert _get_json(server.url + "/aimesh/health")["started_runs"] >= 1
 
 
+def test_feed_sends_tasks_to_the_servers_intake_and_waits_for_their_reports(
+    server: Server, tmp_path: Path
+) -> None:
+    result = CliRunner(env={"AIMESH_DATA_DIR": str(tmp_path)}).invoke(
+        app, ["feed", "--server", server.url, "-n", "1", "--wait", "120"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "sent 1 task(s) to the LangGraph server's intake" in result.stdout
+    assert re.search(r": done task=HumanEval-0 verdict=\w+", result.stdout), result.stdout
+
+
+def test_feed_to_a_server_that_is_not_there_is_one_line(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = CliRunner().invoke(app, ["feed", "--server", url, "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: no AI-Mesh LangGraph server answers at {url}")
+    assert len(result.stderr.splitlines()) == 1
+
+
 def test_the_dashboard_is_mounted_in_the_server(server: Server) -> None:
     health = _get_json(server.url + "/dashboard/api/health")
     assert health["bootstrap"] == server.settings.kafka_bootstrap
@@ -161,9 +172,9 @@ def test_the_dashboard_is_mounted_in_the_server(server: Server) -> None:
         assert "AI-Mesh" in page.read().decode()
     with urllib.request.urlopen(server.url + "/dashboard", timeout=5) as page:  # redirected
         assert page.url == server.url + "/dashboard/" and "AI-Mesh" in page.read().decode()
-    # the runs of the tests above: each a finished task with its detail, none left in progress
+    # the three runs of the tests above: each a finished task with its detail, none in progress
     deadline = time.monotonic() + 20
-    while (snap := _get_json(server.url + "/dashboard/api/snapshot"))["totals"]["reports"] < 2:
+    while (snap := _get_json(server.url + "/dashboard/api/snapshot"))["totals"]["reports"] < 3:
         assert time.monotonic() < deadline, snap["totals"]
         time.sleep(0.3)
     totals = snap["totals"]

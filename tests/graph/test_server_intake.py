@@ -18,7 +18,7 @@ from graph.kafka_sink import KafkaEdgeSink
 from graph.state import MeshState, Task
 from graph.topics import ALL_TOPICS
 from graph.wire import ServerTaskMessage
-from kafka_edges.broker import broker_for
+from kafka_edges.broker import broker_for, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -100,3 +100,22 @@ def test_a_crashed_intake_thread_restarts(tmp_path: Path, loop: asyncio.Abstract
             intake.stop()
     assert intake.restarts == 1 and "consumer blew up" in (intake.last_error or "")
     assert intake.started == ["after-crash"]
+
+
+def test_an_unreachable_broker_is_one_readable_line_and_the_intake_keeps_trying(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(data_dir=tmp_path, kafka_bootstrap=f"127.0.0.1:{free_port()}")
+    intake = FlakyIntake(settings, loop, failures=0)
+    intake.start()
+    try:
+        deadline = time.monotonic() + 30
+        while intake.restarts < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert intake.alive and intake.restarts >= 2  # still trying
+    finally:
+        intake.stop()
+    lines = [r.getMessage() for r in caplog.records if r.name == "app.server"]
+    assert len(lines) == 1, lines  # once, not a line per retry
+    assert lines[0].startswith("Kafka intake: cannot reach Kafka at 127.0.0.1:")
+    assert "Traceback" not in caplog.text and intake.last_error is not None

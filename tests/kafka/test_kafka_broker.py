@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
+from conftest import Mesh
 
-from foundation.settings import Settings
+from app.distributed import READY_LINE
+from foundation.settings import WIRE_VARIABLE, MemorySettings, Settings
 from graph.topics import ALL_TOPICS
 from kafka_edges.broker import (
     EmbeddedBroker,
@@ -142,6 +144,30 @@ def test_cli_broker_prints_its_bootstrap_and_stops_on_sigint() -> None:
         assert process.wait(15) == 0
         with pytest.raises(BrokerUnavailable):
             check_reachable(bootstrap, timeout_s=1)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_cli_worker_role_all_prints_the_ready_line(mesh: Mesh) -> None:
+    settings = mesh.settings.model_copy(
+        update={"kafka_topic_prefix": mesh.prefix, "memory": MemorySettings(enabled=False)}
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli.main", "worker", "--role", "all"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, WIRE_VARIABLE: settings.to_wire()},
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline().strip() for _ in range(2)]
+        assert lines[0].startswith("workers for producer, consumer, sandbox"), lines
+        assert lines[1] == READY_LINE
+        process.send_signal(2)
+        assert process.wait(30) in (0, 130)  # stopped by Ctrl-C
+        assert process.stderr is not None
+        assert "Traceback" not in process.stderr.read()
     finally:
         if process.poll() is None:
             process.kill()

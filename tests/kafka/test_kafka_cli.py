@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -76,9 +77,9 @@ def aimesh(published: Published, *args: str) -> tuple[int, str, str]:
 
 
 def row_of(table: str, topic: str) -> list[str]:
-    """The cells of `topic`'s row in a printed table."""
+    """The cells of `topic`'s row in a printed table (cells apart by two spaces or more)."""
     for line in table.splitlines():
-        cells = [c.strip() for c in line.strip("│┃ ").split("│")]
+        cells = re.split(r"\s{2,}", line.strip())
         if cells and cells[0] == topic:
             return cells
     raise AssertionError(f"no row for {topic} in:\n{table}")

@@ -249,8 +249,9 @@ def test_cli_feed_waits_for_the_reports(tmp_path: Path) -> None:
             )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
-    assert lines[0].startswith("sent 2 task request(s): ")
-    assert len(lines) == 3 and all(": done verdict=ok reward=0.9" in line for line in lines[1:])
+    assert lines[0].startswith("sent 2 task(s) to the producer workers: ")
+    assert len(lines) == 3
+    assert all(": done task=" in line and "verdict=ok reward=0.9" in line for line in lines[1:])
 
 
 def test_workers_skip_transitions_published_by_the_in_process_graph(mesh: Mesh) -> None:

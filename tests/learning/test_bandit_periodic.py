@@ -84,6 +84,9 @@ def test_periodic_optimizer_counts_reviewed_tasks() -> None:
         optimizer.on_step(mid)
         optimizer.on_step(end)
     assert (optimizer.seen, len(calls)) == (7, 2)
+    # a round with too few tasks reports nothing: not counted as a round
+    assert (optimizer.rounds, optimizer.too_few_tasks, optimizer.reports) == (0, 2, [])
+    assert optimizer.summary() == "learning: 0 round(s) (none); 2 not run (too few tasks seen yet)"
 
 
 def test_periodic_optimizer_on_a_running_mesh(

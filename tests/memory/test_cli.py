@@ -63,6 +63,10 @@ def test_search_export_and_clear(data_dir: Path, tmp_path: Path) -> None:
 
     result = runner.invoke(memory_app, ["clear"], input="n\n")
     assert result.exit_code == 1 and "delete 2 memories" in result.output
+    assert "nothing deleted: 2 memories kept" in result.stderr
+    result = runner.invoke(memory_app, ["clear"], input="")  # no terminal: nothing to read
+    assert result.exit_code == 2
+    assert "error: no answer to the confirmation (no terminal?): pass --yes" in result.stderr
     result = runner.invoke(memory_app, ["clear", "--kind", "task", "--yes"])
     assert result.exit_code == 0 and "deleted 1 memories" in result.output
     result = runner.invoke(memory_app, ["clear"], input="y\n")

@@ -42,3 +42,10 @@ def test_the_batch_audit_message_is_a_report_the_dashboard_reads() -> None:
     record = parse_report(encode(BatchAuditMessage.of(audit)).value)
     assert record.task_id == "batch-b7" and record.verdict == "warn"
     assert record.summary.startswith("Batch b7: 1 task(s), pass rate 0%")
+
+
+def test_a_batch_run_side_by_side_is_timed_by_its_wall_clock() -> None:
+    outcomes = [_outcome(i, 0.9, True, seconds=30.0) for i in range(4)]
+    assert audit_batch("b", outcomes, 300, 20_000).wall_time_s == 120.0  # one after another
+    audit = audit_batch("b", outcomes, 300, 20_000, wall_time_s=41.26)
+    assert audit.wall_time_s == 41.26 and "41.3s wall time" in audit.summary

