@@ -310,8 +310,8 @@ def main() -> None:
         if "bench" in parts:
             results["llama_bench"] = llama_bench(settings)
             write_result("engine", results, run)
-        if "run" in parts:
-            results["run"] = run_tasks(urls, args.tasks, work)
+        if "run" in parts:  # "tasks_run": "run" is the run record's key
+            results["tasks_run"] = run_tasks(urls, args.tasks, work)
             write_result("engine", results, run)
         if "protocol" in parts:
             results["protocol"] = protocol(urls, args.problems, work)

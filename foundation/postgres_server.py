@@ -50,10 +50,21 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _server_user() -> str:
+    """Debian's `postgres` system user (its package creates it), else `nobody`. Not `nobody`
+    where it can be helped: the sandboxes run code as nobody, and their tests check that nothing
+    is left running as the code's uid."""
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return "nobody"
+    return "postgres"
+
+
 class ThrowAwayPostgres:
     """One Postgres cluster in a temporary directory, trusting local connections."""
 
-    def __init__(self, *, user: str = "nobody") -> None:
+    def __init__(self, *, user: str | None = None) -> None:
         self.bin = postgres_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="aimesh-pg-"))
         self.data = self.dir / "data"
@@ -61,6 +72,7 @@ class ThrowAwayPostgres:
         self.port = _free_port()
         self._as: list[str] = []
         if os.geteuid() == 0:  # Postgres will not run as root
+            user = user or _server_user()
             entry = pwd.getpwnam(user)
             os.chown(self.dir, entry.pw_uid, entry.pw_gid)
             self._as = ["runuser", "-u", user, "--"]
