@@ -38,10 +38,11 @@ from rich.progress import Progress
 
 from benchmarks.common import RESULTS_DIR, ROOT, begin, saved_figure, write_result
 from foundation.child_server import ChildServer
+from foundation.ports import free_port
 from foundation.settings import Settings
 from llm.engine_build import find_engine
 from llm.local_model import CATALOGUE, ensure_model
-from llm.local_server import HOST, LocalModelServer, ServerError, _free_port
+from llm.local_server import HOST, LocalModelServer, ServerError
 
 console = Console()
 ALIAS = CATALOGUE["0.5b"].alias
@@ -68,7 +69,7 @@ class BaselineServer(ChildServer):
     def __init__(self, python: Path, model: Path, log_dir: Path) -> None:
         super().__init__(ready_timeout_s=120.0)
         self.python, self.model, self.log_dir = python, model, log_dir
-        self.port = _free_port()
+        self.port = free_port()
 
     @property
     def base_url(self) -> str:

@@ -13,7 +13,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Self
 import psycopg
 
 from foundation.errors import InfrastructureError
+from foundation.ports import free_port
 
 SUPERUSER = "aimesh"
 
@@ -44,12 +44,6 @@ def postgres_bin() -> Path:
     return Path(found[-1]).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _server_user() -> str:
     """Debian's `postgres` system user (its package creates it), else `nobody`. Not `nobody`
     where it can be helped: the sandboxes run code as nobody, and their tests check that nothing
@@ -69,7 +63,7 @@ class ThrowAwayPostgres:
         self.dir = Path(tempfile.mkdtemp(prefix="aimesh-pg-"))
         self.data = self.dir / "data"
         self.log = self.dir / "server.log"
-        self.port = _free_port()
+        self.port = free_port()
         self._as: list[str] = []
         if os.geteuid() == 0:  # Postgres will not run as root
             user = user or _server_user()

