@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -65,6 +66,11 @@ def readable_errors() -> Iterator[None]:
         raise fail(str(exc)) from None
     except ValidationError as exc:
         raise fail(settings_problem(exc)) from None
+    except SettingsError as exc:  # a value the environment source cannot even parse
+        raise fail(
+            f"invalid setting: {exc} (a list or mapping is JSON, e.g. "
+            """AIMESH_LOCAL_MODEL_LORAS='["/path/a.gguf"]')"""
+        ) from None
 
 
 def settings_problem(exc: ValidationError) -> str:

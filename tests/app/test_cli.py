@@ -343,6 +343,20 @@ def test_the_server_with_an_unreachable_broker_is_one_line(tmp_path: Path) -> No
     assert one_error_line(result).startswith(f"error: cannot reach Kafka at {bootstrap}")
 
 
+@pytest.mark.parametrize(
+    ("variable", "field"),
+    [("AIMESH_LOCAL_MODEL_LORAS", "local_model_loras"), ("AIMESH_KAFKA_CONFIG", "kafka_config")],
+)
+def test_a_list_or_mapping_setting_that_is_not_json_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, variable: str, field: str
+) -> None:
+    monkeypatch.setenv(variable, "/not/json")
+    result = runner.invoke(app, ["learn", "status"])
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert field in line and "JSON" in line
+
+
 def test_a_malformed_database_url_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIMESH_DATABASE_URL", "host=127.0.0.1 port")
     result = runner.invoke(app, ["learn", "status"])
