@@ -11,7 +11,8 @@ from graph.edges import StepRecord
 from graph.state import MeshState
 from graph.step import StepFunction, bind_step
 from learning.rollouts import RolloutRecorder
-from llm.chat import make_chat_model
+from llm.chat import make_chat_model, resolve_provider
+from llm.lora import learned_adapters
 from memory import AgentMemory
 from nodes import MEMORY_NODES, NODE_FUNCTIONS
 from nodes.prompts import SEED_PROMPTS
@@ -22,8 +23,11 @@ from sandbox import make_sandbox
 def build_context(settings: Settings, *, use_memory: bool | None = None) -> MeshContext:
     """Every dependency the settings describe. Memory (mem0) is opened when `use_memory` is true,
     or, by default, when `settings.memory.enabled` is. Prompts come from the registry in the data
-    dir (or in the mesh's database, `settings.database_url`)."""
+    dir (or in the mesh's database, `settings.database_url`). The embedded model server loads
+    the adapters learned in the data dir (`llm.lora.learned_adapters`)."""
     wanted = settings.memory.enabled if use_memory is None else use_memory
+    if resolve_provider(settings) == "local":  # the embedded server serves the learned adapters
+        settings = settings.model_copy(update={"local_model_loras": learned_adapters(settings)})
     return MeshContext(
         settings=settings,
         llm=make_chat_model(settings),

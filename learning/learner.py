@@ -29,18 +29,20 @@ from learning.candidates import MeshEvaluator, Score, TaskItem, item_key, text_l
 from learning.hygiene import training_leak
 from learning.significance import paired_gain_p
 from learning.skills import choose_exemplars, distill_rules
-from llm.chat import resolve_provider
+from llm.chat import make_chat_model, resolve_provider
 from llm.local_model import ensure_model, model_alias
 from llm.local_server import LocalModelServer
-from nodes.prompts import CONSUMER_RULES, SEED_PROMPTS, SKILLS
+from nodes.prompts import CONSUMER_ADAPTER, CONSUMER_RULES, SEED_PROMPTS, SKILLS
 from prompt_registry.registry import PromptRegistry
 
 if TYPE_CHECKING:
     import openai
 
+    from learning.expert_iteration import WeightsLearning
+
 log = logging.getLogger(__name__)
 
-Algorithm = Literal["apo", "bandit", "skills"]
+Algorithm = Literal["apo", "bandit", "skills", "expert-iteration"]
 Decision = Literal["promoted", "rejected", "explored", "no-candidate"]
 
 
@@ -107,6 +109,8 @@ class Learner:
             version's by more than this (and its pass rate is not lower).
         alpha: ... and only if a paired sign test on the validation tasks gives p <= alpha.
         optimizer: the LLM APO uses for gradients and edits (required for APO only).
+        weights: what expert iteration needs to train and serve the consumer's adapter
+            (`learning.expert_iteration.WeightsLearning`; required for it only).
     """
 
     def __init__(
@@ -124,6 +128,7 @@ class Learner:
         arms: int = 3,
         seed: int = 0,
         alpha: float = 0.05,
+        weights: WeightsLearning | None = None,
     ) -> None:
         if not train or not val:
             raise ValueError("learning needs at least one training and one validation task")
@@ -140,6 +145,7 @@ class Learner:
         self.arms = max(2, arms)
         self.rng = random.Random(seed)
         self.train_tasks = [Task.model_validate(i["task"]) for i in train if i.get("task")]
+        self.weights = weights
         self.rounds_run = 0
         self.last_apo: Any = None
         """The last APO run (`learning.lightning.APOResult`: evaluations, agent-lightning store)."""
@@ -160,6 +166,8 @@ class Learner:
             report = self._bandit_round(name)
         elif algorithm == "skills":
             report = self._skills_round(name)
+        elif algorithm == "expert-iteration":
+            report = self._expert_round(name)
         else:
             raise ValueError(f"unknown algorithm {algorithm!r}")
         report.seconds = round(time.perf_counter() - started, 1)
@@ -397,6 +405,58 @@ class Learner:
             decision, self.registry.current(name).version,
             cand if decision == "promoted" else base,
             rejected=[] if decision == "promoted" else [candidate.version],
+        )  # fmt: skip
+
+    # -- expert iteration --------------------------------------------------------------------
+
+    def _expert_round(self, name: str) -> RoundReport:
+        """Train a LoRA adapter on the verified answers of K samples per training task (sampled
+        with the active adapter), serve it beside the others, and promote it only through the
+        validation gate."""
+        if name != CONSUMER_ADAPTER:
+            raise ValueError(f"expert iteration learns {CONSUMER_ADAPTER}, not {name!r}")
+        if self.weights is None:
+            raise ValueError(
+                "expert iteration trains the embedded model's weights: it needs --llm local"
+            )
+        active = self.registry.current(name)
+        base = self.validate(name, active.text)
+        services = self.evaluator.services
+        hot = services.settings.model_copy(
+            update={"llm_temperature": self.weights.options.temperature}
+        )
+        sampler = MeshEvaluator(
+            dataclasses.replace(services, settings=hot, llm=make_chat_model(hot)),
+            db=self.evaluator.db,
+            registry=self.registry,
+        )
+        adapter, detail = self.weights.propose(sampler, self.train, active.text)
+        if adapter is None:
+            return RoundReport(
+                self.rounds_run, "expert-iteration", name, active.version, base, None, None,
+                "no-candidate", active.version, base, detail=detail,
+            )  # fmt: skip
+        served = self.weights.serve()
+        self.evaluator.services = dataclasses.replace(
+            services, settings=served, llm=make_chat_model(served)
+        )
+        sampling = detail["sampling"]
+        note = (
+            f"LoRA from {sampling['examples']} verified answers of {sampling['example_tasks']} "
+            f"training tasks (sampled with {active.text or 'the base model'})"
+        )
+        candidate = self.registry.add_candidate(
+            name, adapter, active.version, source="expert-iteration", note=note
+        )
+        cand = self.validate(name, adapter)
+        decision = self._decide(
+            name, candidate.version, cand, active.version, base, "expert-iteration"
+        )
+        return RoundReport(
+            self.rounds_run, "expert-iteration", name, active.version, base, candidate.version,
+            cand, decision, self.registry.current(name).version,
+            cand if decision == "promoted" else base,
+            rejected=[] if decision == "promoted" else [candidate.version], detail=detail,
         )  # fmt: skip
 
 

@@ -106,8 +106,10 @@ class PromptEvaluation:
     pass_rate: float
 
 
-def _reward_dims(span: dict[str, Any]) -> dict[str, float]:
-    attrs = span.get("attributes") or {}
+def reward_dimensions(span: Any) -> dict[str, float]:
+    """The reward span's dimensions (`emit_reward`'s attributes) of a span or its dump; {} for
+    any other span."""
+    attrs = (span.get("attributes") if isinstance(span, dict) else span.attributes) or {}
     dims: dict[str, float] = {}
     i = 0
     while f"{REWARD_KEY}.{i}.name" in attrs:
@@ -191,7 +193,7 @@ class MeshAPO(APO):
         )
         passes = []
         for result in results:
-            dims = [_reward_dims(s) for s in result["spans"]]
+            dims = [reward_dimensions(s) for s in result["spans"]]
             passes += [d["passed"] for d in dims if "passed" in d][-1:]
         self.evaluations.append(
             PromptEvaluation(
@@ -276,15 +278,15 @@ class APOResult:
         return self.full_val.get(text)
 
 
-_TRACER: Any = None
+_SHARED_TRACER: Any = None
 
 
-def _tracer() -> Any:
+def tracer() -> Any:
     """One OtelTracer per process (OpenTelemetry's tracer provider can be set only once)."""
-    global _TRACER
-    if _TRACER is None:
-        _TRACER = agl.OtelTracer()
-    return _TRACER
+    global _SHARED_TRACER
+    if _SHARED_TRACER is None:
+        _SHARED_TRACER = agl.OtelTracer()
+    return _SHARED_TRACER
 
 
 def run_apo(
@@ -321,14 +323,14 @@ def run_apo(
         run_initial_validation=True,
         edit_attempts=knobs.edit_attempts,
     )
-    tracer = _tracer()
+    shared = tracer()
     store = agl.InMemoryLightningStore()
     trainer = agl.Trainer(
         algorithm=apo,
         store=store,
-        tracer=tracer,
+        tracer=shared,
         adapter=agl.TraceToMessages(),
-        runner=agl.LitAgentRunner(tracer=tracer, poll_interval=0.05, interval_jitter=0.01),
+        runner=agl.LitAgentRunner(tracer=shared, poll_interval=0.05, interval_jitter=0.01),
         strategy=SharedMemoryExecutionStrategy(
             n_runners=1, main_thread="algorithm", poll_interval=0.05, graceful_delay=2.0
         ),

@@ -131,16 +131,18 @@ def make_chat_model(settings: Settings) -> BaseChatModel:
     )
 
 
-def request_extras(settings: Settings, provider: str) -> dict[str, Any]:
+def request_extras(settings: Settings, provider: str, adapter: str | None = None) -> dict[str, Any]:
     """Request fields beyond the OpenAI client's own: `max_tokens` (llama.cpp's servers ignore
     max_completion_tokens) and, for the embedded model or a self-hosted endpoint, the repetition
-    penalty and the LoRA adapters (never sent to OpenAI's own API, which refuses unknown fields)."""
+    penalty and the LoRA adapters (never sent to OpenAI's own API, which refuses unknown fields):
+    `adapter` when given, else `settings.llm_adapter`."""
     extras: dict[str, Any] = {"max_tokens": settings.llm_max_tokens}
     self_hosted = provider == "local" or settings.llm_base_url is not None
     if settings.llm_repeat_penalty is not None and self_hosted:
         extras["repeat_penalty"] = settings.llm_repeat_penalty
     if settings.local_model_loras and self_hosted:
-        extras["lora"] = lora_scales(settings, settings.llm_adapter, settings.llm_adapter_scale)
+        chosen = adapter or settings.llm_adapter
+        extras["lora"] = lora_scales(settings, chosen, settings.llm_adapter_scale)
     return extras
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from foundation.settings import Settings
 from llm.engine_build import Engine
 from llm.local_model import ModelError
 
@@ -64,3 +65,16 @@ def convert_adapter(engine: Engine, adapter_dir: Path, base_dir: Path, out_file:
         lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
         raise AdapterError(f"cannot convert {adapter_dir}: {(lines or ['no output'])[-1]}")
     return out_file
+
+
+def adapters_dir(settings: Settings) -> Path:
+    """Where learned adapters are kept (GGUF files): `<data_dir>/adapters`."""
+    return settings.data_dir / "adapters"
+
+
+def learned_adapters(settings: Settings) -> list[Path]:
+    """The adapters the settings list, then those learned in the data dir, each once."""
+    listed = list(settings.local_model_loras)
+    folder = adapters_dir(settings)
+    learned = sorted(folder.glob("*.gguf")) if folder.is_dir() else []
+    return listed + [path for path in learned if path not in listed]

@@ -5,18 +5,23 @@ every retry is a blind sample for them to choose from."""
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
 
 from graph.context import MeshContext
 from graph.state import Attempt, MeshState, Task
-from llm.chat import ask
+from llm.chat import ask, request_extras, resolve_provider
 from nodes import prompts
 from nodes.code_extraction import assert_calls, prepare_solution
+
+log = logging.getLogger(__name__)
 
 RETRY_TEMPERATURE = 0.7
 """Sampling temperature of retries."""
@@ -93,7 +98,7 @@ def _tests_and_attempts(
 def _draw(context: MeshContext, task: Task, messages: list[BaseMessage], number: int) -> Attempt:
     """Attempt `number`: the first greedy; a retry samples more freely (at the first attempt's
     temperature it tends to repeat itself)."""
-    llm = context.llm.bind(temperature=RETRY_TEMPERATURE) if number > 1 else context.llm
+    llm = solver(context, RETRY_TEMPERATURE if number > 1 else None)
     started = time.perf_counter()
     reply = ask(llm, messages)
     return Attempt(
@@ -103,6 +108,25 @@ def _draw(context: MeshContext, task: Task, messages: list[BaseMessage], number:
         latency_ms=(time.perf_counter() - started) * 1000,
         reply=reply.text,
     )
+
+
+def solver(
+    context: MeshContext, temperature: float | None = None
+) -> Runnable[LanguageModelInput, Any]:
+    """The chat model solutions are decoded with: the context's, with the learned adapter
+    (`consumer.adapter`, when one is active) applied per request, at `temperature` when given.
+    An adapter this process's server did not load (one promoted while it runs, or a model
+    without adapters such as the scripted double) is not applied: the base model answers."""
+    llm: Runnable[LanguageModelInput, Any] = context.llm
+    adapter = prompts.current(context, prompts.CONSUMER_ADAPTER).text.strip()
+    if adapter and adapter in context.settings.adapter_names:
+        provider = resolve_provider(context.settings)
+        llm = llm.bind(extra_body=request_extras(context.settings, provider, adapter))
+    elif adapter:
+        log.warning(
+            "adapter %s is not loaded by this model server: the base model answers", adapter
+        )
+    return llm if temperature is None else llm.bind(temperature=temperature)
 
 
 def blind_sample(
@@ -117,7 +141,7 @@ def blind_sample(
     else:
         request = prompts.consumer_request(task.statement, task.signature, task.entry_point)
         messages = [SystemMessage(system), HumanMessage(request)]
-    reply = ask(context.llm.bind(temperature=temperature), messages)
+    reply = ask(solver(context, temperature), messages)
     code = prepare_solution(reply.text, task.entry_point, context_source=task.statement)
     return code, reply.text, reply.tokens
 

@@ -46,10 +46,13 @@ CONSUMER_RULES = "consumer.rules"
 CONSUMER_EXEMPLARS = "consumer.exemplars"
 """A skill: worked examples chosen from rewarded solutions of training tasks (empty: none yet)."""
 SKILLS = (CONSUMER_RULES, CONSUMER_EXEMPLARS)
+CONSUMER_ADAPTER = "consumer.adapter"
+"""A skill in the weights: the name of the LoRA adapter the consumer's solutions are decoded
+with (one the model server loaded), learned from verified rollouts; empty: the base model."""
 
 SEED_PROMPTS: dict[str, Prompt] = {
     **{p.name: p for p in _SEED_PROMPTS},
-    **{name: Prompt(name, "v0", "") for name in SKILLS},
+    **{name: Prompt(name, "v0", "") for name in (*SKILLS, CONSUMER_ADAPTER)},
 }
 
 
@@ -179,9 +182,9 @@ def current(context: MeshContext, name: str) -> Prompt:
 
 def consumer_system(context: MeshContext) -> tuple[str, dict[str, str]]:
     """The consumer's system text: its prompt, then the skills learned so far (rules, worked
-    examples); and the version of each part, for the run's record."""
-    parts = [current(context, name) for name in (CONSUMER_SYSTEM, *SKILLS)]
-    system, rules, exemplars = parts
+    examples); and the version of each part and of its adapter, for the run's record."""
+    parts = [current(context, name) for name in (CONSUMER_SYSTEM, *SKILLS, CONSUMER_ADAPTER)]
+    system, rules, exemplars, _adapter = parts
     text = system.text
     if rules.text.strip():
         text += f"\n\nRules learned from earlier mistakes:\n{rules.text.strip()}"

@@ -7,12 +7,13 @@ inspect and steer the registry.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -27,12 +28,21 @@ from foundation.settings import Settings
 from learning.apo_options import APOOptions
 from learning.candidates import humaneval_split, producer_items, task_items
 from learning.learner import RoundReport, learning_settings, llm_endpoint, open_learner
-from llm.chat import model_label
-from nodes.prompts import CONSUMER_SYSTEM, PRODUCER_SYSTEM, SEED_PROMPTS, SKILLS
+from llm.chat import model_label, resolve_provider
+from nodes.prompts import (
+    CONSUMER_ADAPTER,
+    CONSUMER_SYSTEM,
+    PRODUCER_SYSTEM,
+    SEED_PROMPTS,
+    SKILLS,
+)
 from prompt_registry.registry import PromptRegistry
 
-Algorithm = Literal["apo", "bandit", "skills"]
+Algorithm = Literal["apo", "bandit", "skills", "expert-iteration"]
 Policy = Literal["ucb1", "thompson"]
+
+if TYPE_CHECKING:
+    from learning.expert_iteration import WeightsLearning
 
 learn_app = typer.Typer(
     help="Self-learning: optimize prompts on HumanEval through the graph; inspect and roll back "
@@ -65,7 +75,10 @@ def learn(
     rounds: Annotated[int, typer.Option(min=1, help="learning rounds")] = 3,
     algorithm: Annotated[
         Algorithm,
-        typer.Option(help="apo or bandit (prompts), skills (consumer.rules, consumer.exemplars)"),
+        typer.Option(
+            help="apo or bandit (prompts), skills (consumer.rules, consumer.exemplars), "
+            "expert-iteration (consumer.adapter: a LoRA adapter of the embedded model's weights)"
+        ),
     ] = "apo",
     train: Annotated[int, typer.Option(min=1, help="training tasks")] = 6,
     val: Annotated[int, typer.Option(min=1, help="held-out validation tasks")] = 8,
@@ -73,7 +86,7 @@ def learn(
         list[str] | None,
         typer.Option(
             help="what to optimize: consumer.system (default), producer.system; with skills: "
-            "consumer.rules, consumer.exemplars"
+            "consumer.rules, consumer.exemplars; with expert-iteration: consumer.adapter"
         ),
     ] = None,
     attempts: Annotated[int, typer.Option(min=1, max=10, help="consumer attempts per task")] = 1,
@@ -87,6 +100,9 @@ def learn(
     branch_factor: Annotated[int, typer.Option(min=1, help="APO edits per round")] = 2,
     beam_width: Annotated[int, typer.Option(min=1, help="APO beam width")] = 1,
     gradient_batch: Annotated[int, typer.Option(min=1, help="APO rollouts per gradient")] = 3,
+    samples: Annotated[
+        int, typer.Option(min=1, max=16, help="expert iteration: answers per training task")
+    ] = 4,
     policy: Annotated[Policy, typer.Option(help="the bandit's policy")] = "ucb1",
     batch: Annotated[int, typer.Option(min=1, help="bandit: training tasks per pull")] = 3,
     llm: LlmOption = None,
@@ -105,7 +121,8 @@ def learn(
     try:
         options = LearnOptions(
             rounds=rounds, algorithm=algorithm, train=train, val=val,
-            prompts=prompt or [CONSUMER_SYSTEM], attempts=attempts, offset=offset,
+            prompts=prompt or [_default_prompt(algorithm)], attempts=attempts, offset=offset,
+            samples=samples,
             min_gain=min_gain, alpha=alpha, policy=policy, batch=batch,
             apo=APOOptions(
                 beam_width=beam_width, branch_factor=branch_factor,
@@ -143,7 +160,13 @@ class LearnOptions(BaseModel):
     train: int
     val: int
     prompts: list[
-        Literal["consumer.system", "producer.system", "consumer.rules", "consumer.exemplars"]
+        Literal[
+            "consumer.system",
+            "producer.system",
+            "consumer.rules",
+            "consumer.exemplars",
+            "consumer.adapter",
+        ]
     ]
     attempts: int
     offset: int
@@ -151,7 +174,12 @@ class LearnOptions(BaseModel):
     alpha: float
     policy: Policy
     batch: int
+    samples: int = 4
     apo: APOOptions
+
+
+def _default_prompt(algorithm: Algorithm) -> str:
+    return CONSUMER_ADAPTER if algorithm == "expert-iteration" else CONSUMER_SYSTEM
 
 
 def run_learning(options: LearnOptions, settings: Settings) -> list[RoundReport]:
@@ -165,10 +193,15 @@ def run_learning(options: LearnOptions, settings: Settings) -> list[RoundReport]
             producer_items(options.val, start=options.train),
         ),
     }
-    for skill in SKILLS:  # skills shape the consumer's answers: learned on its tasks
+    for skill in (*SKILLS, CONSUMER_ADAPTER):  # they shape the consumer's answers
         items[skill] = items[CONSUMER_SYSTEM]
     reports = []
-    with llm_endpoint(settings) as (served, optimizer):
+    with contextlib.ExitStack() as stack:
+        if options.algorithm == "expert-iteration":
+            served, optimizer, weights = _weights_endpoint(stack, settings, options)
+        else:
+            served, optimizer = stack.enter_context(llm_endpoint(settings))
+            weights = None
         if options.algorithm == "apo" and optimizer is None:
             raise OptimizerMissingError(
                 "APO needs an LLM for its textual gradients: pass --optimizer-base-url, use a "
@@ -186,6 +219,7 @@ def run_learning(options: LearnOptions, settings: Settings) -> list[RoundReport]
                 apo=options.apo,
                 policy=options.policy,
                 batch=options.batch,
+                weights=weights,
             )
             console.print(
                 f"[bold]{name}[/]: {options.algorithm}, {len(items[name][0])} training / "
@@ -196,6 +230,27 @@ def run_learning(options: LearnOptions, settings: Settings) -> list[RoundReport]
                 reports.append(report)
                 console.print(_round_line(report))
     return reports
+
+
+def _weights_endpoint(
+    stack: contextlib.ExitStack, settings: Settings, options: LearnOptions
+) -> tuple[Settings, None, WeightsLearning]:
+    """For expert iteration: the embedded server with the learned adapters (restarted when one
+    more is learned), and what trains them. Only the embedded model's weights can be trained."""
+    if resolve_provider(settings) != "local":
+        raise ExpertIterationNeedsLocalError(
+            "expert iteration trains the embedded model's weights: use --llm local (or leave "
+            "AIMESH_LLM_BASE_URL unset)"
+        )
+    from learning.expert_iteration import AdapterHost, ExpertIterationOptions, WeightsLearning
+
+    host = stack.enter_context(AdapterHost(settings))
+    weights = WeightsLearning(settings, host, ExpertIterationOptions(samples=options.samples))
+    return weights.serve(), None, weights
+
+
+class ExpertIterationNeedsLocalError(InfrastructureError):
+    """Expert iteration was asked for with a model whose weights are not ours to train."""
 
 
 class OptimizerMissingError(InfrastructureError):

@@ -1,0 +1,312 @@
+"""Expert iteration into LoRA adapters, measured: each round samples K answers per training task
+through the graph (round r with round r-1's adapter), keeps the verified ones, trains a LoRA
+adapter on the served weights and serves it per request; then greedy pass@1 of every adapter
+against the base on the same server in the same run, on HumanEval's validation and test splits
+and on produced tasks held out from training, paired (exact McNemar, bootstrap 95 % interval),
+with an A/A control (the base twice) that measures what concurrent decoding alone changes.
+
+Resumable: rows are kept per task, a round's examples once sampled, training by step.
+Writes benchmarks/results/learning_weights.json and its chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from app.cli.common import progress
+from app.services import build_context
+from benchmarks.common import rate_bars, saved_figure
+from benchmarks.paired_runs import add_run_options, measure, paired_rates, rate
+from benchmarks.resumable import ResumableRun
+from foundation.settings import Settings
+from graph.state import Task
+from learning.candidates import MeshEvaluator, TaskItem, task_items
+from learning.expert_iteration import AdapterHost, ExpertIterationOptions, sample_round
+from learning.lora_training import BaseModel, LoraOptions, export_adapter, load_base, train_adapter
+from learning.sft_data import Example
+from learning.splits import humaneval_split_tasks
+from llm.engine_build import find_engine
+from llm.local_model import ensure_model
+from nodes.prompts import CONSUMER_ADAPTER, SEED_PROMPTS
+from prompt_registry import PromptRegistry
+
+console = Console()
+PRODUCED = Path("benchmarks/data/produced_tasks_0.5b.jsonl")
+GOAL_POINTS = 0.04
+SPLITS = ("val", "test", "produced")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--samples", type=int, default=4, help="answers per training task (K)")
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--per-task", type=int, default=2, help="verified answers kept per task")
+    parser.add_argument("--train-humaneval", type=int, default=40, help="train split tasks")
+    parser.add_argument("--train-produced", type=int, default=40, help="produced training tasks")
+    parser.add_argument("--held-out", type=int, default=30, help="produced tasks held out")
+    parser.add_argument("--val", type=int, default=40)
+    parser.add_argument("--test", type=int, default=84)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--top-layers", type=int, default=0, help="0: every layer")
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--learning-rate", type=float, default=2e-4)
+    add_run_options(parser, "learning_weights")
+    return parser.parse_args(argv)
+
+
+def produced_tasks(path: Path = PRODUCED) -> list[Task]:
+    """The produced tasks stored from the loop (accepted ones: their reference passed)."""
+    rows = [json.loads(line) for line in path.open() if line.strip()]
+    return [Task.model_validate(r["task"]) for r in rows if r.get("accepted") and r.get("task")]
+
+
+def run_all(run: ResumableRun, args: argparse.Namespace) -> None:
+    """Every round: sample, train, export, then evaluate the new adapter (and in round 1 the
+    base twice) on the evaluation tasks."""
+    settings = Settings(
+        review_with_llm=False,
+        llm_temperature=0.0,
+        max_attempts=1,
+        data_dir=run.folder / "data",
+        local_model_parallel=args.concurrency,
+    )
+    produced = produced_tasks()
+    held = produced[-args.held_out :] if args.held_out else []
+    train = task_items(
+        humaneval_split_tasks("train", args.train_humaneval) + produced[: args.train_produced]
+    )
+    evaluation = {
+        "val": humaneval_split_tasks("val", args.val),
+        "test": humaneval_split_tasks("test", args.test),
+        "produced": held,
+    }
+    options = ExpertIterationOptions(
+        samples=args.samples,
+        temperature=args.temperature,
+        per_task=args.per_task,
+        held_out=tuple(t.task_id for t in held),
+        lora=LoraOptions(
+            rank=args.rank,
+            alpha=2 * args.rank,
+            top_layers=args.top_layers,
+            epochs=args.epochs,
+            learning_rate=args.learning_rate,
+        ),
+    )
+    model = ensure_model(settings.local_model, settings.cache_dir)
+    engine = find_engine(settings.cache_dir)
+    base: list[BaseModel] = []
+    adapters: list[Path] = []
+    with AdapterHost(settings) as host:
+        for number in range(1, args.rounds + 1):
+            folder = run.folder / "adapters" / f"r{number}"
+            name = f"consumer-r{number}"
+            if not run.done(f"round/{number}"):
+                previous = adapters[-1].stem if adapters else ""
+                examples = _examples(run, number, host, adapters, previous, train, options)
+                host.close()  # training needs both cores
+                if not base:
+                    base.append(load_base(model))
+                training = train_adapter(examples, base[0], folder, options.lora)
+                export_adapter(engine, model, folder, name)
+                run.add(f"round/{number}", {"kind": "round", "round": number,
+                                            "training": training.as_dict()})  # fmt: skip
+            adapters.append(folder / f"{name}.gguf")
+            arms = {name: name}
+            if number == 1:
+                arms = {"base": "", "base-again": "", **arms}
+            served = host.serve(adapters)
+            _evaluate(run, served, evaluation, arms, args.concurrency)
+
+
+def _examples(
+    run: ResumableRun,
+    number: int,
+    host: AdapterHost,
+    adapters: list[Path],
+    previous: str,
+    train: list[TaskItem],
+    options: ExpertIterationOptions,
+) -> list[Example]:
+    """Round `number`'s training examples: sampled now (with adapter `previous`) and kept in
+    the run folder, or read back from an interrupted run."""
+    key = f"samples/{number}"
+    if not run.done(key):
+        served = host.serve(adapters)
+        sampler = MeshEvaluator(
+            build_context(
+                served.model_copy(update={"llm_temperature": options.temperature}),
+                use_memory=False,
+            ),
+            db=_registry(served).db,
+            registry=_registry(served),
+            attempts=1,
+        )
+        algorithm = sample_round(sampler, train, previous, options)
+        assert algorithm.data is not None
+        run.add(key, {"kind": "samples", "round": number, "sampled_with": previous or "base",
+                      **algorithm.data.summary(),
+                      "examples_data": [asdict(e) for e in algorithm.data.selection.examples],
+                      "per_task_passes": _per_task(algorithm.data.samples)})  # fmt: skip
+    return [Example(**e) for e in run.rows[key]["examples_data"]]
+
+
+def _per_task(samples: Sequence[Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for sample in samples:
+        if sample.task is not None:
+            counts[sample.task.task_id] = counts.get(sample.task.task_id, 0) + int(sample.passed)
+    return counts
+
+
+def _registry(settings: Settings) -> PromptRegistry:
+    return PromptRegistry.for_settings(settings, SEED_PROMPTS)
+
+
+def _evaluate(
+    run: ResumableRun,
+    served: Settings,
+    evaluation: dict[str, list[Task]],
+    arms: dict[str, str],
+    concurrency: int,
+) -> None:
+    """Greedy first attempt of every arm (an adapter name, "" for the base) on every evaluation
+    task, interleaved by task, `concurrency` graph runs at once; rows `eval/<arm>/<task id>`."""
+    registry = _registry(served)
+    evaluator = MeshEvaluator(
+        build_context(served, use_memory=False), db=registry.db, registry=registry, attempts=1
+    )
+    jobs = [
+        (split, arm, item)
+        for split, tasks in evaluation.items()
+        for item in task_items(tasks)
+        for arm in arms
+        if not run.done(f"eval/{arm}/{item['task']['task_id']}")
+    ]
+
+    def one(job: tuple[str, str, TaskItem]) -> tuple[str, str, TaskItem, Any, float]:
+        split, arm, item = job
+        started = time.perf_counter()
+        trace = evaluator.run_one(item, {CONSUMER_ADAPTER: arms[arm]}, source=f"bench-{arm}")
+        return split, arm, item, trace, time.perf_counter() - started
+
+    with progress() as bars, ThreadPoolExecutor(concurrency) as pool:
+        bar = bars.add_task(f"evaluating {', '.join(arms)}", total=len(jobs))
+        for split, arm, item, trace, seconds in pool.map(one, jobs):
+            task_id = item["task"]["task_id"]
+            run.add(f"eval/{arm}/{task_id}", {"kind": "eval", "split": split, "arm": arm,
+                                              "task_id": task_id, "passed": trace.passed,
+                                              "reward": trace.reward, "tokens": trace.tokens,
+                                              "seconds": round(seconds, 2)})  # fmt: skip
+            bars.update(bar, advance=1)
+
+
+def report(run: ResumableRun, _: None) -> dict[str, Any]:
+    """Rates per split and arm, each adapter against the base (paired), the A/A control, the
+    cost of every round, and the goal on the test split."""
+    evals = run.of_kind("eval")
+    arms = sorted({r["arm"] for r in evals}, key=lambda a: (a != "base", a != "base-again", a))
+    by = {(r["split"], r["arm"], r["task_id"]): bool(r["passed"]) for r in evals}
+    splits: dict[str, Any] = {}
+    for split in SPLITS:
+        ids = sorted({task for (s, _, task) in by if s == split})
+        if not ids:
+            continue
+        complete = [a for a in arms if all((split, a, t) in by for t in ids)]
+        figures: dict[str, Any] = {"n": len(ids), "arms": {}, "against_base": {}}
+        for arm in complete:
+            values = [by[(split, arm, t)] for t in ids]
+            figures["arms"][arm] = rate(values)
+            if arm != "base" and "base" in complete:
+                base = [by[(split, "base", t)] for t in ids]
+                figures["against_base"][arm] = paired_rates(base, values)
+        splits[split] = figures
+    rounds = run.of_kind("round")
+    samples = {r["round"]: r for r in run.of_kind("samples")}
+    adapters = [a for a in arms if a.startswith("consumer-")]
+    last = adapters[-1] if adapters else None
+    test = splits.get("test", {}).get("against_base", {})
+    difference = test.get(last) if last else None
+    eval_seconds = {a: round(sum(r["seconds"] for r in evals if r["arm"] == a), 1) for a in arms}
+    return {
+        "benchmark": "learning_weights",
+        "title": "Expert iteration into LoRA adapters, qwen2.5-coder-0.5b, greedy pass@1",
+        "arguments": run.manifest["arguments"],
+        "rounds": [
+            {
+                "round": r["round"],
+                "sampling": _sampling(samples.get(r["round"], {})),
+                "training": r["training"],
+                "evaluation_seconds": eval_seconds.get(f"consumer-r{r['round']}"),
+            }
+            for r in rounds
+        ],
+        "splits": splits,
+        "aa_control": {s: f["against_base"].get("base-again") for s, f in splits.items()},
+        "difference": {"pass_at_1": difference, "adapter": last},
+        "goal": {
+            "points": GOAL_POINTS,
+            "met": bool(
+                difference
+                and difference["difference"] >= GOAL_POINTS
+                and difference["mcnemar_p"] < 0.05
+            ),
+        },
+        **run.record(),
+    }
+
+
+def _sampling(row: dict[str, Any]) -> dict[str, Any]:
+    hidden = ("key", "kind", "examples_data", "per_task_passes")
+    return {k: v for k, v in row.items() if k not in hidden}
+
+
+def chart(payload: dict[str, Any], path: Path) -> None:
+    """Greedy pass@1 of every arm on every split, with 95 % intervals."""
+    splits = [s for s in SPLITS if s in payload["splits"]]
+    arms = [a for a in payload["splits"][splits[0]]["arms"]] if splits else []
+    with saved_figure(path, figsize=(8, 4.4)) as (_, ax):
+        series = {
+            arm: [payload["splits"][s]["arms"][arm] for s in splits]
+            for arm in arms
+            if all(arm in payload["splits"][s]["arms"] for s in splits)
+        }
+        rate_bars(ax, [f"{s} (n={payload['splits'][s]['n']})" for s in splits], series)
+        ax.set_ylabel("greedy pass@1 (%)")
+        ax.set_ylim(0, 105)
+        d = payload["difference"]["pass_at_1"]
+        note = (
+            f"{payload['difference']['adapter']} - base on test: {100 * d['difference']:+.1f} "
+            f"points, McNemar p={d['mcnemar_p']:.3f}"
+            if d
+            else "no adapter evaluated yet"
+        )
+        ax.set_title(f"{payload['title']}\n{note}", fontsize=9)
+        ax.legend(fontsize=8, loc="lower right")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    payload, path = measure(args, lambda run: run_all(run, args), report)
+    chart(payload, path.with_suffix(".png"))
+    for split, figures in payload["splits"].items():
+        line = ", ".join(f"{arm} {f['solved']}/{f['n']}" for arm, f in figures["arms"].items())
+        console.print(f"{split}: {line}")
+    console.print(f"adapter - base on test: {payload['difference']}; goal {payload['goal']}")
+    console.print(f"written {path} and its chart")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
