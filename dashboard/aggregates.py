@@ -27,6 +27,7 @@ from dashboard.schema import (
 )
 from graph.topics import AI_REPORTS, AI_TELEMETRY
 from graph.wire import BatchAuditMessage
+from prompt_registry import adapter_prompt
 
 MAX_TASKS = 20_000
 """Tasks remembered (for de-duplication and outcome updates); older ones are forgotten."""
@@ -238,14 +239,9 @@ class Aggregator:
             if event.status == "failed":
                 agent.failed_steps += 1
             if event.prompt_version:
-                prompt = self._prompts.get((event.agent, event.prompt_version))
-                if prompt is None:
-                    prompt = self._prompts[(event.agent, event.prompt_version)] = _PromptVersion(
-                        first_seen=at
-                    )
-                prompt.steps += 1
-                prompt.first_seen = min(prompt.first_seen, at)
-                prompt.last_seen = max(prompt.last_seen, at)
+                self._count_prompt(event.agent, event.prompt_version, at)
+            if event.adapter_version:
+                self._count_prompt(adapter_prompt(event.agent), event.adapter_version, at)
             if event.task_id is not None:
                 task = self._task(event.task_id, event.run_id, at)
                 if event.attempt is not None:
@@ -566,6 +562,15 @@ class Aggregator:
                 }
             )
         return rows
+
+    def _count_prompt(self, name: str, version: str, at: float) -> None:
+        """One more step that used `version` of `name` (an agent, or its adapter)."""
+        prompt = self._prompts.get((name, version))
+        if prompt is None:
+            prompt = self._prompts[(name, version)] = _PromptVersion(first_seen=at)
+        prompt.steps += 1
+        prompt.first_seen = min(prompt.first_seen, at)
+        prompt.last_seen = max(prompt.last_seen, at)
 
     def _prompt_rows(self) -> list[dict[str, Any]]:
         current: dict[str, tuple[float, str]] = {}

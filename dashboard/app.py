@@ -36,6 +36,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from dashboard.aggregates import Aggregator
 from dashboard.consumer import StartFrom, TelemetryReader
+from dashboard.learning import registry_view
 from foundation.settings import Settings
 from kafka_edges.config import topic_prefix as settings_topic_prefix
 
@@ -155,13 +156,16 @@ def create_router(
     kafka_config: Mapping[str, Any] | None = None,
     topic_prefix: str | None = None,
     start_from: StartFrom = "earliest",
+    learning_settings: Settings | None = None,
 ) -> DashboardRouter:
     """The dashboard's routes, with a lifespan that runs its Kafka reader.
 
     Routes (relative to where the router is included): `/` the page, `/api/snapshot` the
     aggregates as JSON, `/api/stream` the same as server-sent events (`event: snapshot`),
     `/api/task?task_id=...[&run_id=...]` a reported task's detail (its attempts, code, verdicts,
-    review and report), `/static/...` the page's assets, `/api/health` the reader's status.
+    review and report), `/api/learning` the learning rounds and adapters from the prompt registry
+    of `learning_settings` (default: the environment's), `/static/...` the page's assets,
+    `/api/health` the reader's status.
     `router.service` is the DashboardService (pass your own `service` to share or inspect it).
     """
     service = service or DashboardService(
@@ -204,6 +208,11 @@ def create_router(
         if detail is None:
             raise HTTPException(404, f"no report of task {task_id!r} (yet, or any more)")
         return Response(_dumps(detail), media_type="application/json")
+
+    @router.get("/api/learning", summary="Learning rounds and adapters, from the prompt registry")
+    async def learning() -> Response:
+        view = await anyio.to_thread.run_sync(registry_view, learning_settings or Settings())
+        return Response(_dumps(view), media_type="application/json")
 
     @router.get("/api/health", summary="Dashboard reader status")
     async def health() -> JSONResponse:

@@ -61,6 +61,7 @@ class TelemetryRecord(BaseModel):
     attempt: int | None = None
     status: str | None = None
     prompt_version: str | None = None
+    adapter_version: str | None = None
     next_node: str | None = None
     passed: bool | None = None
 

@@ -37,7 +37,7 @@ from kafka_edges.codec import (
 )
 from kafka_edges.dead_letters import DeadLetter
 from kafka_edges.reader import Record, read_topic
-from prompt_registry import system_prompt
+from prompt_registry import adapter_prompt, system_prompt
 
 Origin = Literal["worker", "in_process", "feed"]
 """Who published a transition: a NodeWorker (the distributed run: workers continue it), the
@@ -303,6 +303,8 @@ class TelemetryEvent(WireModel):
     attempt: int = Field(ge=0)
     status: str
     prompt_version: str | None = None
+    adapter_version: str | None = None
+    """The version of the agent's LoRA adapter (`<agent>.adapter`) the step used, if it has one."""
     next_node: str | None = None
 
     @classmethod
@@ -319,6 +321,7 @@ class TelemetryEvent(WireModel):
             attempt=len(state.attempts),
             status=state.status,
             prompt_version=state.prompt_versions.get(system_prompt(step.node)),
+            adapter_version=state.prompt_versions.get(adapter_prompt(step.node)),
             next_node=step.next_node,
         )
 

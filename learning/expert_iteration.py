@@ -15,6 +15,7 @@ Importing this module imports agent-lightning (several seconds): only learning c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import shutil
 import time
@@ -28,6 +29,7 @@ from typing import Any, Self
 from pydantic import SecretStr
 
 from foundation.settings import Settings
+from graph.context import MeshContext
 from graph.state import Task
 from learning.candidates import MeshEvaluator, TaskItem
 from learning.lightning import SharedMemoryExecutionStrategy, agl, to_agl_spans, tracer
@@ -40,6 +42,7 @@ from learning.lora_training import (
     train_adapter,
 )
 from learning.sft_data import Message, Sample, Selection, select_examples
+from llm.chat import make_chat_model
 from llm.engine_build import find_engine
 from llm.local_model import ensure_model
 from llm.local_server import LocalModelServer
@@ -330,11 +333,20 @@ class WeightsLearning:
         return self._base
 
     def propose(
-        self, sampler: MeshEvaluator, items: Sequence[TaskItem], active: str
+        self, evaluator: MeshEvaluator, items: Sequence[TaskItem], active: str
     ) -> tuple[str | None, dict[str, Any]]:
-        """One expert-iteration round sampling with adapter `active`: the new adapter's name
-        (its GGUF in the adapters folder), or None when no verified answer was found; and what
-        the round sampled, kept and cost."""
+        """One expert-iteration round with `evaluator`'s services, sampling at the options'
+        temperature with adapter `active`: the new adapter's name (its GGUF in the adapters
+        folder), or None when no verified answer was found; and what the round sampled, kept
+        and cost."""
+        hot = evaluator.services.settings.model_copy(
+            update={"llm_temperature": self.options.temperature}
+        )
+        sampler = MeshEvaluator(
+            dataclasses.replace(evaluator.services, settings=hot, llm=make_chat_model(hot)),
+            db=evaluator.db,
+            registry=evaluator.registry,
+        )
         name = f"consumer-{uuid.uuid4().hex[:8]}"
         work = self.folder / "training" / name
         algorithm = sample_round(
@@ -349,3 +361,8 @@ class WeightsLearning:
         converted = export_adapter(find_engine(self.settings.cache_dir), model, work, name)
         shutil.copyfile(converted, self.folder / converted.name)
         return name, detail
+
+    def serving(self, services: MeshContext) -> MeshContext:
+        """`services` pointed at the server restarted with every adapter learned so far."""
+        served = self.serve()
+        return dataclasses.replace(services, settings=served, llm=make_chat_model(served))

@@ -13,10 +13,10 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import SecretStr
 
@@ -29,7 +29,7 @@ from learning.candidates import MeshEvaluator, Score, TaskItem, item_key, text_l
 from learning.hygiene import training_leak
 from learning.significance import paired_gain_p
 from learning.skills import choose_exemplars, distill_rules
-from llm.chat import make_chat_model, resolve_provider
+from llm.chat import resolve_provider
 from llm.local_model import ensure_model, model_alias
 from llm.local_server import LocalModelServer
 from nodes.prompts import CONSUMER_ADAPTER, CONSUMER_RULES, SEED_PROMPTS, SKILLS
@@ -37,8 +37,6 @@ from prompt_registry.registry import PromptRegistry
 
 if TYPE_CHECKING:
     import openai
-
-    from learning.expert_iteration import WeightsLearning
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +65,17 @@ class OptimizerLLM:
         return openai.AsyncOpenAI(
             base_url=self.base_url, api_key=self.api_key, timeout=self.timeout_s, max_retries=1
         )
+
+
+class AdapterLearning(Protocol):
+    """What expert iteration needs (`learning.expert_iteration.WeightsLearning`): propose an
+    adapter trained from samples of the training items, and serve every adapter learned."""
+
+    def propose(
+        self, evaluator: MeshEvaluator, items: Sequence[TaskItem], active: str
+    ) -> tuple[str | None, dict[str, Any]]: ...
+
+    def serving(self, services: MeshContext) -> MeshContext: ...
 
 
 @dataclass
@@ -128,7 +137,7 @@ class Learner:
         arms: int = 3,
         seed: int = 0,
         alpha: float = 0.05,
-        weights: WeightsLearning | None = None,
+        weights: AdapterLearning | None = None,
     ) -> None:
         if not train or not val:
             raise ValueError("learning needs at least one training and one validation task")
@@ -420,26 +429,15 @@ class Learner:
                 "expert iteration trains the embedded model's weights: it needs --llm local"
             )
         active = self.registry.current(name)
-        base = self.validate(name, active.text)
-        services = self.evaluator.services
-        hot = services.settings.model_copy(
-            update={"llm_temperature": self.weights.options.temperature}
-        )
-        sampler = MeshEvaluator(
-            dataclasses.replace(services, settings=hot, llm=make_chat_model(hot)),
-            db=self.evaluator.db,
-            registry=self.registry,
-        )
-        adapter, detail = self.weights.propose(sampler, self.train, active.text)
+        adapter, detail = self.weights.propose(self.evaluator, self.train, active.text)
         if adapter is None:
+            base = self.validate(name, active.text)
             return RoundReport(
                 self.rounds_run, "expert-iteration", name, active.version, base, None, None,
                 "no-candidate", active.version, base, detail=detail,
             )  # fmt: skip
-        served = self.weights.serve()
-        self.evaluator.services = dataclasses.replace(
-            services, settings=served, llm=make_chat_model(served)
-        )
+        self.evaluator.services = self.weights.serving(self.evaluator.services)
+        base = self.validate(name, active.text)  # on the server the candidate is judged on
         sampling = detail["sampling"]
         note = (
             f"LoRA from {sampling['examples']} verified answers of {sampling['example_tasks']} "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from graph.context import MeshContext
-from prompt_registry import Prompt, system_prompt
+from prompt_registry import Prompt, adapter_prompt, system_prompt
 
 PRODUCER_SYSTEM = system_prompt("producer")
 CONSUMER_SYSTEM = system_prompt("consumer")
@@ -46,7 +46,7 @@ CONSUMER_RULES = "consumer.rules"
 CONSUMER_EXEMPLARS = "consumer.exemplars"
 """A skill: worked examples chosen from rewarded solutions of training tasks (empty: none yet)."""
 SKILLS = (CONSUMER_RULES, CONSUMER_EXEMPLARS)
-CONSUMER_ADAPTER = "consumer.adapter"
+CONSUMER_ADAPTER = adapter_prompt("consumer")
 """A skill in the weights: the name of the LoRA adapter the consumer's solutions are decoded
 with (one the model server loaded), learned from verified rollouts; empty: the base model."""
 

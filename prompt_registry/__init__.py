@@ -7,6 +7,7 @@ from prompt_registry.registry import (
     PromptRegistry,
     PromptVersion,
     RegistryError,
+    adapter_prompt,
     system_prompt,
 )
 
@@ -16,5 +17,6 @@ __all__ = [
     "PromptRegistry",
     "PromptVersion",
     "RegistryError",
+    "adapter_prompt",
     "system_prompt",
 ]

@@ -38,6 +38,12 @@ def system_prompt(agent: str) -> str:
     return f"{agent}.system"
 
 
+def adapter_prompt(agent: str) -> str:
+    """The name of the LoRA adapter an agent's answers are decoded with ("consumer" ->
+    "consumer.adapter"): a version's text names the adapter, empty for the base model."""
+    return f"{agent}.adapter"
+
+
 class RegistryError(ValueError):
     """An impossible registry operation (unknown version, nothing to roll back to, ...)."""
 

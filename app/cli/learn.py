@@ -39,6 +39,8 @@ from nodes.prompts import (
 from prompt_registry.registry import PromptRegistry
 
 Algorithm = Literal["apo", "bandit", "skills", "expert-iteration"]
+LearnAlgorithm = Literal["bandit", "expert-iteration"]
+"""What `aimesh run --learn-every` can run."""
 Policy = Literal["ucb1", "thompson"]
 
 if TYPE_CHECKING:
@@ -236,7 +238,16 @@ def _weights_endpoint(
     stack: contextlib.ExitStack, settings: Settings, options: LearnOptions
 ) -> tuple[Settings, None, WeightsLearning]:
     """For expert iteration: the embedded server with the learned adapters (restarted when one
-    more is learned), and what trains them. Only the embedded model's weights can be trained."""
+    more is learned), and what trains them."""
+    weights = expert_iteration_weights(stack, settings, samples=options.samples)
+    return weights.serve(), None, weights
+
+
+def expert_iteration_weights(
+    stack: contextlib.ExitStack, settings: Settings, samples: int = 4
+) -> WeightsLearning:
+    """What expert iteration trains and serves adapters with, its model server closed with
+    `stack`. Only the embedded model's weights can be trained."""
     if resolve_provider(settings) != "local":
         raise ExpertIterationNeedsLocalError(
             "expert iteration trains the embedded model's weights: use --llm local (or leave "
@@ -245,8 +256,7 @@ def _weights_endpoint(
     from learning.expert_iteration import AdapterHost, ExpertIterationOptions, WeightsLearning
 
     host = stack.enter_context(AdapterHost(settings))
-    weights = WeightsLearning(settings, host, ExpertIterationOptions(samples=options.samples))
-    return weights.serve(), None, weights
+    return WeightsLearning(settings, host, ExpertIterationOptions(samples=samples))
 
 
 class ExpertIterationNeedsLocalError(InfrastructureError):

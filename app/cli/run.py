@@ -23,6 +23,7 @@ from app.cli.common import (
     progress,
     settings_with,
 )
+from app.cli.learn import LearnAlgorithm, expert_iteration_weights
 from app.distributed import StartHooks, partitions_for, run_distributed, shared_llm_endpoint
 from app.services import build_context, recorded
 from foundation.errors import InfrastructureError
@@ -44,6 +45,7 @@ from learning.periodic import PeriodicOptimizer, learner_round
 from learning.rollouts import RolloutRecorder
 from llm.chat import check_llm
 from nodes import NODE_FUNCTIONS
+from nodes.prompts import CONSUMER_ADAPTER
 from nodes.supervisor import audit_batch
 
 
@@ -59,6 +61,7 @@ class RunOptions(BaseModel):
     distributed: bool = False
     workers: int = 1
     learn_every: int = 0
+    learn_algorithm: LearnAlgorithm = "bandit"
     concurrency: int | None = None
     data_dir: Path | None = None
 
@@ -92,8 +95,15 @@ def run(
         ),
     ] = 1,
     learn_every: Annotated[
-        int, typer.Option(min=0, help="run a bandit learning round every N reviewed tasks (0: off)")
+        int, typer.Option(min=0, help="run a learning round every N reviewed tasks (0: off)")
     ] = 0,
+    learn_algorithm: Annotated[
+        LearnAlgorithm,
+        typer.Option(
+            help="bandit (the consumer's prompt) or expert-iteration (a LoRA adapter of the "
+            "embedded model, trained on the loop's verified answers)"
+        ),
+    ] = "bandit",
     concurrency: Annotated[
         int | None,
         typer.Option(
@@ -111,6 +121,7 @@ def run(
     options = RunOptions(
         tasks=count, dataset=dataset, attempts=attempts, sandbox=sandbox, llm=llm, kafka=kafka,
         distributed=distributed, workers=workers, learn_every=learn_every,
+        learn_algorithm=learn_algorithm,
         concurrency=concurrency, data_dir=data_dir,
     )  # fmt: skip
     run_batch(options, resume)
@@ -179,7 +190,9 @@ def _in_process(
 ) -> tuple[str, list[TaskOutcome], str | None]:
     """Run the batch through the in-process graph: its id, outcomes and learning error."""
     context, recorder = recorded(build_context(settings))
-    sinks, optimizer = learning_sinks(context, recorder, options.learn_every)
+    sinks, optimizer = learning_sinks(
+        stack, context, recorder, options.learn_every, options.learn_algorithm
+    )
     if options.kafka:
         sinks.insert(0, stack.enter_context(KafkaEdgeSink(settings)))
     checkpointer = stack.enter_context(durable_checkpointer(settings))
@@ -249,14 +262,28 @@ def _print_results(outcomes: list[TaskOutcome], audit: BatchAudit) -> None:
 
 
 def learning_sinks(
-    context: MeshContext, recorder: RolloutRecorder, learn_every: int
+    stack: contextlib.ExitStack,
+    context: MeshContext,
+    recorder: RolloutRecorder,
+    learn_every: int,
+    algorithm: LearnAlgorithm = "bandit",
 ) -> tuple[list[EdgeSink], PeriodicOptimizer | None]:
     """The rollout recorder (every run, with rewards credited to the prompt versions used) and,
-    with `learn_every`, the periodic optimizer (also returned, to be awaited)."""
+    with `learn_every`, the periodic optimizer (also returned, to be awaited). Expert iteration
+    trains and judges its adapters on a model server of its own (closed with `stack`); the live
+    mesh's server takes a promoted adapter at its next start."""
     assert context.registry is not None
     if not learn_every:
         return [recorder], None
-    optimizer = PeriodicOptimizer(learn_every, learner_round(context, context.registry))
+    if algorithm == "expert-iteration":
+        weights = expert_iteration_weights(stack, context.settings)
+        round_function = learner_round(
+            context, context.registry, prompts=(CONSUMER_ADAPTER,), algorithm=algorithm,
+            learner_options={"weights": weights},
+        )  # fmt: skip
+    else:
+        round_function = learner_round(context, context.registry)
+    optimizer = PeriodicOptimizer(learn_every, round_function)
     return [recorder, optimizer], optimizer
 
 

@@ -227,10 +227,14 @@
     )), "no telemetry yet", 10);
   }
 
+  let adapters = {};  // consumer.adapter version -> the adapter it names (from api/learning)
+
   function renderPrompts(prompts) {
     fillTable("prompts", prompts.map((p) => el("tr", { "data-agent": p.agent, "data-version": p.version },
       el("td", { class: "mono", text: p.agent }),
-      el("td", { class: "mono" }, p.version, p.current ? el("span", { class: "current", text: " · in use" }) : null),
+      el("td", { class: "mono" }, p.version,
+        p.agent === "consumer.adapter" && adapters[p.version] ? " (" + adapters[p.version] + ")" : null,
+        p.current ? el("span", { class: "current", text: " · in use" }) : null),
       el("td", { class: "num", text: num.format(p.steps) }),
       el("td", { text: clock(p.last_seen) }),
     )), "no prompt versions reported", 4);
@@ -319,6 +323,34 @@
     setText("updated", "updated " + clock(snap.generated_at));
     document.body.dataset.version = String(snap.version);
   }
+
+  // ------------------------------------------------------------------ learning (api/learning)
+
+  const LEARNING_REFRESH_MS = 5000;
+
+  function renderLearning(view) {
+    adapters = view.adapters || {};
+    fillTable("learning", view.rounds.map((r) => el("tr", { "data-prompt": r.prompt, "data-version": r.version },
+      el("td", { text: clock(r.at) }),
+      el("td", { class: "mono", text: r.prompt }),
+      el("td", { class: "mono", text: r.version + (r.source ? " · " + r.source : "") }),
+      el("td", { class: "mono reason", text: r.text || "(none)" }),
+      el("td", {}, badge(r.decision === "promoted" ? "passed" : "failed", r.decision)),
+      el("td", { class: "reason", text: r.detail }),
+    )), "no learning rounds yet", 6);
+  }
+
+  async function refreshLearning() {
+    try {
+      const response = await fetch(new URL("api/learning", document.baseURI));
+      if (response.ok) renderLearning(await response.json());
+    } catch (err) {
+      console.error("dashboard: cannot read the learning rounds", err);
+    }
+  }
+
+  refreshLearning();
+  setInterval(refreshLearning, LEARNING_REFRESH_MS);
 
   // ------------------------------------------------------------------ task detail (#task=ID&run=RUN)
 

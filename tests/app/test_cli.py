@@ -325,6 +325,24 @@ def test_learn_names_the_model_that_answers(tmp_path: Path) -> None:
     assert "qwen" not in result.stdout
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["learn", "--algorithm", "expert-iteration", "--llm", "scripted"],
+        ["run", "-n", "1", "--learn-every", "1", "--learn-algorithm", "expert-iteration",
+         "--llm", "scripted", "--no-kafka"],
+    ],
+)  # fmt: skip
+def test_expert_iteration_without_the_embedded_model_is_one_line(
+    command: list[str], tmp_path: Path
+) -> None:
+    result = runner.invoke(app, [*command, "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert one_error_line(result).startswith(
+        "error: expert iteration trains the embedded model's weights"
+    )
+
+
 def test_run_with_learning_counts_only_the_rounds_that_ran() -> None:
     result = runner.invoke(
         app, ["run", "-n", "4", "--learn-every", "2", "--llm", "scripted", "--no-kafka"]

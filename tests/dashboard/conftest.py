@@ -104,6 +104,7 @@ def _run(
             attempt=1,
             status="done" if agent == "supervisor" else "solving",
             prompt_version=prompt_versions.get(agent),
+            adapter_version=prompt_versions.get(f"{agent}.adapter"),
             next_node=NEXT[agent],
         )
         for agent in AGENTS

@@ -80,7 +80,10 @@ def test_per_agent_latency_tokens_memory_and_prompt_versions(
                 latency_ms={"consumer": latency},
                 tokens={"consumer": 50 * (i + 1)},
                 memory_hits={"consumer": 2},
-                prompt_versions={"consumer": "consumer@v2" if i >= 2 else "consumer@v1"},
+                prompt_versions={
+                    "consumer": "consumer@v2" if i >= 2 else "consumer@v1",
+                    **({"consumer.adapter": "v1"} if i == 3 else {}),
+                },
                 at=NOW - timedelta(seconds=40 - i),
             ),
         )
@@ -97,6 +100,9 @@ def test_per_agent_latency_tokens_memory_and_prompt_versions(
     assert prompts[("consumer", "consumer@v1")]["steps"] == 2
     assert prompts[("consumer", "consumer@v2")]["current"] is True
     assert prompts[("consumer", "consumer@v1")]["current"] is False
+    # the adapter each consumer step used: only the last step had one
+    assert prompts[("consumer.adapter", "v1")]["steps"] == 1
+    assert prompts[("consumer.adapter", "v1")]["current"] is True
 
 
 def test_redelivered_messages_are_counted_once(agg: Aggregator, mesh_run: Callable) -> None:

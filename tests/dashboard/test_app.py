@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,10 @@ from fastapi.testclient import TestClient
 
 from dashboard.aggregates import Aggregator
 from dashboard.app import DashboardService, _snapshots, create_router, include_dashboard
+from foundation.settings import Settings
 from kafka_edges.codec import encode
+from nodes.prompts import CONSUMER_ADAPTER, SEED_PROMPTS
+from prompt_registry import PromptRegistry
 
 
 def test_router_mounts_under_a_prefix_with_its_lifespan(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,3 +112,32 @@ def test_task_detail_endpoint(
         assert client.get("/dashboard/api/task", params=other_run).status_code == 404
         missing = client.get("/dashboard/api/task", params={"task_id": "nope"})
         assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+
+
+def test_learning_endpoint_shows_rounds_decisions_and_adapters(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("AIMESH_KAFKA_BOOTSTRAP", raising=False)
+    settings = Settings(data_dir=tmp_path)
+    registry = PromptRegistry.for_settings(settings, SEED_PROMPTS)
+    good = registry.add_candidate(CONSUMER_ADAPTER, "consumer-r1", "v0", source="expert-iteration")
+    registry.promote(CONSUMER_ADAPTER, good.version, "validation reward 0.61 vs v0 0.52")
+    bad = registry.add_candidate(CONSUMER_ADAPTER, "consumer-r2", good.version)
+    registry.reject(CONSUMER_ADAPTER, bad.version, "validation reward 0.50 vs v1 0.61")
+    registry.db.close()
+    app = FastAPI()
+    include_dashboard(app, "/dashboard", create_router(learning_settings=settings))
+    with TestClient(app) as client:
+        view = client.get("/dashboard/api/learning").json()
+    decisions = [(r["version"], r["decision"], r["text"]) for r in view["rounds"]]
+    assert decisions == [
+        (bad.version, "rejected", "consumer-r2"),
+        (good.version, "promoted", "consumer-r1"),
+    ]
+    assert view["rounds"][1]["detail"] == "validation reward 0.61 vs v0 0.52"
+    assert view["active"][CONSUMER_ADAPTER] == good.version
+    assert view["adapters"] == {
+        "v0": "none",
+        good.version: "consumer-r1",
+        bad.version: "consumer-r2",
+    }

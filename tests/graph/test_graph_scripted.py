@@ -50,6 +50,7 @@ def test_a_task_goes_through_all_five_agents(scripted_services: MeshContext) -> 
         "consumer.system": "v1",
         "consumer.rules": "v0",  # the skills: none learned yet
         "consumer.exemplars": "v0",
+        "consumer.adapter": "v0",  # no adapter: the base model
         "reviewer.system": "v1",
     }
     assert final.tokens_used > 0
@@ -208,6 +209,9 @@ def test_telemetry_names_the_prompt_version_each_agent_used(scripted_services: M
         "reviewer": "v1",
         "supervisor": None,
     }
+    adapters = {s.node: TelemetryEvent.from_step(s).adapter_version for s in sink.steps}
+    assert adapters["consumer"] == "v0"  # the seed: no adapter, the base model
+    assert {adapters[n] for n in ("producer", "sandbox", "reviewer", "supervisor")} == {None}
 
 
 @pytest.mark.parametrize("strategy", ["resample", "repair"])

@@ -61,8 +61,10 @@ def test_each_run_is_one_rollout_with_spans_and_its_reward(
     assert trace.spans[-1].kind == "reward"
     assert trace.reward == outcomes[0].reward and trace.passed == outcomes[0].passed
     # the producer's task was solved at once: too easy to teach anything (see task_worth)
-    # the consumer's prompt and skills earn the mesh's reward
-    consumer = dict.fromkeys(("consumer.system", "consumer.rules", "consumer.exemplars"))
+    # the consumer's prompt, skills and adapter earn the mesh's reward
+    consumer = dict.fromkeys(
+        ("consumer.system", "consumer.rules", "consumer.exemplars", "consumer.adapter")
+    )
     assert trace.rewards == {**{k: outcomes[0].reward for k in consumer}, "producer.system": 0.5}
     assert trace.prompt_versions["consumer.system"] == "v1"
 
@@ -79,6 +81,7 @@ def test_each_run_is_one_rollout_with_spans_and_its_reward(
         ("consumer.system", "v1"),
         ("consumer.rules", "v0"),
         ("consumer.exemplars", "v0"),
+        ("consumer.adapter", "v0"),
         ("producer.system", "v2"),
     }
     v1 = registry.get("consumer.system", "v1")

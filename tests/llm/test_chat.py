@@ -10,6 +10,7 @@ import pytest
 from foundation.settings import Settings
 from llm import chat, local_server
 from llm.chat import model_label, request_extras
+from llm.lora import adapters_dir, learned_adapters
 
 
 def test_repeat_penalty_goes_to_self_hosted_models_only() -> None:
@@ -20,6 +21,34 @@ def test_repeat_penalty_goes_to_self_hosted_models_only() -> None:
     # OpenAI's own API refuses fields it does not know
     assert "repeat_penalty" not in request_extras(Settings(llm_repeat_penalty=1.0), "openai")
     assert "repeat_penalty" not in request_extras(Settings(llm_repeat_penalty=None), "local")
+
+
+def test_a_request_may_name_its_adapter_over_the_settings_one(tmp_path: Path) -> None:
+    loras = [tmp_path / "first.gguf", tmp_path / "second.gguf"]
+    settings = Settings(local_model_loras=loras, llm_adapter="first")
+    assert request_extras(settings, "local")["lora"] == [
+        {"id": 0, "scale": 1.0},
+        {"id": 1, "scale": 0.0},
+    ]
+    assert request_extras(settings, "local", "second")["lora"] == [
+        {"id": 0, "scale": 0.0},
+        {"id": 1, "scale": 1.0},
+    ]
+    with pytest.raises(ValueError, match="unknown adapter 'third'"):
+        request_extras(settings, "local", "third")
+
+
+def test_the_adapters_learned_in_the_data_dir_are_served_after_the_listed_ones(
+    tmp_path: Path,
+) -> None:
+    listed = tmp_path / "listed.gguf"
+    folder = adapters_dir(Settings(data_dir=tmp_path / "data"))
+    assert learned_adapters(Settings(data_dir=tmp_path / "data")) == []
+    folder.mkdir(parents=True)
+    for name in ("consumer-b", "consumer-a"):
+        (folder / f"{name}.gguf").write_bytes(b"GGUF")
+    settings = Settings(data_dir=tmp_path / "data", local_model_loras=[listed])
+    assert [p.stem for p in learned_adapters(settings)] == ["listed", "consumer-a", "consumer-b"]
 
 
 def test_repeat_penalty_none_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
