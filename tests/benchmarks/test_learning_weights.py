@@ -38,6 +38,8 @@ def test_the_report_pairs_each_adapter_with_the_base_and_judges_the_goal(tmp_pat
     assert difference["mcnemar_p"] < 0.05
     assert payload["goal"] == {"points": learning_weights.GOAL_POINTS, "met": True}
     assert payload["aa_control"]["test"]["difference"] == 0.0
+    moonshot = payload["moonshot"]  # against the stored 1.5B run, on the problems both ran
+    assert moonshot["n"] == moonshot["adapter"]["n"] == moonshot["qwen2.5-coder-1.5b"]["n"] > 0
     assert payload["rounds"][0]["sampling"] == {"round": 1, "samples": 8, "examples": 3}
     learning_weights.chart(payload, tmp_path / "chart.png")
     assert (tmp_path / "chart.png").stat().st_size > 0
