@@ -113,7 +113,10 @@ def run_all(run: ResumableRun, args: argparse.Namespace) -> None:
         for number in range(1, args.rounds + 1):
             folder = run.folder / "adapters" / f"r{number}"
             name = f"consumer-r{number}"
-            if not run.done(f"round/{number}"):
+            gguf = folder / f"{name}.gguf"
+            if not run.done(f"round/{number}") or not gguf.is_file():
+                # a run continued on another machine has the examples (committed rows), not the
+                # adapter files: it trains them again from the same examples
                 previous = adapters[-1].stem if adapters else ""
                 examples = _examples(run, number, host, adapters, previous, train, options)
                 host.close()  # training needs both cores
@@ -121,9 +124,10 @@ def run_all(run: ResumableRun, args: argparse.Namespace) -> None:
                     base.append(load_base(model))
                 training = train_adapter(examples, base[0], folder, options.lora)
                 export_adapter(engine, model, folder, name)
-                run.add(f"round/{number}", {"kind": "round", "round": number,
-                                            "training": training.as_dict()})  # fmt: skip
-            adapters.append(folder / f"{name}.gguf")
+                if not run.done(f"round/{number}"):
+                    run.add(f"round/{number}", {"kind": "round", "round": number,
+                                                "training": training.as_dict()})  # fmt: skip
+            adapters.append(gguf)
             arms = {name: name}
             if number == 1:
                 arms = {"base": "", "base-again": "", **arms}
@@ -183,16 +187,18 @@ def _evaluate(
     concurrency: int,
 ) -> None:
     """Greedy first attempt of every arm (an adapter name, "" for the base) on every evaluation
-    task, interleaved by task, `concurrency` graph runs at once; rows `eval/<arm>/<task id>`."""
+    task, `concurrency` graph runs at once, one arm after the other (requests naming different
+    adapters are decoded one at a time: interleaved arms ran at a third of the speed); rows
+    `eval/<arm>/<task id>`."""
     registry = _registry(served)
     evaluator = MeshEvaluator(
         build_context(served, use_memory=False), db=registry.db, registry=registry, attempts=1
     )
     jobs = [
         (split, arm, item)
+        for arm in arms  # llama-server batches only requests with the same adapters: arm by arm
         for split, tasks in evaluation.items()
         for item in task_items(tasks)
-        for arm in arms
         if not run.done(f"eval/{arm}/{item['task']['task_id']}")
     ]
 
