@@ -208,9 +208,18 @@ def _evaluate(
         trace = evaluator.run_one(item, {CONSUMER_ADAPTER: arms[arm]}, source=f"bench-{arm}")
         return split, arm, item, trace, time.perf_counter() - started
 
-    with progress() as bars, ThreadPoolExecutor(concurrency) as pool:
-        bar = bars.add_task(f"evaluating {', '.join(arms)}", total=len(jobs))
-        for split, arm, item, trace, seconds in pool.map(one, jobs):
+    pool = ThreadPoolExecutor(concurrency)
+    try:
+        _keep_rows(run, pool.map(one, jobs), len(jobs), arms)
+    finally:  # a stop (SIGTERM) drops the jobs not started instead of waiting for all of them
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _keep_rows(run: ResumableRun, done: Any, total: int, arms: dict[str, str]) -> None:
+    """Each finished evaluation as its row, with a progress bar."""
+    with progress() as bars:
+        bar = bars.add_task(f"evaluating {', '.join(arms)}", total=total)
+        for split, arm, item, trace, seconds in done:
             task_id = item["task"]["task_id"]
             run.add(f"eval/{arm}/{task_id}", {"kind": "eval", "split": split, "arm": arm,
                                               "task_id": task_id, "passed": trace.passed,
