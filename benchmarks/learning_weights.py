@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--top-layers", type=int, default=0, help="0: every layer")
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--learning-rate", type=float, default=2e-4)
+    parser.add_argument(
+        "--report-only", action="store_true", help="write the results from the stored rows"
+    )
     add_run_options(parser, "learning_weights")
     return parser.parse_args(argv)
 
@@ -250,9 +253,9 @@ def report(run: ResumableRun, _: None) -> dict[str, Any]:
         splits[split] = figures
     rounds = run.of_kind("round")
     samples = {r["round"]: r for r in run.of_kind("samples")}
-    adapters = [a for a in arms if a.startswith("consumer-")]
-    last = adapters[-1] if adapters else None
     test = splits.get("test", {}).get("against_base", {})
+    measured = [a for a in arms if a.startswith("consumer-") and a in test]
+    last = measured[-1] if measured else None  # the last adapter measured on the whole test split
     difference = test.get(last) if last else None
     eval_seconds = {a: round(sum(r["seconds"] for r in evals if r["arm"] == a), 1) for a in arms}
     return {
@@ -337,7 +340,9 @@ def chart(payload: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    payload, path = measure(args, lambda run: run_all(run, args), report)
+    payload, path = measure(
+        args, lambda run: None if args.report_only else run_all(run, args), report
+    )
     chart(payload, path.with_suffix(".png"))
     for split, figures in payload["splits"].items():
         line = ", ".join(f"{arm} {f['solved']}/{f['n']}" for arm, f in figures["arms"].items())

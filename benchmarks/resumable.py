@@ -133,6 +133,6 @@ def _now() -> str:
 
 def run_arguments(args: argparse.Namespace) -> dict[str, str]:
     """The arguments that define a run (what a resumed invocation must repeat): all but where
-    its folder and results go and whether to start over."""
-    ignored = {"fresh", "run_dir", "results_dir"}
+    its folder and results go, whether to start over, and whether to run at all."""
+    ignored = {"fresh", "run_dir", "results_dir", "report_only"}
     return {k: str(v) for k, v in vars(args).items() if k not in ignored}
