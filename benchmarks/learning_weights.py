@@ -90,9 +90,9 @@ def run_all(run: ResumableRun, args: argparse.Namespace) -> None:
     train = task_items(
         humaneval_split_tasks("train", args.train_humaneval) + produced[: args.train_produced]
     )
-    evaluation = {
-        "val": humaneval_split_tasks("val", args.val),
+    evaluation = {  # the test split first: the goal is judged on it
         "test": humaneval_split_tasks("test", args.test),
+        "val": humaneval_split_tasks("val", args.val),
         "produced": held,
     }
     options = ExpertIterationOptions(
