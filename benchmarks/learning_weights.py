@@ -30,9 +30,14 @@ from benchmarks.resumable import ResumableRun
 from foundation.settings import Settings
 from graph.state import Task
 from learning.candidates import MeshEvaluator, TaskItem, task_items
-from learning.expert_iteration import AdapterHost, ExpertIterationOptions, sample_round
+from learning.expert_iteration import (
+    AdapterHost,
+    ExpertIterationOptions,
+    RoundData,
+    sample_round,
+)
 from learning.lora_training import BaseModel, LoraOptions, export_adapter, load_base, train_adapter
-from learning.sft_data import Example
+from learning.sft_data import Example, Sample, select_examples
 from learning.splits import humaneval_split_tasks
 from llm.engine_build import find_engine
 from llm.local_model import ensure_model
@@ -148,9 +153,13 @@ def _examples(
     options: ExpertIterationOptions,
 ) -> list[Example]:
     """Round `number`'s training examples: sampled now (with adapter `previous`) and kept in
-    the run folder, or read back from an interrupted run."""
+    the run folder, or read back from an interrupted run. Each task's samples are kept as they
+    finish (rows `sampled/<round>/<task id>`): a round stopped mid-way samples only the rest."""
     key = f"samples/{number}"
     if not run.done(key):
+        prior = stored_samples(run, number)
+        sampled = {s.task.task_id for s in prior if s.task is not None}
+        todo = [item for item in train if item["task"]["task_id"] not in sampled]
         served = host.serve(adapters)
         sampler = MeshEvaluator(
             build_context(
@@ -161,13 +170,41 @@ def _examples(
             registry=_registry(served),
             attempts=1,
         )
-        algorithm = sample_round(sampler, train, previous, options)
-        assert algorithm.data is not None
+
+        def keep(samples: list[Sample]) -> None:
+            keep_samples(run, number, samples)
+
+        if todo:
+            data = sample_round(sampler, todo, previous, options, prior=prior, on_samples=keep).data
+        else:  # stopped after the last task's samples were kept
+            selection = select_examples(prior, held_out=options.held_out, per_task=options.per_task)
+            data = RoundData(prior, selection, 0.0)
+        assert data is not None
         run.add(key, {"kind": "samples", "round": number, "sampled_with": previous or "base",
-                      **algorithm.data.summary(),
-                      "examples_data": [asdict(e) for e in algorithm.data.selection.examples],
-                      "per_task_passes": _per_task(algorithm.data.samples)})  # fmt: skip
+                      **data.summary(),
+                      "examples_data": [asdict(e) for e in data.selection.examples],
+                      "per_task_passes": _per_task(data.samples)})  # fmt: skip
     return [Example(**e) for e in run.rows[key]["examples_data"]]
+
+
+def keep_samples(run: ResumableRun, number: int, samples: list[Sample]) -> None:
+    """One task's samples of round `number`, as the row `sampled/<round>/<task id>`."""
+    task = samples[0].task if samples else None
+    if task is not None:
+        rows = [{**asdict(s), "task": s.task.model_dump(mode="json") if s.task else None}
+                for s in samples]  # fmt: skip
+        run.add(f"sampled/{number}/{task.task_id}", {"kind": "sampled", "round": number,
+                                                     "samples": rows})  # fmt: skip
+
+
+def stored_samples(run: ResumableRun, number: int) -> list[Sample]:
+    """The samples an interrupted round `number` kept (`keep_samples`)."""
+    return [
+        Sample(**{**s, "task": Task.model_validate(s["task"]) if s["task"] else None})
+        for row in run.of_kind("sampled")
+        if row["round"] == number
+        for s in row["samples"]
+    ]
 
 
 def _per_task(samples: Sequence[Any]) -> dict[str, int]:

@@ -137,18 +137,25 @@ class ExpertIteration(agl.Algorithm):
     """The sampling and filtering half of a round, on agent-lightning's store: enqueue a rollout
     per training task with resource `consumer.adapter` (the adapter to sample with),
     wait for them, and turn the verified ones into SFT examples through the trainer's adapter
-    (`TraceToMessages`). `train` (when given) then trains on them in a worker thread."""
+    (`TraceToMessages`), together with the `prior` samples of an interrupted round (each task's
+    samples go to `on_samples` as soon as its rollout finishes, to be kept). `train` (when
+    given) then trains on them in a worker thread."""
 
     def __init__(
         self,
         adapter: str,
         options: ExpertIterationOptions,
         train: Callable[[Selection], TrainingReport] | None = None,
+        *,
+        prior: Sequence[Sample] = (),
+        on_samples: Callable[[list[Sample]], None] | None = None,
     ) -> None:
         super().__init__()
         self.adapter = adapter
         self.options = options
         self.train = train
+        self.prior = prior
+        self.on_samples = on_samples
         self.data: RoundData | None = None
         self.training: TrainingReport | None = None
 
@@ -166,8 +173,7 @@ class ExpertIteration(agl.Algorithm):
                 input=item, mode="train", resources_id=resources.resources_id
             )
             ids.append(rollout.rollout_id)
-        finished = await self._wait(store, ids)
-        samples = [s for rollout in finished for s in await self._samples(store, rollout)]
+        samples = list(self.prior) + await self._collect(store, ids)
         selection = select_examples(
             samples, held_out=self.options.held_out, per_task=self.options.per_task
         )
@@ -176,18 +182,25 @@ class ExpertIteration(agl.Algorithm):
         if self.train is not None and selection.examples:
             self.training = await asyncio.to_thread(self.train, selection)
 
-    async def _wait(self, store: Any, ids: list[str]) -> list[Any]:
-        """The rollouts once all have finished (or the timeout passed), with a progress bar."""
+    async def _collect(self, store: Any, ids: list[str]) -> list[Sample]:
+        """Every rollout's samples as it finishes (each task's handed to `on_samples` at once),
+        until all have finished or the timeout passed; with a progress bar."""
         from rich.progress import Progress
 
         deadline = time.monotonic() + self.options.rollout_timeout_s
+        collected: dict[str, list[Sample]] = {}
         with Progress(transient=True) as bars:
             bar = bars.add_task("expert iteration: sampling", total=len(ids))
             while True:
                 done = await store.wait_for_rollouts(rollout_ids=ids, timeout=0.0)
-                bars.update(bar, completed=len(done))
-                if len(done) == len(ids) or time.monotonic() > deadline:
-                    return list(done)
+                for rollout in done:
+                    if rollout.rollout_id not in collected:
+                        collected[rollout.rollout_id] = await self._samples(store, rollout)
+                        if self.on_samples is not None:
+                            self.on_samples(collected[rollout.rollout_id])
+                bars.update(bar, completed=len(collected))
+                if len(collected) == len(ids) or time.monotonic() > deadline:
+                    return [sample for samples in collected.values() for sample in samples]
                 await asyncio.sleep(1.0)
 
     async def _samples(self, store: Any, rollout: Any) -> list[Sample]:
@@ -231,11 +244,15 @@ def sample_round(
     adapter: str,
     options: ExpertIterationOptions,
     train: Callable[[Selection], TrainingReport] | None = None,
+    *,
+    prior: Sequence[Sample] = (),
+    on_samples: Callable[[list[Sample]], None] | None = None,
 ) -> ExpertIteration:
     """Run one expert-iteration round on agent-lightning's `Trainer` (shared-memory strategy,
     one runner): `sampler` runs each graph run (its services decode at `options.temperature`),
-    sampling with `adapter` ("" for the base model)."""
-    algorithm = ExpertIteration(adapter, options, train)
+    sampling with `adapter` ("" for the base model); `prior` and `on_samples` as
+    `ExpertIteration` takes them."""
+    algorithm = ExpertIteration(adapter, options, train, prior=prior, on_samples=on_samples)
     trace = tracer()
     trainer = agl.Trainer(
         algorithm=algorithm,

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from benchmarks import learning_weights
 from benchmarks.resumable import ResumableRun
+from graph.state import Task
+from learning.sft_data import Sample
 
 
 def _run(tmp_path: Path, test_passes: dict[str, list[bool]]) -> ResumableRun:
@@ -53,3 +55,16 @@ def test_a_gain_inside_the_noise_misses_the_goal(tmp_path: Path) -> None:
     assert payload["difference"]["pass_at_1"]["difference"] == 0.05
     assert payload["goal"]["met"] is False  # +5 points but McNemar p = 1.0
     assert payload["aa_control"] == {"test": None}
+
+
+def test_a_rounds_samples_kept_one_task_at_a_time_read_back_whole(tmp_path: Path) -> None:
+    run = ResumableRun(tmp_path / "run", {"rounds": "1"})
+    task = Task(
+        task_id="p1", statement="Add.", signature="def add(a, b)", entry_point="add", tests=[]
+    )
+    messages = [{"role": "user", "content": "Add."}, {"role": "assistant", "content": "def add"}]
+    samples = [Sample(f"r/{i}", task, messages, passed=i == 0, reward=0.5 * i) for i in range(2)]
+    learning_weights.keep_samples(run, 1, samples)
+    assert learning_weights.stored_samples(run, 2) == []
+    reopened = ResumableRun(tmp_path / "run", {"rounds": "1"})
+    assert learning_weights.stored_samples(reopened, 1) == samples

@@ -113,6 +113,21 @@ def test_the_algorithm_samples_k_answers_per_task_and_keeps_the_verified_ones(
         assert "def " in str(example.messages[-1]["content"])
 
 
+def test_a_stopped_round_keeps_each_tasks_samples_and_samples_only_the_rest(
+    evaluator: MeshEvaluator, catalogue: list[Task]
+) -> None:
+    produced = task_items([t.model_copy(update={"source": "producer"}) for t in catalogue[:3]])
+    options = ExpertIterationOptions(samples=2, per_task=1)
+    kept: list[list[Any]] = []
+    first = sample_round(evaluator, produced[:1], "", options, on_samples=kept.append)
+    assert [len(samples) for samples in kept] == [2]  # handed over as the task finished
+    rest = sample_round(evaluator, produced[1:], "", options, prior=kept[0])
+    assert first.data is not None and rest.data is not None
+    tasks = [s.task.task_id for s in rest.data.samples if s.task]
+    assert sorted(set(tasks)) == sorted(item["task"]["task_id"] for item in produced)
+    assert len(rest.data.samples) == 6
+
+
 def test_dataset_tasks_outside_the_train_split_never_become_examples(
     evaluator: MeshEvaluator, catalogue: list[Task]
 ) -> None:
