@@ -35,14 +35,14 @@ from learning.expert_iteration import (
     ExpertIterationOptions,
     RoundData,
     sample_round,
+    sampling_evaluator,
 )
 from learning.lora_training import BaseModel, LoraOptions, export_adapter, load_base, train_adapter
 from learning.sft_data import Example, Sample, select_examples
 from learning.splits import humaneval_split_tasks
 from llm.engine_build import find_engine
 from llm.local_model import ensure_model
-from nodes.prompts import CONSUMER_ADAPTER, SEED_PROMPTS
-from prompt_registry import PromptRegistry
+from nodes.prompts import CONSUMER_ADAPTER
 
 console = Console()
 PRODUCED = Path("benchmarks/data/produced_tasks_0.5b.jsonl")
@@ -161,15 +161,7 @@ def _examples(
         sampled = {s.task.task_id for s in prior if s.task is not None}
         todo = [item for item in train if item["task"]["task_id"] not in sampled]
         served = host.serve(adapters)
-        sampler = MeshEvaluator(
-            build_context(
-                served.model_copy(update={"llm_temperature": options.temperature}),
-                use_memory=False,
-            ),
-            db=_registry(served).db,
-            registry=_registry(served),
-            attempts=1,
-        )
+        sampler = sampling_evaluator(_evaluator(served), options.temperature)
 
         def keep(samples: list[Sample]) -> None:
             keep_samples(run, number, samples)
@@ -215,8 +207,12 @@ def _per_task(samples: Sequence[Any]) -> dict[str, int]:
     return counts
 
 
-def _registry(settings: Settings) -> PromptRegistry:
-    return PromptRegistry.for_settings(settings, SEED_PROMPTS)
+def _evaluator(served: Settings) -> MeshEvaluator:
+    """Greedy single attempts through the graph on the server `served` reaches, recorded in the
+    run folder's learning store."""
+    services = build_context(served, use_memory=False)
+    assert services.registry is not None
+    return MeshEvaluator(services, db=services.registry.db, registry=services.registry, attempts=1)
 
 
 def _evaluate(
@@ -230,10 +226,7 @@ def _evaluate(
     task, `concurrency` graph runs at once, one arm after the other (requests naming different
     adapters are decoded one at a time: interleaved arms ran at a third of the speed); rows
     `eval/<arm>/<task id>`."""
-    registry = _registry(served)
-    evaluator = MeshEvaluator(
-        build_context(served, use_memory=False), db=registry.db, registry=registry, attempts=1
-    )
+    evaluator = _evaluator(served)
     jobs = [
         (split, arm, item)
         for arm in arms  # llama-server batches only requests with the same adapters: arm by arm

@@ -276,6 +276,17 @@ def sample_round(
     return algorithm
 
 
+def sampling_evaluator(evaluator: MeshEvaluator, temperature: float) -> MeshEvaluator:
+    """An evaluator like `evaluator` (same services, store and registry) whose graph runs decode
+    at `temperature`, each run afresh (no outcome cache): the sampler of a round."""
+    hot = evaluator.services.settings.model_copy(update={"llm_temperature": temperature})
+    return MeshEvaluator(
+        dataclasses.replace(evaluator.services, settings=hot, llm=make_chat_model(hot)),
+        db=evaluator.db,
+        registry=evaluator.registry,
+    )
+
+
 def trainer_for(
     base: Callable[[], BaseModel], out_dir: Path, options: LoraOptions
 ) -> Callable[[Selection], TrainingReport]:
@@ -356,14 +367,7 @@ class WeightsLearning:
         temperature with adapter `active`: the new adapter's name (its GGUF in the adapters
         folder), or None when no verified answer was found; and what the round sampled, kept
         and cost."""
-        hot = evaluator.services.settings.model_copy(
-            update={"llm_temperature": self.options.temperature}
-        )
-        sampler = MeshEvaluator(
-            dataclasses.replace(evaluator.services, settings=hot, llm=make_chat_model(hot)),
-            db=evaluator.db,
-            registry=evaluator.registry,
-        )
+        sampler = sampling_evaluator(evaluator, self.options.temperature)
         name = f"consumer-{uuid.uuid4().hex[:8]}"
         work = self.folder / "training" / name
         algorithm = sample_round(
