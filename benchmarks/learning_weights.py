@@ -3,7 +3,10 @@ through the graph (round r with round r-1's adapter), keeps the verified ones, t
 adapter on the served weights and serves it per request; then greedy pass@1 of every adapter
 against the base on the same server in the same run, on HumanEval's validation and test splits
 and on produced tasks held out from training, paired (exact McNemar, bootstrap 95 % interval),
-with an A/A control (the base twice) that measures what concurrent decoding alone changes.
+with an A/A control (the base twice) that measures what concurrent decoding alone changes. Then
+the loop's pass@1 of every arm (`--loop-attempts` K: the honest evaluation's loop, public
+feedback only, at most K model calls, the answer submitted chosen without a hidden test), the
+base twice again as its A/A control (the loop's retries are sampled).
 
 Resumable: rows are kept per task, a round's examples once sampled, training by step.
 Writes benchmarks/results/learning_weights.json and its chart.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +32,7 @@ from benchmarks.common import rate_bars, saved_figure
 from benchmarks.paired_runs import add_run_options, measure, paired_rates, rate
 from benchmarks.resumable import ResumableRun
 from foundation.settings import Settings
-from graph.state import Task
+from graph.state import FeedbackMode, Task
 from learning.candidates import MeshEvaluator, TaskItem, task_items
 from learning.expert_iteration import (
     AdapterHost,
@@ -63,6 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--val", type=int, default=40)
     parser.add_argument("--test", type=int, default=84)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--loop-attempts", type=int, default=3, help="the loop's model calls per task (0: no loop)"
+    )
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--top-layers", type=int, default=0, help="0: every layer")
     parser.add_argument("--epochs", type=float, default=2.0)
@@ -141,6 +148,10 @@ def run_all(run: ResumableRun, args: argparse.Namespace) -> None:
                 arms = {"base": "", "base-again": "", **arms}
             served = host.serve(adapters)
             _evaluate(run, served, evaluation, arms, args.concurrency)
+        if args.loop_attempts:
+            arms = {"base": "", **{a.stem: a.stem for a in adapters}, "base-again": ""}
+            served = host.serve(adapters)
+            _evaluate(run, served, evaluation, arms, args.concurrency, args.loop_attempts)
 
 
 def _examples(
@@ -207,12 +218,16 @@ def _per_task(samples: Sequence[Any]) -> dict[str, int]:
     return counts
 
 
-def _evaluator(served: Settings) -> MeshEvaluator:
-    """Greedy single attempts through the graph on the server `served` reaches, recorded in the
-    run folder's learning store."""
+def _evaluator(served: Settings, attempts: int = 1) -> MeshEvaluator:
+    """Graph runs on the server `served` reaches, recorded in the run folder's learning store:
+    greedy single attempts, or the honest loop (public feedback) of at most `attempts` calls."""
     services = build_context(served, use_memory=False)
     assert services.registry is not None
-    return MeshEvaluator(services, db=services.registry.db, registry=services.registry, attempts=1)
+    registry = services.registry
+    feedback: FeedbackMode = "public" if attempts > 1 else "hidden_counts"
+    return MeshEvaluator(
+        services, db=registry.db, registry=registry, attempts=attempts, feedback=feedback
+    )
 
 
 def _evaluate(
@@ -221,18 +236,20 @@ def _evaluate(
     evaluation: dict[str, list[Task]],
     arms: dict[str, str],
     concurrency: int,
+    attempts: int = 1,
 ) -> None:
-    """Greedy first attempt of every arm (an adapter name, "" for the base) on every evaluation
-    task, `concurrency` graph runs at once, one arm after the other (requests naming different
-    adapters are decoded one at a time: interleaved arms ran at a third of the speed); rows
-    `eval/<arm>/<task id>`."""
-    evaluator = _evaluator(served)
+    """Greedy first attempt (or with `attempts` > 1 the loop) of every arm (an adapter name, ""
+    for the base) on every evaluation task, `concurrency` graph runs at once, one arm after the
+    other (requests naming different adapters are decoded one at a time: interleaved arms ran at
+    a third of the speed); rows `eval/<arm>/<task id>` (`loop/...`)."""
+    kind = "eval" if attempts == 1 else "loop"
+    evaluator = _evaluator(served, attempts)
     jobs = [
         (split, arm, item)
         for arm in arms  # llama-server batches only requests with the same adapters: arm by arm
         for split, tasks in evaluation.items()
         for item in task_items(tasks)
-        if not run.done(f"eval/{arm}/{item['task']['task_id']}")
+        if not run.done(f"{kind}/{arm}/{item['task']['task_id']}")
     ]
 
     def one(job: tuple[str, str, TaskItem]) -> tuple[str, str, TaskItem, Any, float]:
@@ -243,62 +260,41 @@ def _evaluate(
 
     pool = ThreadPoolExecutor(concurrency)
     try:
-        _keep_rows(run, pool.map(one, jobs), len(jobs), arms)
+        _keep_rows(run, kind, pool.map(one, jobs), len(jobs), arms)
     finally:  # a stop (SIGTERM) drops the jobs not started instead of waiting for all of them
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _keep_rows(run: ResumableRun, done: Any, total: int, arms: dict[str, str]) -> None:
-    """Each finished evaluation as its row, with a progress bar."""
+def _keep_rows(run: ResumableRun, kind: str, done: Any, total: int, arms: dict[str, str]) -> None:
+    """Each finished evaluation as its row of `kind`, with a progress bar."""
     with progress() as bars:
-        bar = bars.add_task(f"evaluating {', '.join(arms)}", total=total)
+        bar = bars.add_task(f"{kind}: {', '.join(arms)}", total=total)
         for split, arm, item, trace, seconds in done:
             task_id = item["task"]["task_id"]
-            run.add(f"eval/{arm}/{task_id}", {"kind": "eval", "split": split, "arm": arm,
-                                              "task_id": task_id, "passed": trace.passed,
-                                              "reward": trace.reward, "tokens": trace.tokens,
-                                              "seconds": round(seconds, 2)})  # fmt: skip
+            run.add(f"{kind}/{arm}/{task_id}", {"kind": kind, "split": split, "arm": arm,
+                                                "task_id": task_id, "passed": trace.passed,
+                                                "attempts": trace.attempts, "reward": trace.reward,
+                                                "tokens": trace.tokens,
+                                                "seconds": round(seconds, 2)})  # fmt: skip
             bars.update(bar, advance=1)
 
 
 def report(run: ResumableRun, _: None) -> dict[str, Any]:
     """Rates per split and arm, each adapter against the base (paired), the A/A control, the
-    cost of every round, and the goal on the test split."""
+    cost of every round, and the goal on the test split; the same for the loop."""
     evals = run.of_kind("eval")
-    arms = sorted({r["arm"] for r in evals}, key=lambda a: (a != "base", a != "base-again", a))
-    by = {(r["split"], r["arm"], r["task_id"]): bool(r["passed"]) for r in evals}
-    splits: dict[str, Any] = {}
-    for split in SPLITS:
-        ids = sorted({task for (s, _, task) in by if s == split})
-        if not ids:
-            continue
-        complete = [a for a in arms if all((split, a, t) in by for t in ids)]
-        figures: dict[str, Any] = {"n": len(ids), "arms": {}, "against_base": {}}
-        for arm in complete:
-            values = [by[(split, arm, t)] for t in ids]
-            figures["arms"][arm] = rate(values)
-            if arm != "base" and "base" in complete:
-                base = [by[(split, "base", t)] for t in ids]
-                figures["against_base"][arm] = paired_rates(base, values)
-        splits[split] = figures
+    by = _verdicts(evals)
+    splits = _splits(by)
     rounds = run.of_kind("round")
     samples = {r["round"]: r for r in run.of_kind("samples")}
-    test = splits.get("test", {}).get("against_base", {})
-    measured = [a for a in arms if a.startswith("consumer-") and a in test]
-    last = measured[-1] if measured else None  # the last adapter measured on the whole test split
-    difference = test.get(last) if last else None
-    eval_seconds = {a: round(sum(r["seconds"] for r in evals if r["arm"] == a), 1) for a in arms}
+    last, difference = _last_adapter(splits)
+    eval_seconds = _seconds(evals)
     return {
         "benchmark": "learning_weights",
         "title": "Expert iteration into LoRA adapters, qwen2.5-coder-0.5b, greedy pass@1",
         "arguments": run.manifest["arguments"],
         "rounds": [
-            {
-                "round": r["round"],
-                "sampling": _sampling(samples.get(r["round"], {})),
-                "training": r["training"],
-                "evaluation_seconds": eval_seconds.get(f"consumer-r{r['round']}"),
-            }
+            _round(r, samples.get(r["round"], {}), eval_seconds.get(f"consumer-r{r['round']}"))
             for r in rounds
         ],
         "splits": splits,
@@ -313,7 +309,89 @@ def report(run: ResumableRun, _: None) -> dict[str, Any]:
                 and difference["mcnemar_p"] < 0.05
             ),
         },
+        "loop": loop_report(run),
         **run.record(),
+    }
+
+
+def loop_report(run: ResumableRun) -> dict[str, Any] | None:
+    """The loop's pass@1 (public feedback, at most `loop_attempts` calls) of every arm, paired
+    against the base, its A/A control, and the calls it spent; None before any loop row."""
+    loops = run.of_kind("loop")
+    if not loops:
+        return None
+    splits = _splits(_verdicts(loops))
+    last, difference = _last_adapter(splits)
+    calls: dict[str, list[int]] = {}
+    for row in loops:
+        calls.setdefault(row["arm"], []).append(row["attempts"])
+    return {
+        "attempts": int(run.manifest["arguments"].get("loop_attempts", 0)),
+        "splits": splits,
+        "aa_control": {s: f["against_base"].get("base-again") for s, f in splits.items()},
+        "difference": {"pass_at_1": difference, "adapter": last},
+        "calls_per_task": {a: round(sum(c) / len(c), 2) for a, c in calls.items()},
+        "seconds": _seconds(loops),
+    }
+
+
+def _verdicts(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], bool]:
+    return {(r["split"], r["arm"], r["task_id"]): bool(r["passed"]) for r in rows}
+
+
+def _seconds(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Graph-run seconds per arm, summed over its tasks (runs overlapped: not wall time)."""
+    total: dict[str, float] = {}
+    for row in rows:
+        total[row["arm"]] = total.get(row["arm"], 0.0) + row["seconds"]
+    return {arm: round(seconds, 1) for arm, seconds in total.items()}
+
+
+def _splits(by: dict[tuple[str, str, str], bool]) -> dict[str, Any]:
+    """Per split: the rate of every arm that covered all its tasks, and each against the base."""
+    arms = sorted({a for (_, a, _) in by}, key=lambda a: (a != "base", a != "base-again", a))
+    splits: dict[str, Any] = {}
+    for split in SPLITS:
+        ids = sorted({task for (s, _, task) in by if s == split})
+        if not ids:
+            continue
+        complete = [a for a in arms if all((split, a, t) in by for t in ids)]
+        figures: dict[str, Any] = {"n": len(ids), "arms": {}, "against_base": {}}
+        for arm in complete:
+            values = [by[(split, arm, t)] for t in ids]
+            figures["arms"][arm] = rate(values)
+            if arm != "base" and "base" in complete:
+                base = [by[(split, "base", t)] for t in ids]
+                figures["against_base"][arm] = paired_rates(base, values)
+        splits[split] = figures
+    return splits
+
+
+def _last_adapter(splits: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+    """The last adapter measured on the whole test split, and its difference from the base."""
+    test = splits.get("test", {}).get("against_base", {})
+    measured = sorted(a for a in test if a.startswith("consumer-"))
+    last = measured[-1] if measured else None
+    return last, test.get(last) if last else None
+
+
+def _round(row: dict[str, Any], samples: dict[str, Any], seconds: float | None) -> dict[str, Any]:
+    """One round: its sampling, its training, and what it cost (wall hours of sampling and
+    training; CPU hours are those times all the cores of the machine that writes the report,
+    the one the run was on)."""
+    sampling, training = _sampling(samples), row["training"]
+    wall = (sampling.get("seconds", 0.0) + training.get("seconds", 0.0)) / 3600
+    return {
+        "round": row["round"],
+        "sampling": sampling,
+        "training": training,
+        "evaluation_seconds": seconds,
+        "cost": {
+            "wall_hours": round(wall, 2),
+            "cpu_hours": round(wall * (os.cpu_count() or 1), 2),
+            "examples": training.get("examples"),
+            "training_tokens": training.get("tokens"),
+        },
     }
 
 
@@ -345,27 +423,39 @@ def _sampling(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def chart(payload: dict[str, Any], path: Path) -> None:
-    """Greedy pass@1 of every arm on every split, with 95 % intervals."""
-    splits = [s for s in SPLITS if s in payload["splits"]]
-    arms = [a for a in payload["splits"][splits[0]]["arms"]] if splits else []
-    with saved_figure(path, figsize=(8, 4.4)) as (_, ax):
-        series = {
-            arm: [payload["splits"][s]["arms"][arm] for s in splits]
-            for arm in arms
-            if all(arm in payload["splits"][s]["arms"] for s in splits)
-        }
-        rate_bars(ax, [f"{s} (n={payload['splits'][s]['n']})" for s in splits], series)
-        ax.set_ylabel("greedy pass@1 (%)")
-        ax.set_ylim(0, 105)
-        d = payload["difference"]["pass_at_1"]
-        note = (
-            f"{payload['difference']['adapter']} - base on test: {100 * d['difference']:+.1f} "
-            f"points, McNemar p={d['mcnemar_p']:.3f}"
-            if d
-            else "no adapter evaluated yet"
-        )
-        ax.set_title(f"{payload['title']}\n{note}", fontsize=9)
+    """Greedy pass@1 of every arm on every split, with 95 % intervals; beside it the loop's."""
+    panels = [("greedy pass@1", payload)]
+    if payload.get("loop"):
+        panels.append((f"the loop's pass@1 (at most {payload['loop']['attempts']} calls)",
+                       payload["loop"]))  # fmt: skip
+    size = (8 * len(panels), 4.4)
+    with saved_figure(path, 1, len(panels), figsize=size, squeeze=False) as (fig, axes):
+        for ax, (label, figures) in zip(axes[0], panels, strict=True):
+            _panel(ax, label, figures)
+        fig.suptitle(payload["title"].split(",")[0] + ", qwen2.5-coder-0.5b", fontsize=10)
+
+
+def _panel(ax: Any, label: str, figures: dict[str, Any]) -> None:
+    splits = [s for s in SPLITS if s in figures["splits"]]
+    arms = list(figures["splits"][splits[0]]["arms"]) if splits else []
+    series = {
+        arm: [figures["splits"][s]["arms"][arm] for s in splits]
+        for arm in arms
+        if all(arm in figures["splits"][s]["arms"] for s in splits)
+    }
+    if series:
+        rate_bars(ax, [f"{s} (n={figures['splits'][s]['n']})" for s in splits], series)
         ax.legend(fontsize=8, loc="lower right")
+    ax.set_ylabel(f"{label} (%)")
+    ax.set_ylim(0, 105)
+    d = figures["difference"]["pass_at_1"]
+    note = (
+        f"{figures['difference']['adapter']} - base on test: {100 * d['difference']:+.1f} "
+        f"points, McNemar p={d['mcnemar_p']:.3f}"
+        if d
+        else "no adapter measured on the whole test split yet"
+    )
+    ax.set_title(f"{label}\n{note}", fontsize=9)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -378,6 +468,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         line = ", ".join(f"{arm} {f['solved']}/{f['n']}" for arm, f in figures["arms"].items())
         console.print(f"{split}: {line}")
     console.print(f"adapter - base on test: {payload['difference']}; goal {payload['goal']}")
+    if payload["loop"]:
+        for split, figures in payload["loop"]["splits"].items():
+            line = ", ".join(f"{arm} {f['solved']}/{f['n']}" for arm, f in figures["arms"].items())
+            console.print(f"loop, {split}: {line}")
     console.print(f"written {path} and its chart")
     return payload
 

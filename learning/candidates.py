@@ -23,7 +23,7 @@ from graph.builder import compile_mesh
 from graph.checkpoint import memory_checkpointer
 from graph.context import MeshContext
 from graph.runner import BatchRunner
-from graph.state import Task
+from graph.state import FeedbackMode, Task
 from learning.evaluation_cache import DurableCache
 from learning.rollouts import RolloutRecorder, RolloutTrace
 from learning.splits import humaneval_split_tasks
@@ -106,6 +106,8 @@ class MeshEvaluator:
         registry: source of the base prompts (its active versions) and of version labels; the
             rewards of runs that used a registered version are added to its statistics.
         attempts: consumer attempts per task.
+        feedback: what a retry is told and what ends the loop (`graph.state.FeedbackMode`):
+            `public` is the honest evaluation's loop (nothing hidden reaches the model).
         cache: reuse the outcome of an identical (prompts, task) run instead of re-running it; only
             sound with a deterministic LLM (temperature 0 or the scripted double).
         cache_path: with `cache`, also keep every outcome in this file and replay the ones it
@@ -119,6 +121,7 @@ class MeshEvaluator:
         db: LearningDB,
         registry: PromptRegistry,
         attempts: int = 1,
+        feedback: FeedbackMode = "hidden_counts",
         cache: bool = False,
         on_rollout: Callable[[RolloutTrace], None] | None = None,
         cache_path: Path | None = None,
@@ -127,6 +130,7 @@ class MeshEvaluator:
         self.db = db
         self.registry = registry
         self.attempts = attempts
+        self.feedback = feedback
         self.cache = cache
         self.on_rollout = on_rollout
         self.runs = 0
@@ -162,7 +166,9 @@ class MeshEvaluator:
             batch_id=f"{source}-{uuid.uuid4().hex[:8]}",
         )
         task = Task.model_validate(item["task"]) if item.get("task") else None
-        runner.run_task(int(item["index"]), task, max_attempts=self.attempts)
+        runner.run_task(
+            int(item["index"]), task, max_attempts=self.attempts, feedback=self.feedback
+        )
         if not recorder.finished:
             raise RuntimeError(f"the graph run of {item_key(item)} did not reach the supervisor")
         trace = recorder.finished[-1]

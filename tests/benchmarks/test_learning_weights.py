@@ -12,17 +12,18 @@ from graph.state import Task
 from learning.sft_data import Sample
 
 
-def _run(tmp_path: Path, test_passes: dict[str, list[bool]]) -> ResumableRun:
-    run = ResumableRun(tmp_path / "run", {"rounds": "1"})
+def _run(tmp_path: Path, test_passes: dict[str, list[bool]], kind: str = "eval") -> ResumableRun:
+    run = ResumableRun(tmp_path / "run", {"rounds": "1", "loop_attempts": "3"})
     run.add("samples/1", {"kind": "samples", "round": 1, "samples": 8, "examples": 3,
                           "examples_data": [], "per_task_passes": {}})  # fmt: skip
     run.add("round/1", {"kind": "round", "round": 1, "training": {"steps": 2, "seconds": 9.0}})
     for arm, passes in test_passes.items():
         for number, passed in enumerate(passes):
             task = f"HumanEval-{number}"
-            run.add(f"eval/{arm}/{task}", {"kind": "eval", "split": "test", "arm": arm,
-                                           "task_id": task, "passed": passed, "reward": 0.5,
-                                           "tokens": 10, "seconds": 1.0})  # fmt: skip
+            run.add(f"{kind}/{arm}/{task}", {"kind": kind, "split": "test", "arm": arm,
+                                             "task_id": task, "passed": passed, "reward": 0.5,
+                                             "attempts": 1 if passed else 3, "tokens": 10,
+                                             "seconds": 1.0})  # fmt: skip
     return run
 
 
@@ -43,6 +44,7 @@ def test_the_report_pairs_each_adapter_with_the_base_and_judges_the_goal(tmp_pat
     moonshot = payload["moonshot"]  # against the stored 1.5B run, on the problems both ran
     assert moonshot["n"] == moonshot["adapter"]["n"] == moonshot["qwen2.5-coder-1.5b"]["n"] > 0
     assert payload["rounds"][0]["sampling"] == {"round": 1, "samples": 8, "examples": 3}
+    assert payload["loop"] is None  # no loop row yet
     learning_weights.chart(payload, tmp_path / "chart.png")
     assert (tmp_path / "chart.png").stat().st_size > 0
 
@@ -68,3 +70,23 @@ def test_a_rounds_samples_kept_one_task_at_a_time_read_back_whole(tmp_path: Path
     assert learning_weights.stored_samples(run, 2) == []
     reopened = ResumableRun(tmp_path / "run", {"rounds": "1"})
     assert learning_weights.stored_samples(reopened, 1) == samples
+
+
+def test_the_loop_is_reported_beside_greedy_with_its_own_control_and_calls(
+    tmp_path: Path,
+) -> None:
+    base = [True] * 12 + [False] * 8
+    worse = [True] * 9 + [False] * 11
+    run = _run(tmp_path, {"base": base, "base-again": base, "consumer-r2": worse}, kind="loop")
+    payload = learning_weights.report(run, None)
+    assert payload["splits"] == {} and payload["difference"]["pass_at_1"] is None
+    loop = payload["loop"]
+    assert loop["attempts"] == 3
+    assert loop["splits"]["test"]["arms"]["consumer-r2"]["solved"] == 9
+    assert loop["difference"]["adapter"] == "consumer-r2"
+    assert loop["difference"]["pass_at_1"]["difference"] == -0.15
+    assert loop["aa_control"]["test"]["difference"] == 0.0
+    assert loop["calls_per_task"] == {"base": 1.8, "base-again": 1.8, "consumer-r2": 2.1}
+    assert payload["rounds"][0]["cost"]["wall_hours"] == 0.0
+    learning_weights.chart(payload, tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").stat().st_size > 0
