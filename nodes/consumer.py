@@ -5,6 +5,7 @@ every retry is a blind sample for them to choose from."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +36,7 @@ def consumer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
     task = state.task
     if task is None:
         raise ValueError("consumer needs a task")
-    system, versions = prompts.consumer_system(context)
+    setup = prompts.consumer_system(context)
     recall = context.memory.recall(task.statement) if context.memory is not None else None
     experience = recall.to_prompt() if recall is not None else ""
     request = prompts.consumer_request(task.statement, task.signature, task.entry_point, experience)
@@ -47,19 +48,19 @@ def consumer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
     ):
         # nothing public to check an answer with: CodeT's tests will choose among K blind
         # attempts, so the tests and all K attempts are asked for at once
-        blind_messages = [SystemMessage(system), HumanMessage(request)]
-        update = _tests_and_attempts(context, task, blind_messages, state.max_attempts)
+        blind_messages = [SystemMessage(setup.system), HumanMessage(request)]
+        update = _tests_and_attempts(context, task, blind_messages, state.max_attempts, setup)
         return {
             **update,
             "memory_hits": recall.hits if recall is not None else 0,
             "status": "solving",
-            "prompt_versions": versions,
+            "prompt_versions": setup.versions,
         }
     last = next((a for a in reversed(state.attempts) if a.execution), None)
     blind = bool(state.written_tests)  # a retry is one more blind sample for CodeT's choice
     if last is not None and context.settings.retry_strategy == "resample" and not blind:
         request = f"{request}\n{prompts.consumer_resample(last.feedback(state.feedback))}"
-    messages: list[BaseMessage] = [SystemMessage(system), HumanMessage(request)]
+    messages: list[BaseMessage] = [SystemMessage(setup.system), HumanMessage(request)]
     if context.settings.retry_strategy == "repair" and not blind:
         # Each failed attempt becomes a turn: the code the model wrote, then the sandbox's verdict.
         for previous in state.attempts:
@@ -68,25 +69,31 @@ def consumer(state: MeshState, runtime: Runtime[MeshContext]) -> dict[str, Any]:
                     AIMessage(f"```python\n{previous.code}\n```"),
                     HumanMessage(prompts.consumer_retry(previous.feedback(state.feedback))),
                 ]
-    attempt = _draw(context, task, messages, len(state.attempts) + 1)
+    attempt = _draw(context, task, messages, len(state.attempts) + 1, setup.adapter)
     return {
         "attempts": [attempt],
         "tokens_used": attempt.tokens,
         "memory_hits": recall.hits if recall is not None else 0,
         "status": "solving",
-        "prompt_versions": versions,
+        "prompt_versions": setup.versions,
     }
 
 
 def _tests_and_attempts(
-    context: MeshContext, task: Task, messages: list[BaseMessage], k: int
+    context: MeshContext,
+    task: Task,
+    messages: list[BaseMessage],
+    k: int,
+    setup: prompts.ConsumerSetup,
 ) -> dict[str, Any]:
     """CodeT's test-writing call and k blind attempts (the first greedy, the others sampled),
     all in flight at once: the model server decodes them together in its parallel slots."""
 
     with ThreadPoolExecutor(max_workers=k + 1) as pool:
         tests = pool.submit(written_tests, context, task)
-        attempts = list(pool.map(lambda n: _draw(context, task, messages, n), range(1, k + 1)))
+        attempts = list(
+            pool.map(lambda n: _draw(context, task, messages, n, setup.adapter), range(1, k + 1))
+        )
         tests_written, tests_tokens = tests.result()
     return {
         "written_tests": tests_written,
@@ -95,10 +102,12 @@ def _tests_and_attempts(
     }
 
 
-def _draw(context: MeshContext, task: Task, messages: list[BaseMessage], number: int) -> Attempt:
-    """Attempt `number`: the first greedy; a retry samples more freely (at the first attempt's
-    temperature it tends to repeat itself)."""
-    llm = solver(context, RETRY_TEMPERATURE if number > 1 else None)
+def _draw(
+    context: MeshContext, task: Task, messages: list[BaseMessage], number: int, adapter: str
+) -> Attempt:
+    """Attempt `number`, decoded with `adapter`: the first greedy; a retry samples more freely
+    (at the first attempt's temperature it tends to repeat itself)."""
+    llm = solver(context, adapter, RETRY_TEMPERATURE if number > 1 else None)
     started = time.perf_counter()
     reply = ask(llm, messages)
     return Attempt(
@@ -111,22 +120,25 @@ def _draw(context: MeshContext, task: Task, messages: list[BaseMessage], number:
 
 
 def solver(
-    context: MeshContext, temperature: float | None = None
+    context: MeshContext, adapter: str, temperature: float | None = None
 ) -> Runnable[LanguageModelInput, Any]:
-    """The chat model solutions are decoded with: the context's, with the learned adapter
-    (`consumer.adapter`, when one is active) applied per request, at `temperature` when given.
+    """The chat model solutions are decoded with: the context's, with the learned `adapter`
+    (`consumer.adapter`'s text; "" for none) applied per request, at `temperature` when given.
     An adapter this process's server did not load (one promoted while it runs, or a model
     without adapters such as the scripted double) is not applied: the base model answers."""
     llm: Runnable[LanguageModelInput, Any] = context.llm
-    adapter = prompts.current(context, prompts.CONSUMER_ADAPTER).text.strip()
     if adapter and adapter in context.settings.adapter_names:
         provider = resolve_provider(context.settings)
         llm = llm.bind(extra_body=request_extras(context.settings, provider, adapter))
     elif adapter:
-        log.warning(
-            "adapter %s is not loaded by this model server: the base model answers", adapter
-        )
+        _warn_not_loaded(adapter)
     return llm if temperature is None else llm.bind(temperature=temperature)
+
+
+@functools.cache
+def _warn_not_loaded(adapter: str) -> None:
+    """Once per process and adapter: every solution call would otherwise repeat it."""
+    log.warning("adapter %s is not loaded by this model server: the base model answers", adapter)
 
 
 def blind_sample(
@@ -135,13 +147,13 @@ def blind_sample(
     """One answer to the task's first request, with no feedback and no memory: (code, the
     model's raw reply, tokens). `completion`: the model card's harness shape (the function's
     header and docstring to complete) instead of our restated request."""
-    system, _versions = prompts.consumer_system(context)
+    setup = prompts.consumer_system(context)
     if completion:
         messages: list[BaseMessage] = [HumanMessage(prompts.consumer_completion(task.statement))]
     else:
         request = prompts.consumer_request(task.statement, task.signature, task.entry_point)
-        messages = [SystemMessage(system), HumanMessage(request)]
-    reply = ask(solver(context, temperature), messages)
+        messages = [SystemMessage(setup.system), HumanMessage(request)]
+    reply = ask(solver(context, setup.adapter, temperature), messages)
     code = prepare_solution(reply.text, task.entry_point, context_source=task.statement)
     return code, reply.text, reply.tokens
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from graph.context import MeshContext
 from prompt_registry import Prompt, adapter_prompt, system_prompt
 
@@ -180,14 +182,24 @@ def current(context: MeshContext, name: str) -> Prompt:
     return context.prompt(name, SEED_PROMPTS)
 
 
-def consumer_system(context: MeshContext) -> tuple[str, dict[str, str]]:
+@dataclass(frozen=True)
+class ConsumerSetup:
+    """What the consumer's solutions are asked with, read once per step: the system text, the
+    LoRA adapter that decodes them ("" for the base model) and the version of each part."""
+
+    system: str
+    adapter: str
+    versions: dict[str, str]
+
+
+def consumer_system(context: MeshContext) -> ConsumerSetup:
     """The consumer's system text: its prompt, then the skills learned so far (rules, worked
-    examples); and the version of each part and of its adapter, for the run's record."""
+    examples); its adapter; and the version of each part, for the run's record."""
     parts = [current(context, name) for name in (CONSUMER_SYSTEM, *SKILLS, CONSUMER_ADAPTER)]
-    system, rules, exemplars, _adapter = parts
+    system, rules, exemplars, adapter = parts
     text = system.text
     if rules.text.strip():
         text += f"\n\nRules learned from earlier mistakes:\n{rules.text.strip()}"
     if exemplars.text.strip():
         text += f"\n\nExamples of solutions that were judged correct:\n{exemplars.text.strip()}"
-    return text, {part.name: part.version for part in parts}
+    return ConsumerSetup(text, adapter.text.strip(), {part.name: part.version for part in parts})

@@ -27,7 +27,7 @@ from learning.expert_iteration import ExpertIterationOptions, sample_round
 from learning.learner import Learner
 from llm.scripted import ScriptedChatModel
 from nodes.consumer import solver
-from nodes.prompts import CONSUMER_ADAPTER, CONSUMER_SYSTEM, SEED_PROMPTS
+from nodes.prompts import CONSUMER_ADAPTER, CONSUMER_SYSTEM, SEED_PROMPTS, consumer_system
 from prompt_registry import Prompt
 from prompt_registry.registry import PromptRegistry
 
@@ -152,12 +152,12 @@ def test_a_better_adapter_is_promoted_and_reaches_the_consumers_requests(
     assert registry.current(CONSUMER_ADAPTER).text == "good"
     live = dataclasses.replace(adapter_services, prompts=None, registry=registry)
     AdapterSensitiveChatModel.applied.clear()
-    solver(live).invoke("hello")
+    solver(live, consumer_system(live).adapter).invoke("hello")
     assert AdapterSensitiveChatModel.applied == ["good"]
     registry.rollback(CONSUMER_ADAPTER, "test rollback")
     assert registry.current(CONSUMER_ADAPTER).text == ""
     AdapterSensitiveChatModel.applied.clear()
-    solver(live).invoke("hello")
+    solver(live, consumer_system(live).adapter).invoke("hello")
     assert AdapterSensitiveChatModel.applied == [None]
 
 
@@ -199,6 +199,7 @@ def test_an_adapter_the_server_did_not_load_leaves_the_base_model_answering(
     prompts = {**SEED_PROMPTS, CONSUMER_ADAPTER: Prompt(CONSUMER_ADAPTER, "v9", "consumer-unknown")}
     context = dataclasses.replace(adapter_services, prompts=prompts)
     AdapterSensitiveChatModel.applied.clear()
-    solver(context).invoke("hello")
-    assert AdapterSensitiveChatModel.applied == [None]
-    assert "consumer-unknown is not loaded" in caplog.text
+    solver(context, consumer_system(context).adapter).invoke("hello")
+    solver(context, "consumer-unknown").invoke("hello")
+    assert AdapterSensitiveChatModel.applied == [None, None]
+    assert caplog.text.count("consumer-unknown is not loaded") == 1  # said once, not per call
