@@ -36,7 +36,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from dashboard.aggregates import Aggregator
 from dashboard.consumer import StartFrom, TelemetryReader
-from dashboard.learning import registry_view
+from dashboard.learning import RegistryReader
 from foundation.settings import Settings
 from kafka_edges.config import topic_prefix as settings_topic_prefix
 
@@ -142,11 +142,21 @@ def _static_file(path: str) -> Path:
 
 
 class DashboardRouter(APIRouter):
-    """An APIRouter that knows its DashboardService (`router.service`)."""
+    """An APIRouter that knows its DashboardService (`router.service`); its lifespan runs the
+    service's reader and closes the learning registry it reads from."""
 
-    def __init__(self, service: DashboardService) -> None:
-        super().__init__(lifespan=service.lifespan)
+    def __init__(self, service: DashboardService, learning: RegistryReader) -> None:
+        super().__init__(lifespan=self._lifespan)
         self.service = service
+        self.learning = learning
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        try:
+            async with self.service.lifespan(app):
+                yield
+        finally:
+            await asyncio.to_thread(self.learning.close)
 
 
 def create_router(
@@ -171,7 +181,7 @@ def create_router(
     service = service or DashboardService(
         bootstrap, kafka_config=kafka_config, topic_prefix=topic_prefix, start_from=start_from
     )
-    router = DashboardRouter(service)
+    router = DashboardRouter(service, RegistryReader(learning_settings or Settings()))
     index_template = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
 
     @router.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -211,7 +221,7 @@ def create_router(
 
     @router.get("/api/learning", summary="Learning rounds and adapters, from the prompt registry")
     async def learning() -> Response:
-        view = await anyio.to_thread.run_sync(registry_view, learning_settings or Settings())
+        view = await anyio.to_thread.run_sync(router.learning.view)
         return Response(_dumps(view), media_type="application/json")
 
     @router.get("/api/health", summary="Dashboard reader status")

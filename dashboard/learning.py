@@ -4,6 +4,7 @@ each `consumer.adapter` version names (the consumer's steps report the version t
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from foundation.settings import Settings
@@ -43,14 +44,34 @@ def learning_view(registry: PromptRegistry, limit: int = 30) -> dict[str, Any]:
     return {"rounds": rounds[:limit], "active": active, "adapters": adapters}
 
 
-def registry_view(settings: Settings) -> dict[str, Any]:
+class RegistryReader:
     """`learning_view` of the registry the settings name (the data dir's, or the mesh's
-    database)."""
-    registry = PromptRegistry.for_settings(settings, SEED_PROMPTS)
-    try:
-        return learning_view(registry)
-    finally:
-        registry.db.close()
+    database), opened on the first read and kept for the next ones (the page polls it); a read
+    that fails closes it, so the next one opens it afresh (a restarted database, a moved file)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._registry: PromptRegistry | None = None
+        self._lock = threading.Lock()
+
+    def view(self) -> dict[str, Any]:
+        with self._lock:
+            if self._registry is None:
+                self._registry = PromptRegistry.for_settings(self.settings, SEED_PROMPTS)
+            try:
+                return learning_view(self._registry)
+            except Exception:
+                self._close()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._registry is not None:
+            self._registry.db.close()
+            self._registry = None
 
 
 def _label(text: str, width: int = 80) -> str:

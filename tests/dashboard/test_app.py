@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from dashboard.aggregates import Aggregator
 from dashboard.app import DashboardService, _snapshots, create_router, include_dashboard
+from dashboard.learning import RegistryReader
 from foundation.settings import Settings
 from kafka_edges.codec import encode
 from nodes.prompts import CONSUMER_ADAPTER, SEED_PROMPTS
@@ -141,3 +142,24 @@ def test_learning_endpoint_shows_rounds_decisions_and_adapters(
         good.version: "consumer-r1",
         bad.version: "consumer-r2",
     }
+
+
+def test_the_learning_view_keeps_its_registry_between_polls_and_reopens_after_a_failure(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    opened: list[PromptRegistry] = []
+    real = PromptRegistry.for_settings
+
+    def counting(settings: Settings, seeds: Any) -> PromptRegistry:
+        opened.append(real(settings, seeds))
+        return opened[-1]
+
+    monkeypatch.setattr(PromptRegistry, "for_settings", counting)
+    reader = RegistryReader(Settings(data_dir=tmp_path))
+    first, second = reader.view(), reader.view()
+    assert first == second and len(opened) == 1  # one registry for every poll
+    opened[0].db.close()  # the store goes away under it: that read fails, the next reopens
+    with pytest.raises(Exception, match="closed"):
+        reader.view()
+    assert reader.view() == first and len(opened) == 2
+    reader.close()
