@@ -1,10 +1,13 @@
 """A frozen stream of the loop's own produced tasks, for benchmarks whose arms must see the same
 work: the real producer node (with memory, which names one of the least covered categories in
 each request, so categories recur across the stream) is asked until `--count` tasks are
-accepted. Every request's result is appended to the JSONL file at once, so the same command
-continues an interrupted generation; `load_stream` reads the accepted tasks back.
+accepted, `--concurrency` requests at once (the model server decodes them in its parallel
+slots), by the local model `--model` (the 1.5B writes harder tasks than the 0.5B). Every
+request's result is appended to the JSONL file as it finishes, so the same command continues an
+interrupted generation; `load_stream` reads the accepted tasks back.
 
     .venv/bin/python -m benchmarks.task_stream [--count 72] [--out FILE] [--llm scripted]
+        [--concurrency 4] [--model 1.5b]
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import argparse
 import json
 import time
 from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -61,24 +65,34 @@ def request(services: MeshContext, index: int) -> dict[str, Any]:
     }
 
 
-def generate(settings: Settings, out: Path, count: int, *, use_memory: bool = True) -> None:
-    """Ask the producer until `out` holds `count` accepted tasks (continuing the file)."""
+def generate(
+    settings: Settings, out: Path, count: int, *, use_memory: bool = True, concurrency: int = 1
+) -> None:
+    """Ask the producer, `concurrency` requests in flight, until `out` holds `count` accepted
+    tasks (continuing the file; the requests in flight when the count is reached are kept too)."""
     rows = [json.loads(line) for line in out.open() if line.strip()] if out.exists() else []
     accepted = sum(r["accepted"] for r in rows)
     services = build_context(settings, use_memory=use_memory)
     out.parent.mkdir(parents=True, exist_ok=True)
+    pool = ThreadPoolExecutor(concurrency)
+    in_flight: set[Future[dict[str, Any]]] = set()
+    index = len(rows)
     try:
         with progress() as bars:
             bar = bars.add_task("accepted tasks", total=count, completed=accepted)
-            index = len(rows)
-            while accepted < count:
-                row = request(services, index)
-                with out.open("a") as handle:
-                    handle.write(json.dumps(row) + "\n")
-                accepted += row["accepted"]
-                index += 1
-                bars.update(bar, completed=accepted, description=f"{index} requests")
-    finally:
+            while accepted < count or in_flight:
+                while accepted < count and len(in_flight) < concurrency:
+                    in_flight.add(pool.submit(request, services, index))
+                    index += 1
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    row = future.result()
+                    with out.open("a") as handle:
+                        handle.write(json.dumps(row) + "\n")
+                    accepted += row["accepted"]
+                    bars.update(bar, completed=accepted, description=f"{index} requests")
+    finally:  # a stop (SIGTERM) drops the requests not started instead of waiting for them
+        pool.shutdown(wait=False, cancel_futures=True)
         if services.memory is not None:
             services.memory.close()
 
@@ -96,11 +110,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base-url", default=None, help="an OpenAI-compatible endpoint")
     parser.add_argument("--no-memory", action="store_true", help="a producer blind to coverage")
     parser.add_argument("--data-dir", type=Path, default=RUNS_DIR / "task_stream")
+    parser.add_argument("--concurrency", type=int, default=1, help="producer requests at once")
+    parser.add_argument("--model", default=None, help="the local model: 0.5b, 1.5b or a GGUF")
     args = parser.parse_args(argv)
     stop_on_sigterm()
-    settings = Settings(**llm_overrides(args.llm, args.base_url), data_dir=args.data_dir)
+    model = {"local_model": args.model} if args.model else {}
+    settings = Settings(**llm_overrides(args.llm, args.base_url), data_dir=args.data_dir, **model)
     with readable_failures():
-        generate(settings, args.out, args.count, use_memory=not args.no_memory)
+        generate(
+            settings,
+            args.out,
+            args.count,
+            use_memory=not args.no_memory,
+            concurrency=args.concurrency,
+        )
     console.print(f"{args.out}: {len(load_stream(args.out))} tasks, {categories(args.out)}")
 
 

@@ -53,6 +53,16 @@ def test_a_stream_is_frozen_and_generation_continues(tmp_path: Path, stream: Pat
     assert again[:4] == lines[:4] and len(again) == 5  # one more request, the rest kept
 
 
+def test_concurrent_generation_keeps_every_request_once(tmp_path: Path) -> None:
+    path = tmp_path / "stream.jsonl"
+    settings = Settings(llm="scripted", data_dir=tmp_path / "data")
+    generate(settings, path, 5, use_memory=False, concurrency=3)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert sorted(r["request"] for r in rows) == list(range(len(rows)))  # each index once
+    assert 5 <= sum(r["accepted"] for r in rows) <= 5 + 2  # those in flight at the count kept
+    assert len(load_stream(path)) == sum(r["accepted"] for r in rows)
+
+
 def test_memory_recurring_pairs_the_arms_and_resumes(tmp_path: Path, stream: Path) -> None:
     argv = ["--llm", "scripted", "--stream", str(stream), "--limit", "3",
             "--run-dir", str(tmp_path / "run"), "--results-dir", str(tmp_path)]  # fmt: skip
