@@ -239,15 +239,15 @@ def _evaluate(
     attempts: int = 1,
 ) -> None:
     """Greedy first attempt (or with `attempts` > 1 the loop) of every arm (an adapter name, ""
-    for the base) on every evaluation task, `concurrency` graph runs at once, one arm after the
-    other (requests naming different adapters are decoded one at a time: interleaved arms ran at
-    a third of the speed); rows `eval/<arm>/<task id>` (`loop/...`)."""
+    for the base) on every evaluation task, `concurrency` graph runs at once; split by split, in
+    each one arm after the other (requests naming different adapters are decoded one at a time:
+    interleaved arms ran at a third of the speed); rows `eval/<arm>/<task id>` (`loop/...`)."""
     kind = "eval" if attempts == 1 else "loop"
     evaluator = _evaluator(served, attempts)
-    jobs = [
+    jobs = [  # split by split (the test split first: a stopped run has every arm on it)
         (split, arm, item)
-        for arm in arms  # llama-server batches only requests with the same adapters: arm by arm
         for split, tasks in evaluation.items()
+        for arm in arms  # llama-server batches only requests with the same adapters: arm by arm
         for item in task_items(tasks)
         if not run.done(f"{kind}/{arm}/{item['task']['task_id']}")
     ]
