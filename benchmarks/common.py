@@ -187,10 +187,15 @@ def tree_of(ref: str, into: Path) -> Path:
     return into
 
 
-def rate_bars(ax: Any, groups: list[str], series: dict[str, list[dict[str, Any]]]) -> None:
+def rate_bars(
+    ax: Any,
+    groups: list[str],
+    series: dict[str, list[dict[str, Any]]],
+    colors: dict[str, str] | None = None,
+) -> None:
     """Grouped bars of rates in % with their 95 % intervals as error bars: a group per name in
     `groups`, in each a bar per series (its `rate` dicts, one per group, as
-    `benchmarks.paired_runs.rate` makes them)."""
+    `benchmarks.paired_runs.rate` makes them), coloured by `colors` (series -> colour) if given."""
     width = 0.8 / len(series)
     for number, (label, figures) in enumerate(series.items()):
         rates = [100 * f["rate"] for f in figures]
@@ -198,6 +203,7 @@ def rate_bars(ax: Any, groups: list[str], series: dict[str, list[dict[str, Any]]
         high = [100 * f["ci95"][1] - r for r, f in zip(rates, figures, strict=True)]
         offset = (number - (len(series) - 1) / 2) * width
         places = [x + offset for x in range(len(groups))]
-        bars = ax.bar(places, rates, width, yerr=[low, high], capsize=4, label=label)
+        color = (colors or {}).get(label)
+        bars = ax.bar(places, rates, width, yerr=[low, high], capsize=4, label=label, color=color)
         ax.bar_label(bars, fmt="%.1f", fontsize=8)
     ax.set_xticks(range(len(groups)), groups)

@@ -53,6 +53,8 @@ PRODUCED = Path("benchmarks/data/produced_tasks_0.5b.jsonl")
 GOAL_POINTS = 0.04
 REFERENCE_1_5B = Path("benchmarks/results/humaneval_protocol_1.5b.json")
 SPLITS = ("val", "test", "produced")
+ARM_COLORS = {"base": "C0", "base-again": "C1", "consumer-r1": "C2", "consumer-r2": "C3"}
+"""One colour per arm in both panels of the chart (later rounds take matplotlib's cycle)."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -444,7 +446,8 @@ def _panel(ax: Any, label: str, figures: dict[str, Any]) -> None:
         if all(arm in figures["splits"][s]["arms"] for s in splits)
     }
     if series:
-        rate_bars(ax, [f"{s} (n={figures['splits'][s]['n']})" for s in splits], series)
+        groups = [f"{s} (n={figures['splits'][s]['n']})" for s in splits]
+        rate_bars(ax, groups, series, ARM_COLORS)
         ax.legend(fontsize=8, loc="lower right")
     ax.set_ylabel(f"{label} (%)")
     ax.set_ylim(0, 105)
