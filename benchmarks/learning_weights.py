@@ -286,10 +286,10 @@ def report(run: ResumableRun, _: None) -> dict[str, Any]:
     cost of every round, and the goal on the test split; the same for the loop."""
     evals = run.of_kind("eval")
     by = _verdicts(evals)
-    splits = _splits(by)
+    compared = _compared(by)
+    last, difference = compared["difference"]["adapter"], compared["difference"]["pass_at_1"]
     rounds = run.of_kind("round")
     samples = {r["round"]: r for r in run.of_kind("samples")}
-    last, difference = _last_adapter(splits)
     eval_seconds = _seconds(evals)
     return {
         "benchmark": "learning_weights",
@@ -299,9 +299,7 @@ def report(run: ResumableRun, _: None) -> dict[str, Any]:
             _round(r, samples.get(r["round"], {}), eval_seconds.get(f"consumer-r{r['round']}"))
             for r in rounds
         ],
-        "splits": splits,
-        "aa_control": {s: f["against_base"].get("base-again") for s, f in splits.items()},
-        "difference": {"pass_at_1": difference, "adapter": last},
+        **compared,
         "moonshot": moonshot(by, last),
         "goal": {
             "points": GOAL_POINTS,
@@ -322,18 +320,26 @@ def loop_report(run: ResumableRun) -> dict[str, Any] | None:
     loops = run.of_kind("loop")
     if not loops:
         return None
-    splits = _splits(_verdicts(loops))
-    last, difference = _last_adapter(splits)
     calls: dict[str, list[int]] = {}
     for row in loops:
         calls.setdefault(row["arm"], []).append(row["attempts"])
     return {
         "attempts": int(run.manifest["arguments"].get("loop_attempts", 0)),
+        **_compared(_verdicts(loops)),
+        "calls_per_task": {a: round(sum(c) / len(c), 2) for a, c in calls.items()},
+        "seconds": _seconds(loops),
+    }
+
+
+def _compared(by: dict[tuple[str, str, str], bool]) -> dict[str, Any]:
+    """Rates per split and arm with each arm against the base, the A/A control (the base
+    again), and the last adapter measured on the whole test split against the base."""
+    splits = _splits(by)
+    last, difference = _last_adapter(splits)
+    return {
         "splits": splits,
         "aa_control": {s: f["against_base"].get("base-again") for s, f in splits.items()},
         "difference": {"pass_at_1": difference, "adapter": last},
-        "calls_per_task": {a: round(sum(c) / len(c), 2) for a, c in calls.items()},
-        "seconds": _seconds(loops),
     }
 
 
