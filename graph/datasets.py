@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from graph.state import Task
+from sandbox.python_ast import parse as parse_python
 
 
 class DatasetError(ValueError):
@@ -94,7 +95,7 @@ def docstring_examples(prompt: str, entry_point: str) -> list[str]:
             continue
         test = f"assert {source} == {want}"
         try:
-            ast.parse(test)
+            parse_python(test)
         except SyntaxError:
             continue
         tests.append(test)
@@ -104,7 +105,7 @@ def docstring_examples(prompt: str, entry_point: str) -> list[str]:
 def split_check(test_code: str, entry_point: str) -> tuple[str, list[str]]:
     """Module-level setup and one test per assert inside `check(candidate)`."""
     try:
-        module = ast.parse(test_code)
+        module = parse_python(test_code)
     except SyntaxError as exc:
         raise DatasetError(f"test code does not parse: {exc.msg}") from exc
     setup: list[str] = []
@@ -132,7 +133,7 @@ def split_check(test_code: str, entry_point: str) -> tuple[str, list[str]]:
 
 def _signature(prompt: str, entry_point: str) -> str:
     try:
-        module = ast.parse(prompt)
+        module = parse_python(prompt)
     except SyntaxError:
         return f"def {entry_point}(...)"
     for node in module.body:

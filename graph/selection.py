@@ -9,6 +9,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sandbox.python_ast import parse as parse_python
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -26,7 +28,7 @@ def normalised(code: str) -> str:
     """The code's syntax tree without formatting and comments (the raw text if it does not
     parse): equal for candidates that differ only in layout."""
     try:
-        return ast.dump(ast.parse(code))
+        return ast.dump(parse_python(code))
     except SyntaxError:
         return code.strip()
 

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from graph.state import Task
+from sandbox.python_ast import parse as parse_python
 
 MIN_NAME_LENGTH = 5
 """Function names shorter than this without an underscore (`add`, `sort`) are common words."""
@@ -46,7 +47,7 @@ def _distinctive_literals(test: str) -> Iterable[str]:
     """Literals of a test a general instruction would not contain: strings of 4+ characters,
     numbers of 3+ digits, and collections of 2+ items."""
     try:
-        tree = ast.parse(test)
+        tree = parse_python(test)
     except SyntaxError:
         return
     for node in ast.walk(tree):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import re
 
+from sandbox.python_ast import parse as parse_python
+
 _FENCE = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", re.DOTALL)
 _NAMED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
@@ -39,13 +41,13 @@ def assert_calls(text: str, entry_point: str, limit: int) -> list[str]:
 def _statements(block: str) -> list[ast.stmt]:
     """The block's top-level statements; if it does not parse, those of each line that does."""
     try:
-        return ast.parse(block).body
+        return parse_python(block).body
     except SyntaxError:
         pass
     statements: list[ast.stmt] = []
     for line in block.splitlines():
         try:
-            statements += ast.parse(line.strip()).body
+            statements += parse_python(line.strip()).body
         except SyntaxError:
             continue
     return statements
@@ -71,7 +73,7 @@ def strip_self_tests(code: str) -> str:
     returned unchanged so that the sandbox reports the real syntax error.
     """
     try:
-        tree = ast.parse(code)
+        tree = parse_python(code)
     except SyntaxError:
         return code
     kept = [node for node in tree.body if _is_definition(node)]
@@ -113,7 +115,7 @@ def with_typing_imports(code: str) -> str:
     """The code with `from typing import ...` for the typing names it uses without importing or
     defining them (a small model writes `List[int]` and forgets the import)."""
     try:
-        tree = ast.parse(code)
+        tree = parse_python(code)
     except SyntaxError:
         return code
     bound = {
@@ -132,7 +134,7 @@ def context_preamble(source: str, code: str, entry_point: str | None) -> str:
     """What `code` needs from the task's own source (e.g. a HumanEval prompt): its imports and the
     helper definitions it does not define itself (never the entry point)."""
     try:
-        given, written = ast.parse(source).body, ast.parse(code).body
+        given, written = parse_python(source).body, parse_python(code).body
     except SyntaxError:
         return ""
     defined = {n.name for n in written if isinstance(n, _NAMED)}

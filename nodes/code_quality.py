@@ -8,6 +8,8 @@ import subprocess
 
 from ruff.__main__ import find_ruff_bin
 
+from sandbox.python_ast import parse as parse_python
+
 _LINT_RULES = "E,F,W,B,SIM,C901,N"
 _RISKY_MODULES = {
     "socket", "subprocess", "requests", "urllib", "http", "ftplib", "smtplib", "ctypes",
@@ -33,7 +35,7 @@ def lint_findings(code: str) -> list[str]:
 def signature_adherence(code: str, signature: str, entry_point: str) -> tuple[float, str | None]:
     """1.0 when the function exists with the required parameters, 0.5 when it differs, else 0."""
     try:
-        tree = ast.parse(code)
+        tree = parse_python(code)
     except SyntaxError as exc:
         return 0.0, f"does not parse: {exc.msg}"
     functions = {
@@ -51,7 +53,7 @@ def signature_adherence(code: str, signature: str, entry_point: str) -> tuple[fl
 def _parameter_names(signature: str) -> list[str] | None:
     source = signature.strip().rstrip(":")
     try:
-        tree = ast.parse(f"{source}:\n    pass")
+        tree = parse_python(f"{source}:\n    pass")
     except SyntaxError:
         return None
     node = tree.body[0]
@@ -61,7 +63,7 @@ def _parameter_names(signature: str) -> list[str] | None:
 def risky_operations(code: str) -> list[str]:
     """Imports and calls that a pure function should not need (network, processes, files, eval)."""
     try:
-        tree = ast.parse(code)
+        tree = parse_python(code)
     except SyntaxError:
         return []
     found: list[str] = []

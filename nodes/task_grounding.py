@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from graph.state import Task
 from sandbox import ExecutionResult
+from sandbox.python_ast import parse as parse_python
 
 
 class TaskRejected(ValueError):
@@ -137,7 +138,7 @@ def _expect(call: str, result: ProbeResult) -> str:
 def _checked_call(test: str, names: set[str]) -> str | None:
     """The source of the one call-bearing expression an assert checks, if it has that shape."""
     try:
-        tree = ast.parse(test)
+        tree = parse_python(test)
     except SyntaxError:
         return None
     if len(tree.body) != 1 or not isinstance(statement := tree.body[0], ast.Assert):

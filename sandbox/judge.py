@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from sandbox.python_ast import parse as parse_python
+
 SUBJECT: Final = "candidate"
 NOT_RUN: Final = "NotRun"  # the error type of a call the sandbox never evaluated
 MESSAGE_LIMIT = 1000
@@ -125,7 +127,7 @@ class Plan:
 def setup_names(setup: str) -> frozenset[str]:
     """Every name the setup code may bind (anywhere in it: an over-estimate is the safe side)."""
     try:
-        module = ast.parse(setup)
+        module = parse_python(setup)
     except SyntaxError:
         return frozenset()
     names: set[str] = set()
@@ -142,7 +144,7 @@ def setup_names(setup: str) -> frozenset[str]:
 def split(test: str, *, entry_point: str | None, setup: frozenset[str] = frozenset()) -> Plan:
     """The plan for one test; raises Unsplittable when the host cannot judge it on its own."""
     try:
-        body = ast.parse(test).body
+        body = parse_python(test).body
     except SyntaxError as exc:
         raise Unsplittable(f"syntax error: {exc.msg}") from None
     if not body or not isinstance(last := body[-1], ast.Assert):
@@ -342,7 +344,7 @@ class _Splitter:
         if reads & (self.derived | self.opaque):
             raise Unsplittable("a call reads a value computed by another call, or an import")
         self.call_reads |= reads & self.pure.keys()
-        renamed = _Renamer(self.aliases).visit(ast.parse(ast.unparse(node), mode="eval"))
+        renamed = _Renamer(self.aliases).visit(parse_python(ast.unparse(node), mode="eval"))
         self.calls.append(ast.unparse(renamed))
         return Slot(len(self.calls) - 1)
 
