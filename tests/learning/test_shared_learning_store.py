@@ -64,16 +64,16 @@ settings = Settings(
 )
 context, recorder = recorded(build_context(settings, use_memory=False))
 runner = BatchRunner(compile_mesh(NODE_FUNCTIONS, memory_checkpointer(), edge_sink=recorder), context)
-def step(index):
-    runner.run_task(index)
+def step(index, run_id):
+    runner.run_task(index, run_id=run_id)
     state = runner.state_of(index)
     print(state.task.task_id, state.prompt_versions[CONSUMER_SYSTEM], flush=True)
 for index in range(first, first + 3):
-    step(index)
+    step(index, f"task-{index}")
 print("ready", flush=True)
 while not go.exists():
     time.sleep(0.1)
-step(first + 3)
+step(first + 3, f"after-{first}")
 """
 
 
@@ -81,7 +81,9 @@ step(first + 3)
 def hosts(postgres_url: str, tmp_path: Path) -> Iterator[tuple[list[subprocess.Popen[str]], Path]]:
     """Two host processes, each with its own data dir, sharing only the database: each runs
     three tasks (host A the catalogue's first three, host B the next three), says `ready`, and
-    runs one more task once the `go` file exists."""
+    runs one more task once the `go` file exists. The six tasks' ids are fixed, so the learner's
+    hash split is too: merge_intervals, add and palindrome train; reverse_words, to_roman and fib
+    (two of them tricky for the seed prompt) validate."""
     go = tmp_path / "go"
     started = [
         subprocess.Popen(
