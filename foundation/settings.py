@@ -106,7 +106,18 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = None
     llm_max_tokens: int = 768
     llm_temperature: float = 0.2
-    llm_timeout_s: float = 300.0
+    llm_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="how long one model call may take once sent (waiting for an in-flight place "
+        "does not count)",
+    )
+    llm_max_in_flight: int | None = Field(
+        None,
+        ge=1,
+        description="requests this process keeps open to the LLM at once; more wait their turn. "
+        "unset: the embedded model's slots (local_model_parallel), no limit for an endpoint",
+    )
     llm_repeat_penalty: float | None = Field(
         1.0,
         ge=0.0,

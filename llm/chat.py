@@ -12,6 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
@@ -120,15 +121,43 @@ def make_chat_model(settings: Settings) -> BaseChatModel:
         base_url = settings.llm_base_url
         secret = settings.llm_api_key
         api_key = secret.get_secret_value() if secret else os.environ.get("OPENAI_API_KEY", "none")
+    in_flight = max_in_flight(settings, provider)
     return ChatOpenAI(
         model=model_label(settings),
         base_url=base_url,
         api_key=api_key,
         temperature=settings.llm_temperature,
-        timeout=settings.llm_timeout_s,
+        # the wait for an in-flight place (the pool) has no limit: the call's time starts once sent
+        timeout=httpx.Timeout(settings.llm_timeout_s, pool=None),
         max_retries=1,
         extra_body=request_extras(settings, provider),
+        http_client=None if in_flight is None else _limited_client(base_url, in_flight),
     )
+
+
+def max_in_flight(settings: Settings, provider: str) -> int | None:
+    """How many requests this process keeps open to the model at once: `llm_max_in_flight`, else
+    the embedded server's slots; none (no limit) for an endpoint not given one."""
+    if settings.llm_max_in_flight is not None:
+        return settings.llm_max_in_flight
+    return settings.local_model_parallel if provider == "local" else None
+
+
+_clients_lock = threading.Lock()
+_clients: dict[tuple[str | None, int], httpx.Client] = {}
+"""One HTTP client per endpoint and limit, shared by every chat model of the process."""
+
+
+def _limited_client(base_url: str | None, in_flight: int) -> httpx.Client:
+    """The process's HTTP client for `base_url` with at most `in_flight` connections open: with
+    HTTP/1.1 that is requests in flight, and the others wait for a connection, not on a server
+    queue where their timeout would run (a server with 4 slots answers only 4 at once anyway)."""
+    key = (base_url, in_flight)
+    with _clients_lock:
+        if key not in _clients:
+            limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+            _clients[key] = httpx.Client(limits=limits)
+        return _clients[key]
 
 
 def request_extras(settings: Settings, provider: str, adapter: str | None = None) -> dict[str, Any]:
