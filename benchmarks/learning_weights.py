@@ -53,7 +53,6 @@ PRODUCED = Path("benchmarks/data/produced_tasks_0.5b.jsonl")
 GOAL_POINTS = 0.04
 REFERENCE_1_5B = Path("benchmarks/results/humaneval_protocol_1.5b.json")
 SPLITS = ("val", "test", "produced")
-ARM_COLORS = {"base": "C0", "base-again": "C1", "consumer-r1": "C2", "consumer-r2": "C3"}
 """One colour per arm in both panels of the chart (later rounds take matplotlib's cycle)."""
 
 
@@ -355,9 +354,14 @@ def _seconds(rows: list[dict[str, Any]]) -> dict[str, float]:
     return {arm: round(seconds, 1) for arm, seconds in total.items()}
 
 
+def _arm_order(arm: str) -> tuple[bool, bool, str]:
+    """Arms in order: the base, the base again, then the adapters by name."""
+    return (arm != "base", arm != "base-again", arm)
+
+
 def _splits(by: dict[tuple[str, str, str], bool]) -> dict[str, Any]:
     """Per split: the rate of every arm that covered all its tasks, and each against the base."""
-    arms = sorted({a for (_, a, _) in by}, key=lambda a: (a != "base", a != "base-again", a))
+    arms = sorted({a for (_, a, _) in by}, key=_arm_order)
     splits: dict[str, Any] = {}
     for split in SPLITS:
         ids = sorted({task for (s, _, task) in by if s == split})
@@ -436,14 +440,16 @@ def chart(payload: dict[str, Any], path: Path) -> None:
     if payload.get("loop"):
         panels.append((f"the loop's pass@1 (at most {payload['loop']['attempts']} calls)",
                        payload["loop"]))  # fmt: skip
+    arms = {arm for _, f in panels for split in f["splits"].values() for arm in split["arms"]}
+    colors = {arm: f"C{i}" for i, arm in enumerate(sorted(arms, key=_arm_order))}
     size = (8 * len(panels), 4.4)
     with saved_figure(path, 1, len(panels), figsize=size, squeeze=False) as (fig, axes):
         for ax, (label, figures) in zip(axes[0], panels, strict=True):
-            _panel(ax, label, figures)
+            _panel(ax, label, figures, colors)
         fig.suptitle(payload["title"].split(",")[0] + ", qwen2.5-coder-0.5b", fontsize=10)
 
 
-def _panel(ax: Any, label: str, figures: dict[str, Any]) -> None:
+def _panel(ax: Any, label: str, figures: dict[str, Any], colors: dict[str, str]) -> None:
     splits = [s for s in SPLITS if s in figures["splits"]]
     arms = list(figures["splits"][splits[0]]["arms"]) if splits else []
     series = {
@@ -453,13 +459,14 @@ def _panel(ax: Any, label: str, figures: dict[str, Any]) -> None:
     }
     if series:
         groups = [f"{s} (n={figures['splits'][s]['n']})" for s in splits]
-        rate_bars(ax, groups, series, ARM_COLORS)
+        rate_bars(ax, groups, series, colors)
         ax.legend(fontsize=8, loc="lower right")
     ax.set_ylabel(f"{label} (%)")
     ax.set_ylim(0, 105)
     d = figures["difference"]["pass_at_1"]
-    note = (
-        f"{figures['difference']['adapter']} - base on test: {100 * d['difference']:+.1f} "
+    note = (  # from the counts: the stored difference is rounded to 4 digits
+        f"{figures['difference']['adapter']} - base on test: "
+        f"{100 * (d['only_other'] - d['only_base']) / d['n']:+.1f} "
         f"points, McNemar p={d['mcnemar_p']:.3f}"
         if d
         else "no adapter measured on the whole test split yet"
