@@ -60,7 +60,7 @@ def shared_llm_endpoint(settings: Settings) -> Iterator[Settings]:
         yield settings
         return
     with LocalModelServer.from_settings(settings) as server:
-        yield settings.model_copy(update={"llm": "openai", "llm_base_url": server.base_url})
+        yield server.client_settings(settings)
 
 
 @contextlib.contextmanager

@@ -26,8 +26,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from pydantic import SecretStr
-
 from foundation.settings import Settings
 from graph.context import MeshContext
 from graph.state import Task
@@ -313,14 +311,7 @@ class AdapterHost:
         self.close()
         local = self.settings.model_copy(update={"local_model_loras": list(adapters)})
         self.server = LocalModelServer.from_settings(local).start()
-        return local.model_copy(
-            update={
-                "llm": "openai",
-                "llm_base_url": self.server.base_url,
-                "llm_api_key": SecretStr("local"),
-                "llm_model": self.server.alias,
-            }
-        )
+        return self.server.client_settings(local)
 
     def close(self) -> None:
         if self.server is not None:

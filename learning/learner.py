@@ -18,8 +18,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from pydantic import SecretStr
-
 from foundation.settings import Settings
 from graph.context import MeshContext
 from graph.state import Task
@@ -514,14 +512,7 @@ def llm_endpoint(
         served = settings
         if provider == "local":
             server = stack.enter_context(_local_server(settings, settings.local_model, n_ctx))
-            served = settings.model_copy(
-                update={
-                    "llm": "openai",
-                    "llm_base_url": server.base_url,
-                    "llm_api_key": SecretStr("local"),
-                    "llm_model": server.alias,
-                }
-            )
+            served = server.client_settings(settings)
         yield served, stack.enter_context(_optimizer(settings, served, provider, n_ctx))
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+from pydantic import SecretStr
 
 from foundation.child_server import ChildServer
 from llm.engine_build import Engine, find_engine
@@ -85,6 +86,20 @@ class LocalModelServer(ChildServer):
     def base_url(self) -> str:
         """The OpenAI-compatible base URL, e.g. ``http://127.0.0.1:8123/v1``."""
         return f"{self.root_url}/v1"
+
+    def client_settings(self, settings: Settings) -> Settings:
+        """`settings` for clients of this server as an OpenAI-compatible endpoint (processes may
+        share it): its alias as the model, and each client process keeps at most the server's
+        slots in flight (unless `llm_max_in_flight` says otherwise)."""
+        return settings.model_copy(
+            update={
+                "llm": "openai",
+                "llm_base_url": self.base_url,
+                "llm_api_key": SecretStr("local"),
+                "llm_model": self.alias,
+                "llm_max_in_flight": settings.llm_max_in_flight or self.parallel,
+            }
+        )
 
     @property
     def root_url(self) -> str:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -16,6 +17,7 @@ from langchain_core.messages import HumanMessage
 
 from foundation.settings import Settings
 from llm.chat import ask, make_chat_model, max_in_flight
+from llm.local_server import LocalModelServer
 
 
 class SlowEndpoint(BaseHTTPRequestHandler):
@@ -95,3 +97,12 @@ def test_the_embedded_model_is_limited_to_its_slots() -> None:
     assert max_in_flight(Settings(local_model_parallel=3), "local") == 3
     assert max_in_flight(Settings(local_model_parallel=3, llm_max_in_flight=5), "local") == 5
     assert max_in_flight(Settings(), "openai") is None
+
+
+def test_clients_of_a_started_server_keep_to_its_slots(tmp_path: Path) -> None:
+    server = LocalModelServer(tmp_path / "m.gguf", cache_dir=tmp_path, port=8123, parallel=3)
+    clients = server.client_settings(Settings(llm="local"))
+    assert (clients.llm, clients.llm_base_url) == ("openai", "http://127.0.0.1:8123/v1")
+    assert (clients.llm_model, clients.llm_max_in_flight) == ("m", 3)
+    assert max_in_flight(clients, "openai") == 3
+    assert server.client_settings(Settings(llm_max_in_flight=1)).llm_max_in_flight == 1
