@@ -450,13 +450,10 @@ def chart(payload: dict[str, Any], path: Path) -> None:
 
 
 def _panel(ax: Any, label: str, figures: dict[str, Any], colors: dict[str, str]) -> None:
-    splits = [s for s in SPLITS if s in figures["splits"]]
-    arms = list(figures["splits"][splits[0]]["arms"]) if splits else []
-    series = {
-        arm: [figures["splits"][s]["arms"][arm] for s in splits]
-        for arm in arms
-        if all(arm in figures["splits"][s]["arms"] for s in splits)
-    }
+    measured = {s: figures["splits"][s]["arms"] for s in SPLITS if s in figures["splits"]}
+    arms: dict[str, Any] = max(measured.values(), key=len, default={})
+    splits = [s for s in measured if set(arms) <= set(measured[s])]  # splits with every arm
+    series = {arm: [measured[s][arm] for s in splits] for arm in arms}
     if series:
         groups = [f"{s} (n={figures['splits'][s]['n']})" for s in splits]
         rate_bars(ax, groups, series, colors)
