@@ -230,9 +230,23 @@ class SqliteDatabase(Database):
         )
         self._conn.row_factory = sqlite3.Row
         if self.path != ":memory:":
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._write_ahead_log(busy_timeout_s)
             self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(schema)
+
+    def _write_ahead_log(self, busy_timeout_s: float) -> None:
+        """Switch the file to WAL. The switch takes an exclusive lock that SQLite's busy handler
+        does not wait for, so processes opening a new file together (two workers of a group)
+        saw "database is locked": retry it for up to `busy_timeout_s`."""
+        deadline, backoff = time.monotonic() + busy_timeout_s, Backoff(first=0.01, cap=0.5)
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(backoff.next())
 
     def _autocommit(self) -> Connection:
         return self._conn
